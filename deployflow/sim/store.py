@@ -1,0 +1,325 @@
+"""The simulator's object store: what etcd plus the apiserver's storage layer are in a real cluster.
+
+Objects are plain dicts shaped exactly like the Kubernetes JSON. Every change gets a new, cluster-wide
+resourceVersion and becomes a watch event; the last events are kept so a watch can start from an
+older resourceVersion, as clients (kubectl, the Python client's Watch) expect.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served resource type (e.g. apps/v1 deployments)."""
+
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+    subresources: tuple[str, ...] = ()
+    short_names: tuple[str, ...] = ()
+    singular: str = ""
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+    categories: tuple[str, ...] = ()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> str:
+        """Unique name, as in `deployments.apps`."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+class StoreError(Exception):
+    """An error the API layer turns into a Kubernetes `Status` body."""
+
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+
+
+def not_found(res: Resource, name: str) -> StoreError:
+    return StoreError(
+        404, "NotFound", f'{res.key} "{name}" not found', {"name": name, "group": res.group, "kind": res.plural}
+    )
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    resource: Resource
+    object: Obj
+    resource_version: int
+
+
+@dataclass
+class _Subscription:
+    resource: Resource
+    namespace: str | None
+    callback: Callable[[WatchEvent], None]
+
+
+@dataclass
+class Store:
+    """Thread-safe: the HTTP layer, the controllers and tests touch it from different threads."""
+
+    history_size: int = 20000
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _rv: int = 0
+    _objects: dict[str, dict[tuple[str, str], Obj]] = field(default_factory=dict)
+    _history: deque[WatchEvent] = field(default_factory=deque)
+    _subs: list[_Subscription] = field(default_factory=list)
+
+    # ---- reads -------------------------------------------------------------------------------------
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    def oldest_resource_version(self) -> int:
+        with self.lock:
+            return self._history[0].resource_version if self._history else self._rv
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
+        with self.lock:
+            obj = self._objects.get(res.key, {}).get((namespace or "", name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        predicate: Callable[[Obj], bool] | None = None,
+    ) -> list[Obj]:
+        with self.lock:
+            out = []
+            for (ns, _), obj in sorted(self._objects.get(res.key, {}).items()):
+                if namespace and res.namespaced and ns != namespace:
+                    continue
+                if predicate and not predicate(obj):
+                    continue
+                out.append(copy.deepcopy(obj))
+            return out
+
+    def peek(self, res: Resource, namespace: str | None = None) -> Iterable[Obj]:
+        """Objects without copying, for controllers and traffic inside the lock. Do not mutate."""
+        for (ns, _), obj in self._objects.get(res.key, {}).items():
+            if namespace and res.namespaced and ns != namespace:
+                continue
+            yield obj
+
+    # ---- writes ------------------------------------------------------------------------------------
+
+    def create(self, res: Resource, obj: Obj) -> Obj:
+        with self.lock:
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            name = meta.get("name")
+            if not name:
+                raise StoreError(422, "Invalid", "metadata.name: Required value", {"field": "metadata.name"})
+            ns = meta.get("namespace", "") if res.namespaced else ""
+            if res.namespaced and not ns:
+                raise StoreError(422, "Invalid", "metadata.namespace: Required value")
+            bucket = self._objects.setdefault(res.key, {})
+            if (ns, name) in bucket:
+                raise StoreError(
+                    409,
+                    "AlreadyExists",
+                    f'{res.key} "{name}" already exists',
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
+            obj["apiVersion"] = res.group_version
+            obj["kind"] = res.kind
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_iso()
+            meta["generation"] = 1
+            meta.pop("resourceVersion", None)
+            meta.pop("deletionTimestamp", None)
+            return self._commit("ADDED", res, (ns, name), obj)
+
+    def update(self, res: Resource, obj: Obj, *, check_rv: bool = True, subresource: str | None = None) -> Obj:
+        """Replaces an object. A stale metadata.resourceVersion gives 409 Conflict, as on a real apiserver.
+
+        With subresource="status" only `status` changes; otherwise `status` is kept from the stored object
+        for resources that have a status subresource, and generation bumps when anything but metadata
+        and status changed.
+        """
+        with self.lock:
+            meta = obj.get("metadata", {})
+            name = meta.get("name", "")
+            ns = meta.get("namespace", "") if res.namespaced else ""
+            current = self._objects.get(res.key, {}).get((ns, name))
+            if current is None:
+                raise not_found(res, name)
+            sent_rv = meta.get("resourceVersion")
+            if check_rv and sent_rv and str(sent_rv) != current["metadata"]["resourceVersion"]:
+                raise StoreError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {res.key} "{name}": the object has been modified; '
+                    "please apply your changes to the latest version and try again",
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
+            new = copy.deepcopy(obj)
+            new["apiVersion"] = res.group_version
+            new["kind"] = res.kind
+            new_meta = new.setdefault("metadata", {})
+            for keep in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+                if keep in current["metadata"]:
+                    new_meta[keep] = current["metadata"][keep]
+                else:
+                    new_meta.pop(keep, None)
+            if subresource == "status":
+                merged = copy.deepcopy(current)
+                merged["status"] = new.get("status", {})
+                new = merged
+            else:
+                if "status" in res.subresources:
+                    if "status" in current:
+                        new["status"] = copy.deepcopy(current["status"])
+                    else:
+                        new.pop("status", None)
+                if _spec_of(new) != _spec_of(current):
+                    new_meta["generation"] = current["metadata"].get("generation", 1) + 1
+            if new == current:
+                return copy.deepcopy(current)  # no-op writes don't bump resourceVersion, like the apiserver
+            return self._commit("MODIFIED", res, (ns, name), new)
+
+    def mutate(self, res: Resource, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
+        """Read-modify-write under the lock, for controllers (never conflicts)."""
+        with self.lock:
+            current = self.get(res, namespace, name)
+            if current is None:
+                raise not_found(res, name)
+            before = copy.deepcopy(current)
+            fn(current)
+            if current == before:
+                return current
+            subresource = None
+            if _spec_of(current) == _spec_of(before) and current.get("metadata") == before.get("metadata"):
+                subresource = "status"
+            return self.update(res, current, check_rv=False, subresource=subresource)
+
+    def delete(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        resolve: Callable[[str, str], Resource | None] | None = None,
+    ) -> Obj:
+        """Deletes an object and, like the garbage collector, everything that names it as owner.
+
+        `resolve(apiVersion, kind)` maps owner references of other resource types back to a Resource.
+        """
+        with self.lock:
+            ns = namespace or "" if res.namespaced else ""
+            bucket = self._objects.get(res.key, {})
+            current = bucket.get((ns, name))
+            if current is None:
+                raise not_found(res, name)
+            del bucket[(ns, name)]
+            gone = copy.deepcopy(current)
+            gone["metadata"]["deletionTimestamp"] = now_iso()
+            self._commit("DELETED", res, (ns, name), gone, store=False)
+            self._cascade(current["metadata"]["uid"])
+            if res.key == "namespaces":
+                for key, objs in list(self._objects.items()):
+                    for obj_ns, obj_name in [k for k in objs if k[0] == name]:
+                        other = objs.pop((obj_ns, obj_name))
+                        self._commit("DELETED", self._resource_of(key, other), (obj_ns, obj_name), other, store=False)
+            return gone
+
+    def _cascade(self, owner_uid: str) -> None:
+        for key, objs in list(self._objects.items()):
+            for k, obj in list(objs.items()):
+                owners = obj.get("metadata", {}).get("ownerReferences") or []
+                if any(o.get("uid") == owner_uid for o in owners):
+                    del objs[k]
+                    self._commit("DELETED", self._resource_of(key, obj), k, obj, store=False)
+                    self._cascade(obj["metadata"]["uid"])
+
+    def _resource_of(self, key: str, obj: Obj) -> Resource:
+        # Reconstructs enough of a Resource for a watch event of a cascaded deletion.
+        plural, _, group = key.partition(".")
+        api_version = obj.get("apiVersion", "v1")
+        version = api_version.split("/")[-1]
+        return self._known.get(key) or Resource(group=group, version=version, kind=obj.get("kind", ""), plural=plural)
+
+    _known: dict[str, Resource] = field(default_factory=dict)
+
+    def _commit(self, etype: str, res: Resource, k: tuple[str, str], obj: Obj, store: bool = True) -> Obj:
+        self._known.setdefault(res.key, res)
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        if store:
+            self._objects.setdefault(res.key, {})[k] = obj
+        event = WatchEvent(etype, res, copy.deepcopy(obj), self._rv)
+        self._history.append(event)
+        while len(self._history) > self.history_size:
+            self._history.popleft()
+        for sub in list(self._subs):
+            if sub.resource.key == res.key and (sub.namespace in (None, "", k[0])):
+                sub.callback(event)
+        return copy.deepcopy(obj)
+
+    # ---- watch -------------------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        res: Resource,
+        namespace: str | None,
+        callback: Callable[[WatchEvent], None],
+        since: int | None = None,
+    ) -> Callable[[], None]:
+        """Calls `callback` for every event after resourceVersion `since` (replayed from history), then live.
+
+        Raises 410 Gone when `since` is older than the kept history. Returns an unsubscribe function.
+        The callback runs under the store lock: it must only enqueue.
+        """
+        with self.lock:
+            if since is not None and since < self._rv:
+                oldest = self._history[0].resource_version if self._history else self._rv + 1
+                if since + 1 < oldest:
+                    raise StoreError(410, "Expired", f"too old resource version: {since} ({oldest - 1})")
+                for event in self._history:
+                    if (
+                        event.resource_version > since
+                        and event.resource.key == res.key
+                        and (not namespace or event.object["metadata"].get("namespace", "") == namespace)
+                    ):
+                        callback(event)
+            sub = _Subscription(res, namespace, callback)
+            self._subs.append(sub)
+
+        def unsubscribe() -> None:
+            with self.lock:
+                if sub in self._subs:
+                    self._subs.remove(sub)
+
+        return unsubscribe
+
+
+def _spec_of(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
