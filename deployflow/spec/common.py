@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -47,3 +57,273 @@ class Target(StrictModel):
 
     def workflow_id(self) -> str:
         return f"deploy/{self.cluster}/{self.namespace}/{self.app}"
+
+
+# --- Kubernetes value rules, checked before anything touches a cluster --------------------------------------------
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+# The distribution reference grammar, simplified: [host[:port]/]path[:tag][@algo:hex]
+_IMAGE_REF = re.compile(
+    r"^(?:(?P<host>[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+)
+_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def _label_value(value: str) -> str:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid label value: at most 63 characters, letters, digits, '-', '_' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _qualified_name(value: str) -> str:
+    """A label or annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters."""
+    prefix, _, name = value.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"{value!r}: the prefix {prefix!r} is not a DNS subdomain")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"{value!r} is not a valid key: the name part must be at most 63 characters of letters, digits, "
+            "'-', '_' and '.', starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _image_reference(value: str) -> str:
+    if len(value) > 4096 or not _IMAGE_REF.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid image reference (expected [registry/]name[:tag][@sha256:digest], "
+            "lower-case repository path)"
+        )
+    return value
+
+
+def parse_duration(value: object) -> object:
+    """Accepts seconds (a number), Go-style '1h30m' / '90s' / '250ms', or ISO 8601 ('PT1H'); pydantic does the rest."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("-"):
+            raise ValueError(f"{value!r}: a duration cannot be negative")
+        if text and _DURATION_PART.sub("", text) == "" and _DURATION_PART.search(text):
+            unit_seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+            return timedelta(
+                seconds=sum(float(n) * unit_seconds[u] for n, u in _DURATION_PART.findall(text))
+            )
+    return value
+
+
+def _non_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+LabelValue = Annotated[str, AfterValidator(_label_value)]
+QualifiedName = Annotated[str, AfterValidator(_qualified_name)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
+PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def image_tag(image: str) -> str | None:
+    match = _IMAGE_REF.match(image)
+    return match.group("tag") if match else None
+
+
+def looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS)
+
+
+def check_env_list(env: list[dict[str, Any]], where: str) -> None:
+    """Rejects literal values on secret-looking names in a raw container env list (full manifests)."""
+    for item in env:
+        name = str(item.get("name", ""))
+        if "value" in item and looks_secret(name):
+            raise ValueError(
+                f"{where}: env {name!r} looks like a secret and has a literal value; secrets must not travel in "
+                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
+            )
+
+
+# --- Pieces of a workload every strategy deploys ---------------------------------------------------------------
+
+
+class EnvVar(StrictModel):
+    """A container environment variable. Secrets are referenced (valueFrom.secretKeyRef), never inlined."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=253)
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None, alias="valueFrom", description="a Kubernetes EnvVarSource, e.g. {secretKeyRef: {name, key}}"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _no_literal_secrets(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name!r}: give either value or valueFrom, not both")
+        if self.value is not None and looks_secret(self.name):
+            raise ValueError(
+                f"env {self.name!r} looks like a secret and has a literal value; secrets must not travel in "
+                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
+            )
+        return self
+
+    def manifest(self) -> dict[str, Any]:
+        if self.value_from is not None:
+            return {"name": self.name, "valueFrom": self.value_from}
+        return {"name": self.name, "value": self.value or ""}
+
+
+class HttpProbe(StrictModel):
+    """An HTTP readiness or liveness probe on the container port."""
+
+    path: str = Field(default="/", pattern=r"^/", description="HTTP path, starting with '/'")
+    port: Port | None = Field(default=None, description="defaults to the container port")
+    initial_delay_seconds: int = Field(default=0, ge=0)
+    period_seconds: int = Field(default=5, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+    def manifest(self, default_port: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": self.path, "port": self.port or default_port},
+            "initialDelaySeconds": self.initial_delay_seconds,
+            "periodSeconds": self.period_seconds,
+            "failureThreshold": self.failure_threshold,
+        }
+
+
+class Workload(StrictModel):
+    """What runs: the new version's image (or a full Deployment manifest), its size and how it is checked healthy."""
+
+    image: ImageReference | None = Field(
+        default=None, description="new container image, e.g. registry.example.com/shop/web:1.4.2"
+    )
+    version: LabelValue | None = Field(
+        default=None,
+        description="version label (app.kubernetes.io/version); defaults to the image tag",
+    )
+    manifest: dict[str, Any] | None = Field(
+        default=None,
+        description="a full apps/v1 Deployment manifest instead of image; name, namespace and selector are managed",
+    )
+    replicas: int = Field(default=2, ge=1, le=1000)
+    port: Port = Field(default=8080, description="container port the app listens on")
+    service_port: Port = Field(default=80, description="port the Services expose")
+    readiness_probe: HttpProbe | None = None
+    liveness_probe: HttpProbe | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    pod_annotations: dict[QualifiedName, str] = Field(default_factory=dict)
+    pod_labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict)
+    health_timeout: PositiveDuration = Field(
+        default=timedelta(minutes=10),
+        description="how long the new pods may take to become ready before the release is rolled back",
+    )
+
+    @model_validator(mode="after")
+    def _image_or_manifest(self) -> Workload:
+        if self.manifest is None and self.image is None:
+            raise ValueError("image: required (or give a full Deployment manifest)")
+        if self.manifest is not None:
+            self._check_manifest(self.manifest)
+        if self.resolved_version() is None:
+            raise ValueError(
+                "version: required when the image has no tag that is a valid label value "
+                "(set version explicitly)"
+            )
+        reserved = {"app", "deployflow.io/color", "app.kubernetes.io/version"} & set(self.pod_labels)
+        if reserved:
+            raise ValueError(f"pod_labels: {sorted(reserved)} are managed by deployflow and cannot be set")
+        return self
+
+    def _check_manifest(self, manifest: dict[str, Any]) -> None:
+        if manifest.get("kind", "Deployment") != "Deployment":
+            raise ValueError("manifest.kind: must be Deployment")
+        if manifest.get("apiVersion", "apps/v1") != "apps/v1":
+            raise ValueError("manifest.apiVersion: must be apps/v1")
+        containers = manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        if not isinstance(containers, list) or not containers:
+            raise ValueError("manifest.spec.template.spec.containers: at least one container is required")
+        for i, container in enumerate(containers):
+            if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
+                raise ValueError(f"manifest.spec.template.spec.containers[{i}]: name and image are required")
+            _image_reference(str(container["image"]))
+            check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
+
+    def manifest_image(self, container: str) -> str | None:
+        if self.manifest is None:
+            return self.image
+        containers = self.manifest["spec"]["template"]["spec"]["containers"]
+        for c in containers:
+            if c["name"] == container:
+                return str(c["image"])
+        return str(containers[0]["image"])
+
+    def resolved_version(self, container: str | None = None) -> str | None:
+        """The version label: explicit, else the image tag (when it is a valid label value)."""
+        if self.version:
+            return self.version
+        if self.manifest is not None:
+            labels = self.manifest.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {}) or {}
+            if labels.get("app.kubernetes.io/version"):
+                return str(labels["app.kubernetes.io/version"])
+        image = self.image if self.manifest is None else self.manifest_image(container or "")
+        tag = image_tag(image or "")
+        if tag and len(tag) <= 63 and _LABEL_VALUE.match(tag):
+            return tag
+        return None
+
+
+class SmokeTest(StrictModel):
+    """An HTTP check of the new version, through the preview Service via the API server's service proxy."""
+
+    name: str = Field(default="", max_length=128)
+    path: str = Field(default="/", pattern=r"^/", max_length=2048, description="HTTP path, starting with '/'")
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(default=None, description="a substring the response body must contain")
+    attempts: int = Field(default=3, ge=1, le=100, description="tries before the test counts as failed")
+    interval: Duration = Field(default=timedelta(seconds=1), description="pause between tries")
+    timeout: PositiveDuration = Field(default=timedelta(seconds=5), description="per request")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"GET {self.path}"
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """One line per problem, each starting with the dotted path of the field, for messages people read."""
+    lines = []
+    for problem in err.errors(include_url=False):
+        path = ".".join(str(part) for part in problem["loc"] if part not in _UNION_TAGS)
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
+    return "; ".join(lines)
+
+
+_UNION_TAGS = {"blue-green", "canary", "rolling"}
