@@ -1,0 +1,518 @@
+"""Operator control shared by every deployment workflow: pause, resume, abort, promote, approve, rollback, status.
+
+How a strategy uses it
+----------------------
+Subclass `DeploymentControl` and call `_init_control` from an `@workflow.init` constructor that takes the same
+request as `run`, so signals, updates and queries that arrive before `run` starts already see the deployment::
+
+    @workflow.defn(name="CanaryDeployment", failure_exception_types=[pydantic.ValidationError])
+    class CanaryDeployment(DeploymentControl):
+        @workflow.init
+        def __init__(self, request: CanaryRequest) -> None:
+            self._init_control(strategy="canary", target=request.target, version=request.workload_version)
+
+        @workflow.run
+        async def run(self, request: CanaryRequest) -> DeploymentStatus:
+            self.set_phase(Phase.PROGRESSING, "applying the canary", step="apply")
+            await self.checkpoint()                 # blocks while paused; raises Aborted on abort
+            ...
+            await self.interruptible(workflow.execute_activity(...))   # abort cancels a long activity
+            if await self.wait(timedelta(minutes=5)):  # a timed pause step; True when promoted early
+                ...
+            await self.wait_for_promotion(timeout=None) # manual gate; raises Aborted, returns False on timeout
+            ...
+            return await self.finish(Phase.SUCCEEDED, "canary promoted")   # waits for handlers to finish
+
+Messages (the same names work as signals and as updates; signals accept no input at all):
+
+- `pause` / `resume`: take effect at the next `checkpoint()`. Updates refuse pause when already paused or finished,
+  and resume when not paused.
+- `abort(reason)`: raises `Aborted` from the next `checkpoint()`, from `wait_for_promotion`, `wait`, `standby`
+  and from `interruptible(...)` at once. The strategy catches it, rolls back, and fails the run. Refused when
+  finished or already aborting.
+- `promote(full)`: opens whatever gate waits (`wait_for_promotion`, `wait`, or ends `standby` early). Refused when
+  nothing waits. `promote_full` tells the strategy to skip its remaining steps (canary).
+- `approve(approver, comment)`: opens a `wait_for_promotion` gate and records who approved. Refused otherwise.
+- `rollback(reason)`: only while `standby()` holds the previous version; `standby` returns "rollback" at once.
+- query `status` -> `DeploymentStatus`.
+
+State the strategy updates: `set_phase(phase, message, step=..., step_index=..., step_count=...)` (also upserts the
+`DeployPhase` search attribute, refreshes the UI details and calls `_on_phase`), `event(message, kind)`,
+`set_versions(version, previous)`, `status.details[...]` / `status.weights[...]` for strategy facts. Override
+`_on_phase(phase, message)` to react to every phase change (notifications).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from deployflow.spec.common import Target
+    from deployflow.spec.control import (
+        AbortRequest,
+        ApproveRequest,
+        PauseRequest,
+        PromoteRequest,
+        ResumeRequest,
+        RollbackRequest,
+    )
+    from deployflow.status import DeploymentStatus, Event, Phase
+    from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+
+T = TypeVar("T")
+
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+MAX_EVENTS = 200  # keeps the status query and history payloads small on long runs
+
+StandbyOutcome = Literal["elapsed", "promoted", "rollback"]
+
+
+class Aborted(ApplicationError):
+    """An operator aborted the deployment. Non-retryable, so an uncaught one still fails the run cleanly."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"aborted: {reason}", type="Aborted", non_retryable=True)
+        self.reason = reason
+
+
+class DeploymentControl:
+    """Pause/resume/abort/promote/approve/rollback handlers, the `status` query and the helpers strategies call."""
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+
+    def _init_control(self, *, strategy: str, target: Target, version: str, step_count: int = 0) -> None:
+        self._target = target
+        self._status = DeploymentStatus(
+            strategy=strategy,
+            app=target.app,
+            namespace=target.namespace,
+            cluster=target.cluster,
+            version=version,
+            step_count=step_count,
+            started_at=workflow.now(),
+        )
+        self._pause_reason: str | None = None
+        self._abort_reason: str | None = None
+        self._rollback_reason: str | None = None
+        self._promotion: PromoteRequest | ApproveRequest | None = None
+        self._gate_open = False  # a promotion gate (wait_for_promotion) is waiting
+        self._wait_open = False  # a timed pause step (wait) is waiting: promote skips it
+        self._standby_open = False  # the previous version is held for rollback
+        self._published_identity = False
+
+    @property
+    def status(self) -> DeploymentStatus:
+        return self._status
+
+    @property
+    def finished(self) -> bool:
+        return self._status.phase in FINAL_PHASES
+
+    @property
+    def abort_requested(self) -> str | None:
+        return self._abort_reason
+
+    @property
+    def promote_full(self) -> bool:
+        """True once an operator sent `promote` with full=true: skip every remaining step."""
+        return isinstance(self._promotion, PromoteRequest) and self._promotion.full
+
+    # --- query --------------------------------------------------------------------------------------------------
+
+    @workflow.query(name="status", description="The live picture: phase, step, versions, decisions, event log")
+    def status_query(self) -> DeploymentStatus:
+        return self._status
+
+    # --- pause / resume -----------------------------------------------------------------------------------------
+
+    @workflow.signal(name="pause", description="Hold at the next safe point until resumed")
+    def pause_signal(self, request: PauseRequest | None = None) -> None:
+        if self.finished or self._pause_reason is not None:
+            return
+        self._do_pause(request or PauseRequest())
+
+    @workflow.update(name="pause", description="Hold at the next safe point until resumed; answers with the status")
+    def pause_update(self, request: PauseRequest | None = None) -> DeploymentStatus:
+        self._do_pause(request or PauseRequest())
+        return self._status
+
+    @pause_update.validator
+    def _validate_pause(self, request: PauseRequest | None = None) -> None:
+        self._refuse_if_finished("pause")
+        if self._pause_reason is not None:
+            raise ValueError(f"already paused ({self._pause_reason})")
+        if self._abort_reason is not None:
+            raise ValueError(f"cannot pause: the deployment is being aborted ({self._abort_reason})")
+
+    def _do_pause(self, request: PauseRequest) -> None:
+        self._pause_reason = request.reason
+        self._status.paused = True
+        self.event(f"pause requested: {request.reason}", kind="decision")
+        self._publish_details()
+
+    @workflow.signal(name="resume", description="Continue after a pause")
+    def resume_signal(self, request: ResumeRequest | None = None) -> None:
+        if self._pause_reason is None:
+            return
+        self._do_resume()
+
+    @workflow.update(name="resume", description="Continue after a pause; answers with the status")
+    def resume_update(self, request: ResumeRequest | None = None) -> DeploymentStatus:
+        self._do_resume()
+        return self._status
+
+    @resume_update.validator
+    def _validate_resume(self, request: ResumeRequest | None = None) -> None:
+        self._refuse_if_finished("resume")
+        if self._pause_reason is None:
+            raise ValueError("not paused: nothing to resume")
+
+    def _do_resume(self) -> None:
+        self._pause_reason = None
+        self._status.paused = False
+        self.event("resumed", kind="decision")
+        self._publish_details()
+
+    # --- abort --------------------------------------------------------------------------------------------------
+
+    @workflow.signal(name="abort", description="Stop, send traffic back to the stable version, and fail")
+    def abort_signal(self, request: AbortRequest | None = None) -> None:
+        if self.finished or self._abort_reason is not None:
+            return
+        self._do_abort(request or AbortRequest())
+
+    @workflow.update(name="abort", description="Stop, send traffic back to the stable version, and fail")
+    def abort_update(self, request: AbortRequest | None = None) -> DeploymentStatus:
+        self._do_abort(request or AbortRequest())
+        return self._status
+
+    @abort_update.validator
+    def _validate_abort(self, request: AbortRequest | None = None) -> None:
+        self._refuse_if_finished("abort")
+        if self._abort_reason is not None:
+            raise ValueError(f"already aborting ({self._abort_reason})")
+        if self._status.phase == Phase.ROLLING_BACK:
+            raise ValueError("already rolling back")
+
+    def _do_abort(self, request: AbortRequest) -> None:
+        self._abort_reason = request.reason
+        self.event(f"abort requested: {request.reason}", kind="decision")
+        self._publish_details()
+
+    # --- promote / approve --------------------------------------------------------------------------------------
+
+    @workflow.signal(name="promote", description="Open the gate that waits (or skip all steps with full=true)")
+    def promote_signal(self, request: PromoteRequest | None = None) -> None:
+        if not self._promotable():
+            return
+        self._do_promote(request or PromoteRequest())
+
+    @workflow.update(name="promote", description="Open the gate that waits (or skip all steps with full=true)")
+    def promote_update(self, request: PromoteRequest | None = None) -> DeploymentStatus:
+        self._do_promote(request or PromoteRequest())
+        return self._status
+
+    @promote_update.validator
+    def _validate_promote(self, request: PromoteRequest | None = None) -> None:
+        self._refuse_if_finished("promote")
+        if self._abort_reason is not None:
+            raise ValueError(f"cannot promote: the deployment is being aborted ({self._abort_reason})")
+        if not self._promotable():
+            raise ValueError(f"nothing waits for promotion (phase {self._status.phase.value}, step {self._step()})")
+
+    def _promotable(self) -> bool:
+        return not self.finished and (self._gate_open or self._wait_open or self._standby_open)
+
+    def _do_promote(self, request: PromoteRequest) -> None:
+        self._promotion = request
+        self.event("promoted" + (" fully" if request.full else ""), kind="decision")
+
+    @workflow.signal(name="approve", description="Approve a manual promotion gate")
+    def approve_signal(self, request: ApproveRequest | None = None) -> None:
+        if not self._gate_open or self.finished:
+            return
+        self._do_approve(request or ApproveRequest())
+
+    @workflow.update(name="approve", description="Approve a manual promotion gate; answers with the status")
+    def approve_update(self, request: ApproveRequest | None = None) -> DeploymentStatus:
+        self._do_approve(request or ApproveRequest())
+        return self._status
+
+    @approve_update.validator
+    def _validate_approve(self, request: ApproveRequest | None = None) -> None:
+        self._refuse_if_finished("approve")
+        if not self._gate_open:
+            raise ValueError(f"no approval is pending (phase {self._status.phase.value}, step {self._step()})")
+
+    def _do_approve(self, request: ApproveRequest) -> None:
+        self._promotion = request
+        comment = f": {request.comment}" if request.comment else ""
+        self.event(f"approved by {request.approver}{comment}", kind="decision")
+        self._status.details["approved_by"] = request.approver
+
+    # --- rollback -----------------------------------------------------------------------------------------------
+
+    @workflow.signal(name="rollback", description="During standby: send traffic back to the previous version now")
+    def rollback_signal(self, request: RollbackRequest | None = None) -> None:
+        if not self._standby_open or self._rollback_reason is not None:
+            return
+        self._do_rollback(request or RollbackRequest())
+
+    @workflow.update(name="rollback", description="During standby: send traffic back to the previous version now")
+    def rollback_update(self, request: RollbackRequest | None = None) -> DeploymentStatus:
+        self._do_rollback(request or RollbackRequest())
+        return self._status
+
+    @rollback_update.validator
+    def _validate_rollback(self, request: RollbackRequest | None = None) -> None:
+        self._refuse_if_finished("roll back")
+        if self._rollback_reason is not None:
+            raise ValueError(f"already rolling back ({self._rollback_reason})")
+        if not self._standby_open:
+            raise ValueError(
+                f"rollback is possible only while the previous version is on standby (phase {self._status.phase.value}"
+                "); before the switch use abort"
+            )
+
+    def _do_rollback(self, request: RollbackRequest) -> None:
+        self._rollback_reason = request.reason
+        self.event(f"rollback requested: {request.reason}", kind="decision")
+
+    def _refuse_if_finished(self, what: str) -> None:
+        if self.finished:
+            raise ValueError(f"cannot {what}: the deployment has finished ({self._status.phase.value})")
+
+    # --- helpers the strategies call ----------------------------------------------------------------------------
+
+    async def checkpoint(self) -> None:
+        """A safe point between steps: raises `Aborted` if an abort arrived; blocks while paused."""
+        self._raise_if_aborted()
+        if self._pause_reason is None:
+            return
+        before, message = self._status.phase, self._status.message
+        self.set_phase(Phase.PAUSED, f"paused: {self._pause_reason}")
+        await workflow.wait_condition(lambda: self._pause_reason is None or self._abort_reason is not None)
+        self._raise_if_aborted()
+        self.set_phase(before, message, record=False)
+
+    async def interruptible(self, awaitable: Awaitable[T]) -> T:
+        """Awaits an activity (or any step) but gives up at once on abort: the step is cancelled, then `Aborted`.
+
+        Activities that change the cluster must use WAIT_CANCELLATION_COMPLETED, so the cancelled step has stopped
+        before the strategy starts its rollback.
+        """
+        self._raise_if_aborted()
+        step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        abort: asyncio.Future[Any] = asyncio.ensure_future(
+            workflow.wait_condition(lambda: self._abort_reason is not None)
+        )
+        racers: list[asyncio.Future[Any]] = [step, abort]
+        try:
+            await workflow.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The run itself was cancelled: the step is not cancelled with it, so stop it and let it finish
+            # stopping before the caller's cleanup touches the cluster.
+            await self._stop(step)
+            raise
+        finally:
+            if not abort.done():
+                abort.cancel()
+        if step.done():
+            return step.result()
+        await self._stop(step)
+        self._raise_if_aborted()
+        raise AssertionError("unreachable: interruptible woke without step or abort")
+
+    @staticmethod
+    async def _stop(step: asyncio.Future[Any]) -> None:
+        if step.done():
+            return
+        step.cancel()
+        # The step's own failure no longer matters: the stop wins.
+        with contextlib.suppress(BaseException):
+            await step
+
+    async def wait_for_promotion(self, timeout: timedelta | None = None, *, message: str = "") -> bool:
+        """A promotion gate: True on promote/approve, False on timeout; raises `Aborted` on abort."""
+        self._raise_if_aborted()
+        if self._promotion is not None and self.promote_full:
+            return True
+        self._promotion = None
+        self._gate_open = True
+        before = self._status.phase
+        self.set_phase(Phase.WAITING_PROMOTION, message or "waiting for promote or approve")
+        try:
+            await workflow.wait_condition(
+                lambda: self._promotion is not None or self._abort_reason is not None,
+                timeout=timeout,
+            )
+        except TimeoutError:
+            self.event(f"nobody promoted within {timeout}", kind="warning")
+            return False
+        finally:
+            self._gate_open = False
+        self._raise_if_aborted()
+        self.set_phase(before if before != Phase.WAITING_PROMOTION else Phase.PROGRESSING, "promoted")
+        return True
+
+    async def wait(self, duration: timedelta, *, promotable: bool = True) -> bool:
+        """A durable timed step (bake time): True when an operator promoted early; raises `Aborted` on abort.
+
+        Pauses extend the wait: the time spent paused does not count.
+        """
+        self._raise_if_aborted()
+        if promotable and self.promote_full:
+            return True
+        self._promotion = None
+        self._wait_open = promotable
+        deadline = workflow.now() + duration
+        try:
+            while True:
+                remaining = deadline - workflow.now()
+                if remaining <= timedelta(0):
+                    return False
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._promotion is not None
+                        or self._abort_reason is not None
+                        or self._pause_reason is not None,
+                        timeout=remaining,
+                    )
+                except TimeoutError:
+                    return False
+                self._raise_if_aborted()
+                if self._promotion is not None:
+                    return True
+                paused_at = workflow.now()
+                self._wait_open = False
+                await self.checkpoint()
+                self._wait_open = promotable
+                deadline += workflow.now() - paused_at
+        finally:
+            self._wait_open = False
+
+    async def standby(self, duration: timedelta, *, message: str = "") -> StandbyOutcome:
+        """Holds the previous version for `duration`: "rollback" on rollback or abort, "promoted" when an operator
+        ends standby early, "elapsed" otherwise. Phase is STANDBY meanwhile."""
+        self._standby_open = True
+        self._promotion = None
+        self.set_phase(Phase.STANDBY, message or f"previous version on standby for {duration}")
+        try:
+            await workflow.wait_condition(
+                lambda: self._rollback_reason is not None
+                or self._abort_reason is not None
+                or self._promotion is not None,
+                timeout=duration,
+            )
+        except TimeoutError:
+            return "elapsed"
+        finally:
+            self._standby_open = False
+        if self._rollback_reason is None and self._abort_reason is not None:
+            self._rollback_reason = self._abort_reason
+        if self._rollback_reason is not None:
+            return "rollback"
+        return "promoted"
+
+    @property
+    def rollback_reason(self) -> str | None:
+        return self._rollback_reason
+
+    def set_phase(
+        self,
+        phase: Phase,
+        message: str = "",
+        *,
+        step: str | None = None,
+        step_index: int | None = None,
+        step_count: int | None = None,
+        record: bool = True,
+    ) -> None:
+        changed = phase != self._status.phase
+        self._status.phase = phase
+        self._status.message = message
+        if step is not None:
+            self._status.step = step
+        if step_index is not None:
+            self._status.step_index = step_index
+        if step_count is not None:
+            self._status.step_count = step_count
+        if phase in FINAL_PHASES and self._status.finished_at is None:
+            self._status.finished_at = workflow.now()
+        if message and record:
+            kind = "error" if phase in (Phase.FAILED, Phase.ROLLED_BACK) else "info"
+            self.event(message if not changed else f"{phase.value}: {message}", kind=kind)
+        self._publish(phase_changed=changed)
+        if changed:
+            self._on_phase(phase, message)
+
+    def _on_phase(self, phase: Phase, message: str) -> None:
+        """Called on every phase change. A hook for notifications; must not block or raise."""
+
+    def set_versions(self, version: str, previous: str | None) -> None:
+        self._status.version = version
+        self._status.previous_version = previous
+        self._publish(phase_changed=False)
+
+    def event(self, message: str, kind: str = "info") -> None:
+        self._status.events.append(Event(time=workflow.now(), message=message, kind=kind))
+        if len(self._status.events) > MAX_EVENTS:
+            del self._status.events[: len(self._status.events) - MAX_EVENTS]
+        workflow.logger.info("%s: %s", self._status.app, message)
+
+    async def finish(self, phase: Phase, message: str) -> DeploymentStatus:
+        """Records the final phase and returns the status once every handler has finished."""
+        self.set_phase(phase, message)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status
+
+    # --- internals ----------------------------------------------------------------------------------------------
+
+    def _raise_if_aborted(self) -> None:
+        if self._abort_reason is not None:
+            raise Aborted(self._abort_reason)
+
+    def _step(self) -> str:
+        return self._status.step or "-"
+
+    def _publish(self, *, phase_changed: bool) -> None:
+        updates: list[Any] = [DEPLOY_PHASE.value_set(self._status.phase.value)]
+        if not self._published_identity:
+            updates += [
+                DEPLOY_APP.value_set(self._status.app),
+                DEPLOY_NAMESPACE.value_set(self._status.namespace),
+                DEPLOY_STRATEGY.value_set(self._status.strategy),
+            ]
+            self._published_identity = True
+        updates.append(DEPLOY_VERSION.value_set(self._status.version))
+        workflow.upsert_search_attributes(updates)
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        s = self._status
+        lines = [
+            f"**{s.strategy}** of `{s.app}` in `{s.cluster}/{s.namespace}`: "
+            f"**{s.phase.value}**" + (" (pause requested)" if s.paused and s.phase != Phase.PAUSED else ""),
+            "",
+            f"- version: `{s.version}`" + (f" (previous `{s.previous_version}`)" if s.previous_version else ""),
+        ]
+        if s.step:
+            progress = f" ({s.step_index}/{s.step_count})" if s.step_count else ""
+            lines.append(f"- step: {s.step}{progress}")
+        if s.message:
+            lines.append(f"- {s.message}")
+        if s.weights:
+            lines.append("- traffic: " + ", ".join(f"{k} {v}%" for k, v in s.weights.items()))
+        for key, value in s.details.items():
+            if isinstance(value, str | int | float | bool):
+                lines.append(f"- {key}: {value}")
+        if self._abort_reason is not None:
+            lines.append(f"- abort requested: {self._abort_reason}")
+        workflow.set_current_details("\n".join(lines))
