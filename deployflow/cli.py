@@ -120,7 +120,7 @@ def format_validation_errors(err: ValidationError, source: str | None = None, or
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
         field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[") or "(spec)"
-        message = e["msg"]
+        message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; `deployflow schema` lists the fields)"
         elif e["type"] == "missing":
