@@ -1,0 +1,40 @@
+"""The activity that sends one notification to one receiver."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from deployflow.notify import NotifyConfigError, NotifyDeliveryError, resolve_url, sender_for
+from deployflow.notify.base import post_json
+from deployflow.spec.notify import Notifier, NotifyMessage
+
+NOTIFIER_MISCONFIGURED = "NotifierMisconfigured"
+
+
+class NotificationInput(BaseModel):
+    notifier: Notifier
+    message: NotifyMessage
+
+
+@activity.defn
+async def send_notification(req: NotificationInput) -> None:
+    msg = req.message
+    try:
+        url = await asyncio.to_thread(resolve_url, req.notifier, msg.cluster, msg.namespace)
+        body = sender_for(req.notifier.kind).payload(req.notifier, msg)
+    except NotifyConfigError as err:
+        raise ApplicationError(
+            f"{req.notifier.describe()}: {err}", type=NOTIFIER_MISCONFIGURED, non_retryable=True
+        ) from None
+    try:
+        await post_json(url, body)
+    except NotifyDeliveryError as err:
+        # Retryable: the workflow bounds the attempts and never fails a deployment over a notification.
+        raise ApplicationError(f"{req.notifier.describe()}: {err}", type="NotifyDeliveryFailed") from None
+
+
+NOTIFY_ACTIVITIES = [send_notification]

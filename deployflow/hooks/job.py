@@ -1,0 +1,151 @@
+"""Job hooks: run a Kubernetes Job (a database migration, a cache warm-up) and learn how it ended."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from deployflow.hooks import kubeapi
+from deployflow.hooks.kubeapi import Obj
+from deployflow.spec.common import Target
+from deployflow.spec.hooks import HookContext, JobHook
+
+HOOK_LABEL = "deployflow.io/hook"
+POINT_LABEL = "deployflow.io/hook-point"
+APP_LABEL = "app.kubernetes.io/name"
+
+# Waiting reasons of a container that will never start by itself: waiting longer cannot help.
+_STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+
+
+def job_name(target: Target, hook: JobHook, context: HookContext) -> str:
+    """Stable per workflow run and hook point, so a retried activity finds the Job it already created."""
+    digest = hashlib.sha256(f"{context.run_id}/{context.point}".encode()).hexdigest()[:6]
+    prefix = f"{target.app}-{hook.name}"[: 63 - 7].rstrip("-")
+    return f"{prefix}-{digest}"
+
+
+def job_manifest(target: Target, hook: JobHook, context: HookContext) -> Obj:
+    name = job_name(target, hook, context)
+    labels = {HOOK_LABEL: hook.name, POINT_LABEL: context.point.value, APP_LABEL: target.app}
+    if hook.manifest is not None:
+        job = copy.deepcopy(hook.manifest)
+        meta = job.setdefault("metadata", {})
+        meta.pop("generateName", None)
+        meta["name"] = name
+        meta["namespace"] = target.namespace
+        meta.setdefault("labels", {}).update(labels)
+        job.setdefault("spec", {}).setdefault("backoffLimit", hook.backoff_limit)
+        return job
+    env: list[Obj] = []
+    for var in hook.env:
+        if var.secret_name:
+            env.append(
+                {"name": var.name, "valueFrom": {"secretKeyRef": {"name": var.secret_name, "key": var.secret_key}}}
+            )
+        else:
+            env.append({"name": var.name, "value": var.value or ""})
+    container: Obj = {"name": hook.name, "image": hook.image}
+    if hook.command:
+        container["command"] = hook.command
+    if hook.args:
+        container["args"] = hook.args
+    if env:
+        container["env"] = env
+    pod_spec: Obj = {"restartPolicy": "Never", "containers": [container]}
+    if hook.service_account:
+        pod_spec["serviceAccountName"] = hook.service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": target.namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": hook.backoff_limit,
+            "ttlSecondsAfterFinished": 86_400,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+@dataclass
+class JobOutcome:
+    state: Literal["running", "succeeded", "failed"]
+    message: str = ""
+
+
+def ensure_job(cluster: str, manifest: Obj) -> Obj:
+    namespace = manifest["metadata"]["namespace"]
+    return kubeapi.create(cluster, kubeapi.batch_path(namespace), manifest)
+
+
+def job_outcome(cluster: str, namespace: str, name: str) -> JobOutcome:
+    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+    if job is None:
+        return JobOutcome("failed", f"Job {namespace}/{name} disappeared")
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return JobOutcome("succeeded")
+        if cond.get("type") in ("Failed", "FailureTarget"):
+            reason = cond.get("reason") or "Failed"
+            return JobOutcome("failed", f"{reason}: {cond.get('message') or 'the Job failed'}")
+    completions = (job.get("spec") or {}).get("completions") or 1
+    if (status.get("succeeded") or 0) >= completions:
+        return JobOutcome("succeeded")
+    backoff = (job.get("spec") or {}).get("backoffLimit", 6)
+    if (status.get("failed") or 0) > backoff:
+        return JobOutcome("failed", f"{status['failed']} pod(s) failed (backoffLimit {backoff})")
+    stuck = _stuck_pod(cluster, namespace, job)
+    if stuck:
+        return JobOutcome("failed", stuck)
+    return JobOutcome("running")
+
+
+def job_pods(cluster: str, namespace: str, job: Obj) -> list[Obj]:
+    """The Job's pods, newest first: by owner reference, or by the job-name labels Kubernetes sets."""
+    uid = job["metadata"].get("uid")
+    name = job["metadata"]["name"]
+    pods = kubeapi.request(cluster, "GET", kubeapi.core_path(namespace, "pods")).get("items", [])
+    mine = []
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels") or {}
+        owned = any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or [])
+        if owned or labels.get("job-name") == name or labels.get("batch.kubernetes.io/job-name") == name:
+            mine.append(pod)
+    mine.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    return mine
+
+
+def _stuck_pod(cluster: str, namespace: str, job: Obj) -> str | None:
+    for pod in job_pods(cluster, namespace, job):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _STUCK_REASONS:
+                return f"pod {pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
+    return None
+
+
+def last_log_lines(cluster: str, namespace: str, name: str, lines: int) -> str:
+    """The last lines of the newest pod's log, read through the `log` subresource."""
+    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+    if job is None:
+        return ""
+    for pod in job_pods(cluster, namespace, job):
+        status, body = kubeapi.request_raw(
+            cluster,
+            "GET",
+            kubeapi.core_path(namespace, "pods", pod["metadata"]["name"]) + "/log",
+            query=[("tailLines", str(lines))],
+        )
+        if 200 <= status < 300 and body.strip():
+            return "\n".join(body.decode(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def delete_job(cluster: str, namespace: str, name: str) -> None:
+    kubeapi.delete(cluster, kubeapi.batch_path(namespace, name))

@@ -1,0 +1,115 @@
+"""Notifications from inside a workflow: fire and forget, bounded retries, never a reason to fail.
+
+`Notifications.on_phase` maps the control mixin's phase changes to events, so a strategy wires it once::
+
+    def _on_phase(self, phase: Phase, message: str) -> None:
+        self._notifications.on_phase(phase, message, self.status)
+
+Each message goes out in its own workflow task (an activity per notifier), so a slow or dead receiver never
+delays the rollout. `await drain()` before the run ends, so the last events (succeeded, failed) are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.notify import NOTIFIER_MISCONFIGURED, NotificationInput, send_notification
+    from deployflow.spec.common import Target
+    from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
+    from deployflow.status import DeploymentStatus, Phase
+
+EventSink = Callable[[str, str], None]
+
+_PHASE_EVENTS = {
+    Phase.PAUSED: NotifyEvent.PAUSED,
+    Phase.WAITING_PROMOTION: NotifyEvent.WAITING_APPROVAL,
+    Phase.STANDBY: NotifyEvent.PROMOTED,
+    Phase.ROLLED_BACK: NotifyEvent.ROLLED_BACK,
+    Phase.SUCCEEDED: NotifyEvent.SUCCEEDED,
+    Phase.FAILED: NotifyEvent.FAILED,
+}
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_attempts=4,
+    non_retryable_error_types=[NOTIFIER_MISCONFIGURED],
+)
+
+
+class Notifications:
+    def __init__(
+        self, notifiers: list[Notifier], target: Target, strategy: str, on_event: EventSink | None = None
+    ) -> None:
+        self._notifiers = notifiers
+        self._target = target
+        self._strategy = strategy
+        self._on_event = on_event
+        self._pending: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._last_phase: Phase | None = None
+
+    def on_phase(self, phase: Phase, message: str, status: DeploymentStatus) -> None:
+        """Sends what a phase change means: started (first progress), resumed (leaving a pause), and the rest."""
+        previous, self._last_phase = self._last_phase, phase
+        if phase == Phase.PROGRESSING and not self._started:
+            self._started = True
+            self.send(NotifyEvent.STARTED, status, message)
+            return
+        if previous == Phase.PAUSED and phase != Phase.PAUSED and phase not in _PHASE_EVENTS:
+            self.send(NotifyEvent.RESUMED, status, message)
+            return
+        event = _PHASE_EVENTS.get(phase)
+        if event is not None:
+            self.send(event, status, message)
+
+    def send(self, event: NotifyEvent, status: DeploymentStatus, reason: str = "") -> None:
+        wanted = [n for n in self._notifiers if n.wants(event)]
+        if not wanted:
+            return
+        message = NotifyMessage(
+            event=event,
+            time=workflow.now(),
+            workflow_id=workflow.info().workflow_id,
+            strategy=self._strategy,
+            cluster=self._target.cluster,
+            namespace=self._target.namespace,
+            app=self._target.app,
+            version=status.version,
+            previous_version=status.previous_version,
+            phase=status.phase.value,
+            reason=reason,
+            details={k: str(v) for k, v in status.details.items() if isinstance(v, str | int | float | bool)},
+        )
+        for notifier in wanted:
+            task = asyncio.get_running_loop().create_task(self._deliver(notifier, message))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _deliver(self, notifier: Notifier, message: NotifyMessage) -> None:
+        try:
+            await workflow.execute_activity(
+                send_notification,
+                NotificationInput(notifier=notifier, message=message),
+                start_to_close_timeout=timedelta(seconds=15),
+                retry_policy=RETRY,
+                summary=f"notify {message.event.value} via {notifier.kind}",
+            )
+        except ActivityError as err:
+            cause = err.cause if err.cause is not None else err
+            text = f"notification {message.event.value} via {notifier.describe()} not delivered: {cause}"
+            workflow.logger.warning(text)
+            if self._on_event:
+                self._on_event(text, "warning")
+
+    async def drain(self) -> None:
+        """Waits for the notifications in flight (each ends: delivered, or given up and logged)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
