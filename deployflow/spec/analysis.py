@@ -1,0 +1,156 @@
+"""Analysis: which numbers decide whether a new version may take more traffic.
+
+A metric is measured `count` times, `interval` apart, by a provider (Prometheus, an HTTP JSON endpoint, or the
+canary pods' own health). Each measurement is judged by `success_condition` / `failure_condition`, small
+expressions over `result` (and `baseline`, the same measurement of the stable version) checked when the spec is
+read, so a typo fails before anything in a cluster changes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from deployflow.analysis.conditions import ConditionError, compile_condition
+from deployflow.spec.common import Duration, PositiveDuration, StrictModel
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+class SecretKeyRef(StrictModel):
+    name: str = Field(min_length=1, description="Secret in the target namespace")
+    key: str = Field(min_length=1)
+
+
+class HeaderValueFrom(StrictModel):
+    """Where a header's value comes from: never the spec itself, which lands in workflow history."""
+
+    env: str | None = Field(default=None, description="environment variable of the worker")
+    secret: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HeaderValueFrom:
+        if (self.env is None) == (self.secret is None):
+            raise ValueError("set exactly one of 'env' or 'secret'")
+        return self
+
+
+class Header(StrictModel):
+    name: str = Field(min_length=1)
+    value_from: HeaderValueFrom
+
+
+class PrometheusProvider(StrictModel):
+    kind: Literal["prometheus"] = "prometheus"
+    address: str = Field(min_length=1, description="base URL of the Prometheus HTTP API, e.g. http://prometheus:9090")
+    query: str = Field(
+        min_length=1,
+        description="PromQL instant query; {{ args.namespace }}, {{ args.app }}, {{ args.version }} are filled in",
+    )
+    headers: list[Header] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class WebProvider(StrictModel):
+    kind: Literal["web"] = "web"
+    url: str = Field(min_length=1, description="URL answering JSON; {{ args.* }} are filled in")
+    json_path: str = Field(default="$", description="JSONPath of the value, e.g. $.data.error_rate")
+    headers: list[Header] = Field(default_factory=list)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("json_path")
+    @classmethod
+    def _valid_path(cls, value: str) -> str:
+        from jsonpath_ng.exceptions import JsonPathParserError
+        from jsonpath_ng.ext import parse
+
+        try:
+            parse(value)
+        except (JsonPathParserError, Exception) as err:
+            raise ValueError(f"not a valid JSONPath: {err}") from None
+        return value
+
+
+class KubernetesProvider(StrictModel):
+    """The canary pods' own health, read from the Kubernetes API."""
+
+    kind: Literal["kubernetes"] = "kubernetes"
+    measure: Literal["restarts", "ready-ratio"] = Field(
+        description="restarts: container restarts summed over the canary pods; ready-ratio: ready pods / pods"
+    )
+
+
+Provider = Annotated[PrometheusProvider | WebProvider | KubernetesProvider, Field(discriminator="kind")]
+
+_METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+
+
+class Metric(StrictModel):
+    name: str = Field(description="shown in measurements and failure messages, e.g. error_rate")
+    provider: Provider
+    interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
+    count: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="measurements to take; default 1 in a step, unbounded in background analysis",
+    )
+    initial_delay: Duration = Field(default=timedelta(0), description="wait before the first measurement")
+    success_condition: str | None = Field(default=None, description="e.g. result < 0.02")
+    failure_condition: str | None = Field(default=None, description="e.g. result > max(2 * baseline, 0.01)")
+    failure_limit: int = Field(default=0, ge=-1, description="failed measurements tolerated; -1: no limit")
+    inconclusive_limit: int = Field(default=0, ge=-1, description="inconclusive measurements tolerated; -1: no limit")
+    consecutive_error_limit: int = Field(default=4, ge=0, description="provider errors in a row tolerated")
+    baseline: bool = Field(
+        default=False,
+        description="also measure the stable version (args.version = the stable version) and expose it as `baseline`",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _METRIC_NAME.match(value):
+            raise ValueError("must start with a letter and hold only letters, digits, '_', '-', '.'")
+        return value
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _valid_condition(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            compile_condition(value)
+        except ConditionError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _baseline_used(self) -> Metric:
+        uses = any("baseline" in (c or "") for c in (self.success_condition, self.failure_condition))
+        if uses and not self.baseline:
+            raise ValueError("a condition uses `baseline`: set baseline: true so the stable version is measured")
+        return self
+
+
+class Analysis(StrictModel):
+    metrics: list[Metric] = Field(min_length=1)
+    args: dict[str, str] = Field(
+        default_factory=dict, description="extra {{ args.NAME }} values for queries and URLs"
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_names(cls, value: list[Metric]) -> list[Metric]:
+        names = [m.name for m in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
+        return value
