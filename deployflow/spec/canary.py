@@ -1,0 +1,214 @@
+"""The canary request: a new version takes a growing share of traffic while analysis watches it.
+
+Steps are one kind each, as in Argo Rollouts: `set_weight`, `pause` (for a duration, or until `promote`), and
+`analysis` (blocks: success goes on, failure rolls back, inconclusive pauses for a decision). The compact form
+`stages: [{weight: 5, duration: 5m, max_error_rate: 0.02}, ...]` expands into those steps.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from deployflow.spec.analysis import (
+    Analysis,
+    Metric,
+    PrometheusProvider,
+    Provider,
+    format_duration,
+)
+from deployflow.spec.common import DnsLabel, Duration, PositiveDuration, StrictModel, Target, Workload
+
+ROUTERS = ("replicas", "gateway-api", "istio", "nginx")
+
+# Share of 5xx answers of one version over the last 30 s, from the metrics every HTTP app in the mesh exports.
+DEFAULT_ERROR_RATE_QUERY = (
+    'sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}",code=~"5.."}[30s]))'
+    ' / sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}"}[30s]))'
+)
+
+
+class TrafficRouting(StrictModel):
+    """How traffic is split between the stable and canary versions, chosen by router name."""
+
+    router: Literal["replicas", "gateway-api", "istio", "nginx"] = Field(
+        default="replicas",
+        description=(
+            "replicas: no mesh, the split follows the replica ratio behind one Service; gateway-api: HTTPRoute "
+            "backendRef weights; istio: VirtualService route weights; nginx: a canary Ingress with canary-weight"
+        ),
+    )
+    route: DnsLabel | None = Field(
+        default=None, description="name of the HTTPRoute, VirtualService or primary Ingress; defaults to <app>"
+    )
+    gateway: DnsLabel | None = Field(default=None, description="gateway-api: the Gateway the HTTPRoute attaches to")
+    hosts: list[str] = Field(default_factory=list, max_length=16, description="hostnames the route serves")
+    ingress_class: str = Field(default="nginx", min_length=1, description="nginx: ingressClassName")
+
+
+class SetWeightStep(StrictModel):
+    set_weight: int = Field(ge=0, le=100, description="percent of traffic for the canary")
+
+
+class PauseSpec(StrictModel):
+    duration: Duration | None = Field(default=None, description="how long; without it, until promote")
+
+
+class PauseStep(StrictModel):
+    pause: PauseSpec = Field(default_factory=PauseSpec)
+
+
+class AnalysisStep(StrictModel):
+    analysis: Analysis
+
+
+Step = SetWeightStep | PauseStep | AnalysisStep
+
+
+def step_kind(step: Step) -> str:
+    if isinstance(step, SetWeightStep):
+        return "set_weight"
+    if isinstance(step, PauseStep):
+        return "pause"
+    return "analysis"
+
+
+def describe_step(step: Step) -> str:
+    if isinstance(step, SetWeightStep):
+        return f"set weight {step.set_weight}%"
+    if isinstance(step, PauseStep):
+        return f"pause {format_duration(step.pause.duration)}" if step.pause.duration else "pause until promoted"
+    return "analysis: " + ", ".join(m.name for m in step.analysis.metrics)
+
+
+class ErrorRate(StrictModel):
+    """How `stages` and the post-promotion watch measure the error rate of one version."""
+
+    provider: Provider | None = Field(
+        default=None,
+        description="where the number comes from; default: Prometheus at prometheus_address, 5xx share over 30 s",
+    )
+    prometheus_address: str | None = Field(default=None, description="Prometheus HTTP API for the default query")
+    interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
+    failure_limit: int = Field(default=0, ge=0, description="failed measurements tolerated per stage")
+    baseline_factor: float | None = Field(
+        default=None,
+        gt=0,
+        description="fail when the canary's error rate exceeds factor x the stable version's (max_error_rate is "
+        "then the floor): result > max(factor * baseline, max_error_rate)",
+    )
+
+    def metric(self, max_error_rate: float, count: int, baseline_factor: float | None = None) -> Metric:
+        factor = baseline_factor if baseline_factor is not None else self.baseline_factor
+        condition = f"result > {max_error_rate:g}"
+        if factor:
+            condition = f"result > max({factor:g} * baseline, {max_error_rate:g})"
+        provider = self.provider
+        if provider is None:
+            assert self.prometheus_address is not None
+            provider = PrometheusProvider(address=self.prometheus_address, query=DEFAULT_ERROR_RATE_QUERY)
+        return Metric(
+            name="error_rate",
+            provider=provider,
+            interval=self.interval,
+            count=count,
+            failure_condition=condition,
+            failure_limit=self.failure_limit,
+            baseline=factor is not None,
+        )
+
+
+class Stage(StrictModel):
+    """Compact form of one stage: set the weight, then hold it for `duration` while watching the error rate."""
+
+    weight: int = Field(ge=1, le=100)
+    duration: Duration = Field(default=timedelta(0), description="how long the stage lasts")
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="roll back above this error rate")
+
+
+class BackgroundAnalysis(StrictModel):
+    """Analysis that runs from `starting_step` until the release is promoted; a failure rolls back at once."""
+
+    starting_step: int = Field(default=0, ge=0, description="0-based index of the step it starts at")
+    analysis: Analysis
+
+
+class PostPromotion(StrictModel):
+    """After promotion, keep measuring for `window`; roll back to the previous version if the error rate climbs
+    above `factor` x the pre-deployment baseline (at least `max_error_rate`)."""
+
+    window: PositiveDuration = Field(description="how long to watch after promotion, e.g. 24h")
+    interval: PositiveDuration = Field(default=timedelta(minutes=1))
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="floor of the threshold")
+    factor: float = Field(default=2.0, gt=0)
+    failure_limit: int = Field(default=0, ge=0)
+
+
+class CanaryRequest(StrictModel):
+    """Input of the CanaryDeployment workflow.
+
+    The app runs as `<app>-stable` and `<app>-canary` Deployments. The canary takes the traffic the steps give
+    it; when the steps are done it is promoted: the stable Deployment moves to the new version and the canary
+    scales to zero. The first deployment of an app has nothing to compare against and skips the steps.
+    """
+
+    strategy: Literal["canary"] = "canary"
+    target: Target
+    workload: Workload
+    traffic: TrafficRouting = Field(default_factory=TrafficRouting)
+    steps: list[Step] = Field(default_factory=list, max_length=200)
+    stages: list[Stage] = Field(default_factory=list, max_length=50, description="compact form of steps")
+    error_rate: ErrorRate | None = Field(default=None, description="how stages measure the error rate")
+    background_analysis: BackgroundAnalysis | None = None
+    post_promotion: PostPromotion | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CanaryRequest:
+        if self.steps and self.stages:
+            raise ValueError("stages: give either steps or stages, not both")
+        needs_error_rate = any(s.max_error_rate is not None for s in self.stages) or self.post_promotion is not None
+        if needs_error_rate:
+            where = "post_promotion" if self.post_promotion is not None else "stages"
+            if self.error_rate is None:
+                raise ValueError(f"error_rate: required by {where} (a provider, or a prometheus_address)")
+            if self.error_rate.provider is None and not self.error_rate.prometheus_address:
+                raise ValueError("error_rate: set provider or prometheus_address")
+        if self.background_analysis and self.background_analysis.starting_step >= max(len(self.expanded_steps()), 1):
+            raise ValueError(
+                f"background_analysis.starting_step: {self.background_analysis.starting_step} is past the last step"
+            )
+        for i, app_name in enumerate((f"{self.target.app}-stable", f"{self.target.app}-canary")):
+            if len(app_name) > 63:
+                raise ValueError(f"target.app: {app_name!r} would be longer than 63 characters ({i})")
+        return self
+
+    @property
+    def version(self) -> str:
+        return self.workload.resolved_version(self.target.container_name) or ""
+
+    def expanded_steps(self) -> list[Step]:
+        """The steps the workflow runs: `steps` as given, or `stages` expanded."""
+        if not self.stages:
+            return list(self.steps)
+        steps: list[Step] = []
+        for stage in self.stages:
+            steps.append(SetWeightStep(set_weight=stage.weight))
+            if stage.max_error_rate is not None and self.error_rate is not None:
+                interval = self.error_rate.interval.total_seconds()
+                count = max(1, math.ceil(stage.duration.total_seconds() / interval))
+                metric = self.error_rate.metric(stage.max_error_rate, count)
+                steps.append(AnalysisStep(analysis=Analysis(metrics=[metric])))
+            elif stage.duration > timedelta(0):
+                steps.append(PauseStep(pause=PauseSpec(duration=stage.duration)))
+        return steps
+
+    def post_promotion_metric(self) -> Metric | None:
+        watch = self.post_promotion
+        if watch is None or self.error_rate is None:
+            return None
+        count = max(1, math.ceil(watch.window.total_seconds() / watch.interval.total_seconds()))
+        metric = self.error_rate.metric(watch.max_error_rate, count, baseline_factor=watch.factor)
+        return metric.model_copy(update={"interval": watch.interval, "failure_limit": watch.failure_limit})

@@ -1,0 +1,139 @@
+"""The router interface: make sure the routing objects exist, set the canary's weight, read it back.
+
+Setting a weight is idempotent: the router sets the share to N, it never adds N, so a retried activity or a
+replayed workflow lands on the same split. Routers create what they need when it is missing and check what
+exists before changing it: a route that does not point at this app's Services is an error, not something to
+overwrite.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from deployflow.spec.canary import TrafficRouting
+from deployflow.spec.common import Target
+from deployflow.traffic.tracks import CANARY, STABLE, Tracks, service_name, track_selector
+
+
+class RouterError(Exception):
+    """A routing object is not what this router can safely change (a retry will not fix it)."""
+
+
+class TrafficRouter(ABC):
+    name: ClassVar[str]
+    # Without a mesh the stable track shrinks as the canary grows; with one, stable keeps full size.
+    scales_stable: ClassVar[bool] = False
+
+    def __init__(self, api: client.ApiClient, target: Target, spec: TrafficRouting, port: int, target_port: int):
+        self.api = api
+        self.target = target
+        self.spec = spec
+        self.port = port
+        self.target_port = target_port
+        self.tracks = Tracks(api, target)
+        self.custom: Any = client.CustomObjectsApi(api)
+
+    @property
+    def route_name(self) -> str:
+        return self.spec.route or self.target.app
+
+    def ensure(self) -> None:
+        """Creates the Services (and route objects) this router needs; verifies those that exist."""
+        app = self.target.app
+        self.tracks.ensure_service(service_name(app), {"app": app}, self.port, self.target_port)
+        for track in (STABLE, CANARY):
+            selector = track_selector(app, track)
+            self.tracks.ensure_service(service_name(app, track), selector, self.port, self.target_port)
+
+    @abstractmethod
+    def set_weight(self, weight: int) -> None:
+        """Sends `weight` percent of the app's traffic to the canary."""
+
+    @abstractmethod
+    def weight(self) -> int | None:
+        """The canary's weight as the cluster has it now (None when the routing objects do not exist)."""
+
+    def replicas(self, weight: int, total: int) -> tuple[int, int]:
+        """(stable, canary) pod counts for `weight`: the canary is sized to its share, at least one pod while
+        it takes any traffic, rounded up as Argo Rollouts does."""
+        canary = min(total, math.ceil(total * weight / 100)) if weight > 0 else 0
+        if weight > 0:
+            canary = max(canary, 1)
+        stable = math.ceil(total * (100 - weight) / 100) if self.scales_stable else total
+        return stable, canary
+
+    # helpers for routers whose objects are custom resources
+
+    def _get(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                group, version, self.target.namespace, plural, name
+            )
+            return obj
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _update(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        name: str,
+        create: Callable[[], dict[str, Any]],
+        change: Callable[[dict[str, Any]], bool],
+    ) -> None:
+        """Read, change, replace with the read resourceVersion; retried on conflicts so concurrent edits are
+        never lost. `change` returns False when the object already says what we want."""
+        for _ in range(8):
+            obj = self._get(group, version, plural, name)
+            if obj is None:
+                body = create()
+                change(body)
+                try:
+                    self.custom.create_namespaced_custom_object(group, version, self.target.namespace, plural, body)
+                    return
+                except ApiException as err:
+                    if err.status == 409:
+                        continue
+                    raise
+            if not change(obj):
+                return
+            try:
+                self.custom.replace_namespaced_custom_object(group, version, self.target.namespace, plural, name, obj)
+                return
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RouterError(f"{plural}/{name} kept changing under us")
+
+
+_ROUTERS: dict[str, type[TrafficRouter]] = {}
+
+
+def register_router(name: str) -> Callable[[type[TrafficRouter]], type[TrafficRouter]]:
+    def decorate(cls: type[TrafficRouter]) -> type[TrafficRouter]:
+        cls.name = name
+        _ROUTERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def router_for(
+    api: client.ApiClient, target: Target, spec: TrafficRouting, port: int = 80, target_port: int = 8080
+) -> TrafficRouter:
+    # Importing here registers the built-in routers without an import cycle at module load.
+    from deployflow.traffic import gateway_api, istio, nginx, replicas  # noqa: F401
+
+    cls = _ROUTERS.get(spec.router)
+    if cls is None:
+        raise RouterError(f"unknown traffic router {spec.router!r} (known: {', '.join(sorted(_ROUTERS))})")
+    return cls(api, target, spec, port, target_port)

@@ -1,0 +1,26 @@
+"""No mesh: one Service selects both tracks, so the canary's share is its share of ready pods."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from deployflow.traffic.base import TrafficRouter, register_router
+from deployflow.traffic.tracks import CANARY, STABLE
+
+
+@register_router("replicas")
+class ReplicaRatioRouter(TrafficRouter):
+    scales_stable: ClassVar[bool] = True
+
+    def set_weight(self, weight: int) -> None:
+        # The split is made by scaling, which the activity does with readiness checks in the right order;
+        # here only the canary is shrunk, which is what a rollback needs first and fast.
+        if weight == 0 and self.tracks.read(CANARY).exists:
+            self.tracks.scale(CANARY, 0)
+
+    def weight(self) -> int | None:
+        stable, canary = self.tracks.read(STABLE), self.tracks.read(CANARY)
+        total = (stable.ready if stable.exists else 0) + (canary.ready if canary.exists else 0)
+        if total == 0:
+            return None
+        return round(100 * (canary.ready if canary.exists else 0) / total)
