@@ -1,1 +1,51 @@
-"""Simulator fixtures (filled in with the simulator)."""
+"""Simulator fixtures: one simulated cluster per test session, a fresh namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployflow import kube
+from deployflow.sim.config import SimConfig
+from deployflow.sim.server import Simulator
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Simulator]:
+    """A simulator in a background thread; 20 simulated seconds pass per real second."""
+    simulator = Simulator(SimConfig(time_factor=20.0, ready_delay_seconds=1.0))
+    simulator.start_in_thread()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A kubeconfig whose context `sim` points at the simulator, set as KUBECONFIG for the session."""
+    path = str(Path(tmp_path_factory.mktemp("kube")) / "config")
+    sim.write_kubeconfig(path, context="sim")
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = path
+    kube.reset_clients()
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = previous
+        kube.reset_clients()
+
+
+@pytest.fixture
+def namespace(sim: Simulator, kubeconfig: str) -> str:
+    """A fresh namespace in the simulator for one test."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    sim.create_namespace(name)
+    return name
