@@ -1,0 +1,438 @@
+"""Deployments: the rollout logic of kube-controller-manager's deployment controller, pass by pass.
+
+Each pass does what one sync of the real controller does: find or create the ReplicaSet for the current
+pod template, move replicas from old ReplicaSets to it within maxSurge/maxUnavailable (or all at once for
+Recreate), then write a status that `kubectl rollout status` and our own activities can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+
+from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.events import EventRecorder
+from deployflow.sim.controllers.pods import owner_reference
+from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
+from deployflow.sim.store import Obj, Store, StoreError, now_iso
+
+REVISION = "deployment.kubernetes.io/revision"
+DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
+HASH_LABEL = "pod-template-hash"
+DEFAULT_PROGRESS_DEADLINE = 600
+DEFAULT_HISTORY_LIMIT = 10
+_SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def template_hash(template: Obj, collision_count: int = 0) -> str:
+    """A stable, DNS-safe hash of a pod template, like controller.ComputeHash (FNV-32a + SafeEncodeString)."""
+    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    if collision_count:
+        data += str(collision_count).encode()
+    h = 0x811C9DC5
+    for byte in data:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return "".join(_SAFE[ord(ch) % len(_SAFE)] for ch in str(h))
+
+
+def without_hash(template: Obj) -> Obj:
+    t = copy.deepcopy(template or {})
+    labels = (t.get("metadata") or {}).get("labels")
+    if labels:
+        labels.pop(HASH_LABEL, None)
+    return t
+
+
+def scaled_value(value: int | str | None, total: int, round_up: bool, default: str) -> int:
+    """intstr.GetScaledValueFromIntOrPercent: percentages of `total`, surge rounded up, unavailable down."""
+    if value is None:
+        value = default
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.endswith("%"):
+        pct = float(text[:-1])
+        raw = pct * total / 100
+        return math.ceil(raw) if round_up else math.floor(raw)
+    return int(text)
+
+
+def fenceposts(deploy: Obj, replicas: int) -> tuple[int, int]:
+    """(maxSurge, maxUnavailable) as deploymentutil.ResolveFenceposts computes them."""
+    strategy = deploy.get("spec", {}).get("strategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return 0, 0
+    ru = strategy.get("rollingUpdate") or {}
+    surge = scaled_value(ru.get("maxSurge"), replicas, True, "25%")
+    unavailable = scaled_value(ru.get("maxUnavailable"), replicas, False, "25%")
+    if surge == 0 and unavailable == 0:
+        unavailable = 1  # the apiserver rejects 0/0; the controller falls back to 1 so a rollout can move
+    return surge, unavailable
+
+
+def revision_of(rs: Obj) -> int:
+    try:
+        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+@dataclass
+class _Rollout:
+    """The ReplicaSets of one Deployment during a pass, with the scale decided so far."""
+
+    new: Obj | None
+    old: list[Obj]
+    scale: dict[str, int] = field(default_factory=dict)
+
+    def replicas(self, rs: Obj) -> int:
+        return self.scale.get(rs["metadata"]["name"], int(rs.get("spec", {}).get("replicas", 0)))
+
+    def all(self) -> list[Obj]:
+        return ([self.new] if self.new else []) + self.old
+
+
+class DeploymentController:
+    name = "deployments"
+
+    def __init__(self, store: Store, config: SimConfig, events: EventRecorder) -> None:
+        self.store = store
+        self.config = config
+        self.events = events
+        self._progress_at: dict[str, float] = {}  # deployment uid -> simulated time of the last progress
+        self._wakeup = math.inf
+
+    def next_wakeup(self) -> float:
+        return self._wakeup
+
+    def reconcile(self, now: float) -> None:
+        self._wakeup = math.inf
+        by_owner: dict[str, list[Obj]] = {}
+        for rs in self.store.peek(REPLICASETS):
+            for ref in rs["metadata"].get("ownerReferences") or []:
+                if ref.get("controller") and ref.get("kind") == "Deployment":
+                    by_owner.setdefault(ref["uid"], []).append(rs)
+        seen = set()
+        for d in list(self.store.peek(DEPLOYMENTS)):
+            seen.add(d["metadata"]["uid"])
+            try:
+                self._sync(d, by_owner.get(d["metadata"]["uid"], []), now)
+            except StoreError:
+                continue
+        for uid in [u for u in self._progress_at if u not in seen]:
+            del self._progress_at[uid]
+
+    # ---- one deployment ----------------------------------------------------------------------------------
+
+    def _sync(self, d: Obj, rss: list[Obj], now: float) -> None:
+        spec = d.get("spec", {})
+        template = spec.get("template") or {}
+        if not spec.get("selector") or not template:
+            return  # the API layer rejects these; nothing sensible to do with one that slipped through
+        rss = sorted(rss, key=lambda r: (revision_of(r), r["metadata"].get("creationTimestamp", "")))
+        new = next((rs for rs in rss if without_hash(rs["spec"].get("template")) == template), None)
+        ro = _Rollout(new, [rs for rs in rss if rs is not new])
+        event: str | None = None
+        if spec.get("paused"):
+            # A paused Deployment still scales (kubectl scale works), it just does not roll out.
+            idle_old = not any(ro.replicas(rs) for rs in ro.old)
+            if new is not None and idle_old and ro.replicas(new) != int(spec.get("replicas", 1)):
+                self._scale(d, ro, new, int(spec.get("replicas", 1)))
+            self._sync_status(d, ro, now, event)
+            return
+        max_rev = max((revision_of(rs) for rs in rss), default=0)
+        if new is None:
+            ro.new = self._create_rs(d, template, max_rev + 1)
+            event = "NewReplicaSetCreated"
+        elif revision_of(new) < max_rev or revision_of(new) == 0:
+            # A rollback (`kubectl rollout undo`) points the template back at an old ReplicaSet: reuse it,
+            # and give it the newest revision so history reads in order.
+            ro.new = self._set_revision(new, max_rev + 1)
+            event = "FoundNewReplicaSet"
+        assert ro.new is not None
+        self._annotate_deployment(d, ro.new)
+        if (spec.get("strategy") or {}).get("type") == "Recreate":
+            self._recreate(d, ro)
+        else:
+            self._rolling(d, ro)
+        self._sync_status(d, ro, now, event)
+
+    def _create_rs(self, d: Obj, template: Obj, revision: int) -> Obj:
+        meta, spec = d["metadata"], d["spec"]
+        collisions = int(d.get("status", {}).get("collisionCount") or 0)
+        while True:
+            h = template_hash(template, collisions)
+            name = f"{meta['name']}-{h}"
+            existing = self.store.get(REPLICASETS, meta["namespace"], name)
+            if existing is None:
+                break
+            if without_hash(existing["spec"].get("template")) == template:
+                return existing  # adopted below by its owner reference already
+            collisions += 1  # same hash, different template: what status.collisionCount is for
+        if collisions:
+            self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"],
+                              lambda o: o.setdefault("status", {}).__setitem__("collisionCount", collisions))
+        rs_template = copy.deepcopy(template)
+        rs_template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
+        selector = copy.deepcopy(spec["selector"])
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = h
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        labels[HASH_LABEL] = h
+        replicas = int(spec.get("replicas", 1))
+        surge, _ = fenceposts(d, replicas)
+        rs = {
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "labels": labels,
+                "annotations": {
+                    REVISION: str(revision),
+                    DESIRED_REPLICAS: str(replicas),
+                    MAX_REPLICAS: str(replicas + surge),
+                },
+                "ownerReferences": [owner_reference(d)],
+            },
+            "spec": {
+                "replicas": 0,
+                "minReadySeconds": int(spec.get("minReadySeconds") or 0),
+                "selector": selector,
+                "template": rs_template,
+            },
+        }
+        return self.store.create(REPLICASETS, rs)
+
+    def _set_revision(self, rs: Obj, revision: int) -> Obj:
+        def bump(o: Obj) -> None:
+            ann = o["metadata"].setdefault("annotations", {})
+            old = ann.get(REVISION)
+            ann[REVISION] = str(revision)
+            if old and old != "0":
+                history = [h for h in ann.get("deployment.kubernetes.io/revision-history", "").split(",") if h]
+                ann["deployment.kubernetes.io/revision-history"] = ",".join(history + [old])
+
+        return self.store.mutate(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], bump)
+
+    def _annotate_deployment(self, d: Obj, new: Obj) -> None:
+        revision = str(revision_of(new))
+        if (d["metadata"].get("annotations") or {}).get(REVISION) != revision:
+            self.store.mutate(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"],
+                              lambda o: o["metadata"].setdefault("annotations", {}).__setitem__(REVISION, revision))
+
+    # ---- strategies ----------------------------------------------------------------------------------------
+
+    def _scale(self, d: Obj, ro: _Rollout, rs: Obj, to: int) -> None:
+        current = ro.replicas(rs)
+        replicas = int(d["spec"].get("replicas", 1))
+        surge, _ = fenceposts(d, replicas)
+        min_ready = int(d["spec"].get("minReadySeconds") or 0)
+        ro.scale[rs["metadata"]["name"]] = to
+
+        def apply(o: Obj) -> None:
+            o["spec"]["replicas"] = to
+            o["spec"]["minReadySeconds"] = min_ready
+            ann = o["metadata"].setdefault("annotations", {})
+            ann[DESIRED_REPLICAS] = str(replicas)
+            ann[MAX_REPLICAS] = str(replicas + surge)
+
+        self.store.mutate(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], apply)
+        if to != current:
+            direction = "up" if to > current else "down"
+            self.events.record(d, "Normal", "ScalingReplicaSet",
+                               f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {to}",
+                               "deployment-controller")
+
+    def _recreate(self, d: Obj, ro: _Rollout) -> None:
+        """Recreate: every old pod is gone before the first new one starts."""
+        assert ro.new is not None
+        replicas = int(d["spec"].get("replicas", 1))
+        active_old = [rs for rs in ro.old if ro.replicas(rs) > 0]
+        for rs in active_old:
+            self._scale(d, ro, rs, 0)
+        if active_old or any(int(rs.get("status", {}).get("replicas", 0)) > 0 for rs in ro.old):
+            return  # wait until the old pods have terminated
+        if ro.replicas(ro.new) != replicas:
+            self._scale(d, ro, ro.new, replicas)
+        self._cleanup(d, ro)
+
+    def _rolling(self, d: Obj, ro: _Rollout) -> None:
+        assert ro.new is not None
+        if self._reconcile_new(d, ro):
+            return
+        if self._reconcile_old(d, ro):
+            return
+        self._cleanup(d, ro)
+
+    def _reconcile_new(self, d: Obj, ro: _Rollout) -> bool:
+        """Scale the new ReplicaSet up as far as maxSurge allows (deploymentutil.NewRSNewReplicas)."""
+        assert ro.new is not None
+        replicas = int(d["spec"].get("replicas", 1))
+        current_new = ro.replicas(ro.new)
+        if current_new == replicas:
+            return False
+        if current_new > replicas:
+            self._scale(d, ro, ro.new, replicas)
+            return True
+        surge, _ = fenceposts(d, replicas)
+        total = sum(ro.replicas(rs) for rs in ro.all())
+        max_total = replicas + surge
+        if total >= max_total:
+            return False
+        target = current_new + min(max_total - total, replicas - current_new)
+        self._scale(d, ro, ro.new, target)
+        return True
+
+    def _reconcile_old(self, d: Obj, ro: _Rollout) -> bool:
+        """Scale old ReplicaSets down without dropping below replicas - maxUnavailable available pods."""
+        assert ro.new is not None
+        if sum(ro.replicas(rs) for rs in ro.old) == 0:
+            return False
+        replicas = int(d["spec"].get("replicas", 1))
+        _, unavailable = fenceposts(d, replicas)
+        all_pods = sum(ro.replicas(rs) for rs in ro.all())
+        min_available = replicas - unavailable
+        new_unavailable = ro.replicas(ro.new) - int(ro.new.get("status", {}).get("availableReplicas", 0))
+        max_scale_down = all_pods - min_available - new_unavailable
+        if max_scale_down <= 0:
+            return False
+        scaled = 0
+        # First drop old pods that are not available anyway: that costs no availability.
+        for rs in sorted(ro.old, key=revision_of):
+            if scaled >= max_scale_down:
+                break
+            have = ro.replicas(rs)
+            if have == 0:
+                continue
+            unhealthy = have - int(rs.get("status", {}).get("availableReplicas", 0))
+            unhealthy = min(unhealthy, have)
+            if unhealthy <= 0:
+                continue
+            cut = min(unhealthy, max_scale_down - scaled)
+            self._scale(d, ro, rs, have - cut)
+            scaled += cut
+        # Then healthy old pods, oldest first, as far as the available count allows.
+        available = sum(int(rs.get("status", {}).get("availableReplicas", 0)) for rs in ro.all())
+        allowed = available - min_available - scaled
+        if allowed > 0:
+            for rs in sorted(ro.old, key=revision_of):
+                if allowed <= 0:
+                    break
+                have = ro.replicas(rs)
+                if have == 0:
+                    continue
+                cut = min(have, allowed)
+                self._scale(d, ro, rs, have - cut)
+                scaled += cut
+                allowed -= cut
+        return scaled > 0
+
+    def _cleanup(self, d: Obj, ro: _Rollout) -> None:
+        """Keep at most revisionHistoryLimit scaled-down old ReplicaSets, deleting the oldest."""
+        limit = d["spec"].get("revisionHistoryLimit")
+        limit = DEFAULT_HISTORY_LIMIT if limit is None else int(limit)
+        idle = [rs for rs in ro.old if ro.replicas(rs) == 0 and int(rs.get("status", {}).get("replicas", 0)) == 0]
+        idle.sort(key=revision_of)
+        for rs in idle[: max(len(idle) - limit, 0)]:
+            with contextlib.suppress(StoreError):
+                self.store.delete(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+            ro.old.remove(rs)
+
+    # ---- status --------------------------------------------------------------------------------------------
+
+    def _sync_status(self, d: Obj, ro: _Rollout, now: float, event: str | None) -> None:
+        meta, spec = d["metadata"], d["spec"]
+        uid = meta["uid"]
+        old = d.get("status") or {}
+        replicas = int(spec.get("replicas", 1))
+        rss = ro.all()
+
+        def total(key: str) -> int:
+            return sum(int(rs.get("status", {}).get(key, 0)) for rs in rss)
+
+        available = total("availableReplicas")
+        spec_total = sum(ro.replicas(rs) for rs in rss)
+        status: Obj = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": total("replicas"),
+            "updatedReplicas": int(ro.new.get("status", {}).get("replicas", 0)) if ro.new else 0,
+            "readyReplicas": total("readyReplicas"),
+            "availableReplicas": available,
+            "unavailableReplicas": max(spec_total - available, 0),
+        }
+        if old.get("collisionCount"):
+            status["collisionCount"] = old["collisionCount"]
+        # Zero counts are omitted on the wire by the real apiserver (omitempty), except replicas-ish fields
+        # clients read with defaults anyway; keep them explicit, the Python client tolerates both.
+        conds = {c["type"]: c for c in old.get("conditions") or []}
+        stamp = now_iso()
+        _, max_unavailable = fenceposts(d, replicas)
+        if (spec.get("strategy") or {}).get("type") == "Recreate":
+            max_unavailable = 0
+        if available >= replicas - max_unavailable:
+            avail = _condition(conds.get("Available"), "Available", "True", "MinimumReplicasAvailable",
+                               "Deployment has minimum availability.", stamp)
+        else:
+            avail = _condition(conds.get("Available"), "Available", "False", "MinimumReplicasUnavailable",
+                               "Deployment does not have minimum availability.", stamp)
+        rs_name = ro.new["metadata"]["name"] if ro.new else ""
+        prog_old = conds.get("Progressing")
+        deadline = spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE)
+        complete = (
+            ro.new is not None
+            and status["updatedReplicas"] == replicas
+            and status["replicas"] == replicas
+            and available == replicas
+        )
+        progressed = (
+            status["updatedReplicas"] > int(old.get("updatedReplicas", 0))
+            or status["replicas"] - status["updatedReplicas"]
+            < int(old.get("replicas", 0)) - int(old.get("updatedReplicas", 0))
+            or status["readyReplicas"] > int(old.get("readyReplicas", 0))
+            or available > int(old.get("availableReplicas", 0))
+        )
+        prog = prog_old
+        if spec.get("paused"):
+            prog = _condition(prog_old, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", stamp)
+            self._progress_at.pop(uid, None)
+        elif prog_old and prog_old.get("reason") == "DeploymentPaused":
+            prog = _condition(prog_old, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", stamp)
+            self._progress_at[uid] = now
+        elif event == "NewReplicaSetCreated":
+            prog = _condition(prog_old, "Progressing", "True", event, f'Created new replica set "{rs_name}"', stamp)
+            self._progress_at[uid] = now
+        elif event == "FoundNewReplicaSet":
+            prog = _condition(prog_old, "Progressing", "True", event, f'Found new replica set "{rs_name}"', stamp)
+            self._progress_at[uid] = now
+        elif complete:
+            prog = _condition(prog_old, "Progressing", "True", "NewReplicaSetAvailable",
+                              f'ReplicaSet "{rs_name}" has successfully progressed.', stamp)
+            self._progress_at.pop(uid, None)
+        elif progressed or prog_old is None:
+            prog = _condition(prog_old, "Progressing", "True", "ReplicaSetUpdated",
+                              f'ReplicaSet "{rs_name}" is progressing.', stamp, touch=True)
+            self._progress_at[uid] = now
+        elif deadline is not None and (prog_old or {}).get("reason") != "ProgressDeadlineExceeded":
+            since = self._progress_at.setdefault(uid, now)
+            if now - since > float(deadline):
+                prog = _condition(prog_old, "Progressing", "False", "ProgressDeadlineExceeded",
+                                  f'ReplicaSet "{rs_name}" has timed out progressing.', stamp)
+            else:
+                self._wakeup = min(self._wakeup, since + float(deadline) + 1e-6)
+        status["conditions"] = [c for c in (avail, prog) if c]
+        if status != old:
+            self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"],
+                              lambda o: o.__setitem__("status", status))
+
+
+def _condition(prev: Obj | None, ctype: str, status: str, reason: str, message: str, stamp: str,
+               touch: bool = False) -> Obj:
+    """A condition that keeps its timestamps unless something about it changed, like SetDeploymentCondition."""
+    if prev and prev.get("status") == status and prev.get("reason") == reason and prev.get("message") == message \
+            and not touch:
+        return prev
+    transition = prev["lastTransitionTime"] if prev and prev.get("status") == status else stamp
+    return {"type": ctype, "status": status, "lastUpdateTime": stamp, "lastTransitionTime": transition,
+            "reason": reason, "message": message}

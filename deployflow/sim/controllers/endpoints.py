@@ -1,0 +1,105 @@
+"""Endpoints: for every Service with a selector, the ready and not-ready pods it would send traffic to."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.pods import is_ready, is_terminal
+from deployflow.sim.resources import ENDPOINTS, PODS, SERVICES
+from deployflow.sim.selectors import LabelIndex
+from deployflow.sim.store import Obj, Store, StoreError
+
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"  # marks Endpoints we own, so user-made ones stay
+
+
+class EndpointsController:
+    name = "endpoints"
+
+    def __init__(self, store: Store, config: SimConfig) -> None:
+        self.store = store
+        self.config = config
+
+    def next_wakeup(self) -> float:
+        return math.inf
+
+    def reconcile(self, now: float) -> None:
+        index = LabelIndex()
+        pods: dict[str, Obj] = {}
+        for pod in self.store.peek(PODS):
+            meta = pod["metadata"]
+            if is_terminal(pod) or meta.get("deletionTimestamp") or not pod.get("status", {}).get("podIP"):
+                continue
+            key = f"{meta.get('namespace', '')}/{meta['name']}"
+            pods[key] = pod
+            index.add(meta.get("namespace", ""), key, meta.get("labels"))
+        wanted: set[tuple[str, str]] = set()
+        for svc in list(self.store.peek(SERVICES)):
+            selector = svc.get("spec", {}).get("selector")
+            if not selector:
+                continue  # Endpoints of selector-less Services are the user's to manage
+            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+            wanted.add((ns, name))
+            members = [pods[k] for k in sorted(index.select_map(ns, selector))]
+            try:
+                self._write(svc, members)
+            except StoreError:
+                continue
+        for ep in list(self.store.peek(ENDPOINTS)):
+            meta = ep["metadata"]
+            if (meta.get("namespace"), meta["name"]) not in wanted and (meta.get("labels") or {}).get(MANAGED_BY):
+                with contextlib.suppress(StoreError):
+                    self.store.delete(ENDPOINTS, meta.get("namespace"), meta["name"])
+
+    def _write(self, svc: Obj, pods: list[Obj]) -> None:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        ready: list[Obj] = []
+        not_ready: list[Obj] = []
+        for pod in pods:
+            meta = pod["metadata"]
+            address = {
+                "ip": pod["status"]["podIP"],
+                "nodeName": pod.get("spec", {}).get("nodeName", ""),
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": meta["name"], "uid": meta["uid"]},
+            }
+            (ready if is_ready(pod) else not_ready).append(address)
+        subsets = []
+        if ready or not_ready:
+            subset: Obj = {"ports": [_port(p, pods) for p in svc.get("spec", {}).get("ports") or []]}
+            if ready:
+                subset["addresses"] = ready
+            if not_ready:
+                subset["notReadyAddresses"] = not_ready
+            subsets.append(subset)
+        labels = dict(svc["metadata"].get("labels") or {})
+        labels[MANAGED_BY] = "endpointslice-controller.k8s.io"
+        current = self.store.get(ENDPOINTS, ns, name)
+        if current is None:
+            self.store.create(ENDPOINTS, {"metadata": {"name": name, "namespace": ns, "labels": labels},
+                                          "subsets": subsets})
+        elif current.get("subsets", []) != subsets or (current["metadata"].get("labels") or {}) != labels:
+
+            def apply(o: Obj) -> None:
+                o["subsets"] = subsets
+                o["metadata"]["labels"] = labels
+
+            self.store.mutate(ENDPOINTS, ns, name, apply)
+
+
+def _port(port: Obj, pods: list[Obj]) -> Obj:
+    """targetPort may name a containerPort; resolve it on the first pod that declares it."""
+    target = port.get("targetPort", port.get("port"))
+    if isinstance(target, str) and not target.isdigit():
+        resolved = None
+        for pod in pods:
+            for c in pod.get("spec", {}).get("containers") or []:
+                for cp in c.get("ports") or []:
+                    if cp.get("name") == target:
+                        resolved = cp.get("containerPort")
+                        break
+        target = resolved if resolved is not None else port.get("port")
+    out: Obj = {"port": int(target) if target is not None else 80, "protocol": port.get("protocol", "TCP")}
+    if port.get("name"):
+        out["name"] = port["name"]
+    return out

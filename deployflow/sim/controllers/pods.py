@@ -1,0 +1,449 @@
+"""Pods: what the scheduler and the kubelet do, plus the failures the pod template asks for.
+
+A pod's whole life is a pure function of its behaviour (read from annotations) and its age in simulated
+seconds: `lifecycle()` below. The controller only writes the status that function gives whenever it
+changes, so any workload controller (ReplicaSets, Jobs, StatefulSets) gets the same behaviour by building
+pods with `PodFactory` and asking `PodController` when a pod became ready.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.events import EventRecorder
+from deployflow.sim.resources import PODS
+from deployflow.sim.store import Obj, Store, StoreError, now_iso
+
+ANNOTATION_PREFIX = "sim.deployflow.io/"
+NEVER_READY = ANNOTATION_PREFIX + "never-ready"
+CRASH_LOOP = ANNOTATION_PREFIX + "crash-loop"
+IMAGE_PULL_ERROR = ANNOTATION_PREFIX + "image-pull-error"
+READY_DELAY = ANNOTATION_PREFIX + "ready-delay-seconds"
+ERROR_RATE = ANNOTATION_PREFIX + "error-rate"
+LATENCY_MS = ANNOTATION_PREFIX + "latency-ms"
+JOB_DURATION = ANNOTATION_PREFIX + "job-duration-seconds"
+JOB_FAIL = ANNOTATION_PREFIX + "job-fail"
+JOB_LOG = ANNOTATION_PREFIX + "job-log"
+LOG = ANNOTATION_PREFIX + "log"  # what the `log` subresource serves
+
+VERSION_LABELS = ("app.kubernetes.io/version", "version", "pod-template-hash")
+
+# Seconds from scheduling to a running container (image pull + create) when the pod is not slower anyway.
+CONTAINER_START = 0.5
+CRASH_RUN_SECONDS = 1.0  # how long a crash-looping container runs before it exits
+BACKOFF_START, BACKOFF_CAP = 10.0, 300.0  # the kubelet's restart back-off
+ERR_IMAGE_PULL_SECONDS = 2.0  # ErrImagePull shows this long before the kubelet backs off
+DEFAULT_LATENCY_MS = 5.0
+DEFAULT_JOB_SECONDS = 2.0
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s rand.String alphabet: no vowels, no look-alikes
+
+
+def _flag(annotations: Mapping[str, str], key: str) -> bool:
+    return str(annotations.get(key, "")).strip().lower() in ("true", "1", "yes")
+
+
+def _number(annotations: Mapping[str, str], key: str, default: float, lo: float = 0.0, hi: float = math.inf) -> float:
+    try:
+        value = float(annotations[key])
+    except (KeyError, TypeError, ValueError):
+        return default
+    if math.isnan(value):
+        return default
+    return min(max(value, lo), hi)
+
+
+@dataclass(frozen=True)
+class PodBehaviour:
+    """What a pod's annotations ask the simulator to do to it."""
+
+    ready_delay: float
+    never_ready: bool = False
+    crash_loop: bool = False
+    image_pull_error: bool = False
+    error_rate: float = 0.0
+    latency_ms: float = DEFAULT_LATENCY_MS
+    job_duration: float = DEFAULT_JOB_SECONDS
+    job_fail: bool = False
+
+    @classmethod
+    def of(cls, annotations: Mapping[str, str] | None, default_ready_delay: float) -> PodBehaviour:
+        a = annotations or {}
+        return cls(
+            ready_delay=_number(a, READY_DELAY, default_ready_delay),
+            never_ready=_flag(a, NEVER_READY),
+            crash_loop=_flag(a, CRASH_LOOP),
+            image_pull_error=_flag(a, IMAGE_PULL_ERROR),
+            error_rate=_number(a, ERROR_RATE, 0.0, 0.0, 1.0),
+            latency_ms=_number(a, LATENCY_MS, DEFAULT_LATENCY_MS),
+            job_duration=_number(a, JOB_DURATION, DEFAULT_JOB_SECONDS),
+            job_fail=_flag(a, JOB_FAIL),
+        )
+
+
+@dataclass(frozen=True)
+class PodState:
+    """The observable state of a pod at one age; `next_change` is the age at which it changes next."""
+
+    phase: str
+    running: bool = False
+    ready: bool = False
+    restart_count: int = 0
+    waiting: str | None = None  # ContainerCreating, ErrImagePull, ImagePullBackOff, CrashLoopBackOff
+    backoff: float = 0.0  # the restart back-off being waited out, for the CrashLoopBackOff message
+    terminated_code: int | None = None  # exit code of the container, for completed pods
+    crashed_before: bool = False  # lastState.terminated is set
+    ready_at: float | None = None  # age at which the pod became Ready
+    next_change: float = math.inf
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.phase, self.running, self.ready, self.restart_count, self.waiting, self.terminated_code,
+                self.crashed_before)
+
+
+def lifecycle(b: PodBehaviour, age: float, run_to_completion: bool = False) -> PodState:
+    """The state a real node would show for a pod of this behaviour, `age` simulated seconds after scheduling."""
+    start = min(CONTAINER_START, b.ready_delay)
+    if b.image_pull_error:
+        if age < start:
+            return PodState("Pending", waiting="ContainerCreating", next_change=start)
+        if age < start + ERR_IMAGE_PULL_SECONDS:
+            return PodState("Pending", waiting="ErrImagePull", next_change=start + ERR_IMAGE_PULL_SECONDS)
+        return PodState("Pending", waiting="ImagePullBackOff")
+    if age < start:
+        return PodState("Pending", waiting="ContainerCreating", next_change=start)
+    if run_to_completion:
+        end = start + (CRASH_RUN_SECONDS if b.crash_loop else b.job_duration)
+        if age < end:
+            # A container without a readiness probe is ready while it runs.
+            return PodState("Running", running=True, ready=True, ready_at=start, next_change=end)
+        failed = b.job_fail or b.crash_loop
+        return PodState("Failed" if failed else "Succeeded", terminated_code=1 if failed else 0)
+    if b.crash_loop:
+        # Runs a moment, exits 1, waits out a doubling back-off, restarts: restartCount climbs ever slower.
+        t, restarts, backoff = start, 0, BACKOFF_START
+        while True:
+            crash = t + CRASH_RUN_SECONDS
+            if age < crash:
+                return PodState("Running", running=True, restart_count=restarts, crashed_before=restarts > 0,
+                                next_change=crash)
+            restart = crash + backoff
+            if age < restart:
+                return PodState("Running", restart_count=restarts, waiting="CrashLoopBackOff", backoff=backoff,
+                                crashed_before=True, next_change=restart)
+            t, restarts, backoff = restart, restarts + 1, min(backoff * 2, BACKOFF_CAP)
+    if b.never_ready:
+        return PodState("Running", running=True)
+    if age < b.ready_delay:
+        return PodState("Running", running=True, next_change=b.ready_delay)
+    return PodState("Running", running=True, ready=True, ready_at=b.ready_delay)
+
+
+# ---- small facts about pod objects, shared by controllers and traffic ---------------------------------
+
+
+def pod_version(labels: Mapping[str, str] | None) -> str:
+    """The version a pod reports in traffic metrics."""
+    labels = labels or {}
+    for key in VERSION_LABELS:
+        if labels.get(key):
+            return str(labels[key])
+    return "unknown"
+
+
+def is_ready(pod: Obj) -> bool:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def is_terminal(pod: Obj) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
+def is_active(pod: Obj) -> bool:
+    return not is_terminal(pod) and not pod.get("metadata", {}).get("deletionTimestamp")
+
+
+def controller_uid(obj: Obj) -> str | None:
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def owner_reference(owner: Obj) -> Obj:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def random_suffix(rng: random.Random, n: int = 5) -> str:
+    return "".join(rng.choice(_NAME_CHARS) for _ in range(n))
+
+
+class PodFactory:
+    """Builds pods from templates the way workload controllers do: owner reference, generated name, a node."""
+
+    def __init__(self, rng: random.Random, nodes: int = 3) -> None:
+        self.rng = rng
+        self.nodes = [f"sim-node-{i}" for i in range(1, nodes + 1)]
+        self._next_node = 0
+
+    def build(
+        self,
+        template: Obj,
+        namespace: str,
+        owner: Obj,
+        *,
+        name: str | None = None,
+        extra_labels: Mapping[str, str] | None = None,
+        log: str | None = None,
+    ) -> Obj:
+        """A pod for `template`; `name` defaults to `<owner>-<5 random chars>` (the ReplicaSet style)."""
+        meta_t = template.get("metadata") or {}
+        labels = dict(meta_t.get("labels") or {})
+        labels.update(extra_labels or {})
+        annotations = dict(meta_t.get("annotations") or {})
+        spec = copy.deepcopy(template.get("spec") or {})
+        spec.setdefault("restartPolicy", "Always")
+        spec.setdefault("nodeName", self.nodes[self._next_node % len(self.nodes)])
+        self._next_node += 1
+        if log is None:
+            log = _default_log(labels, annotations, spec)
+        annotations[LOG] = log
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name or f"{owner['metadata']['name']}-{random_suffix(self.rng)}",
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [owner_reference(owner)],
+            },
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        }
+
+
+def _default_log(labels: Mapping[str, str], annotations: Mapping[str, str], spec: Obj) -> str:
+    if JOB_LOG in annotations:
+        return str(annotations[JOB_LOG])
+    image = ((spec.get("containers") or [{}])[0]).get("image", "")
+    return f"starting {image}\nserving version {pod_version(labels)} on :8080\n"
+
+
+# ---- the controller -------------------------------------------------------------------------------------
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()
+
+
+class PodController:
+    """Schedules pods onto simulated nodes and plays each one's lifecycle against the simulated clock."""
+
+    name = "pods"
+
+    def __init__(self, store: Store, config: SimConfig, events: EventRecorder) -> None:
+        self.store = store
+        self.config = config
+        self.events = events
+        self._born: dict[str, float] = {}  # pod uid -> simulated time it was first seen (scheduled)
+        self._ready_since: dict[str, float] = {}
+        self._key: dict[str, tuple[Any, ...]] = {}
+        self._next: dict[str, float] = {}
+        self._ips: dict[str, str] = {}
+        self._ip_counter = 0
+        self._wakeup = math.inf
+
+    def next_wakeup(self) -> float:
+        return self._wakeup
+
+    def born(self, uid: str) -> float | None:
+        return self._born.get(uid)
+
+    def ready_since(self, uid: str) -> float | None:
+        """Simulated time at which the pod became Ready (None: not ready)."""
+        return self._ready_since.get(uid)
+
+    def available(self, pod: Obj, now: float, min_ready_seconds: float) -> bool:
+        """Ready for at least minReadySeconds, the meaning of `availableReplicas`."""
+        if not is_ready(pod):
+            return False
+        since = self._ready_since.get(pod["metadata"]["uid"])
+        return since is not None and now - since >= min_ready_seconds
+
+    def reconcile(self, now: float) -> None:
+        wakeup = math.inf
+        seen: set[str] = set()
+        for pod in list(self.store.peek(PODS)):
+            uid = pod["metadata"]["uid"]
+            seen.add(uid)
+            born = self._born.get(uid)
+            if born is None:
+                born = self._born[uid] = now
+            due = self._next.get(uid, -math.inf)
+            if due > now and uid in self._key:
+                wakeup = min(wakeup, due)
+                continue
+            try:
+                wakeup = min(wakeup, self._sync(pod, born, now))
+            except StoreError:
+                continue  # deleted meanwhile
+        for uid in [u for u in self._born if u not in seen]:
+            for table in (self._born, self._ready_since, self._key, self._next, self._ips):
+                table.pop(uid, None)
+            self.events.forget(uid)
+        self._wakeup = wakeup
+
+    def _sync(self, pod: Obj, born: float, now: float) -> float:
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        behaviour = PodBehaviour.of(meta.get("annotations"), self.config.ready_delay_seconds)
+        run_to_completion = pod.get("spec", {}).get("restartPolicy") in ("Never", "OnFailure") or any(
+            ref.get("kind") == "Job" for ref in meta.get("ownerReferences") or []
+        )
+        state = lifecycle(behaviour, now - born, run_to_completion)
+        if state.ready and state.ready_at is not None:
+            self._ready_since.setdefault(uid, born + state.ready_at)
+        else:
+            self._ready_since.pop(uid, None)
+        next_at = born + state.next_change
+        self._next[uid] = next_at
+        if self._key.get(uid) == state.key and "conditions" in pod.get("status", {}):
+            return next_at
+        previous = self._key.get(uid)
+        self._key[uid] = state.key
+        ip = self._ips.get(uid) or pod.get("status", {}).get("podIP") or self._allocate_ip(uid)
+        self._ips[uid] = ip
+        status = self._status(pod, state, ip)
+        self.store.mutate(PODS, meta.get("namespace"), meta["name"], lambda p: p.__setitem__("status", status))
+        self._record_events(pod, state, previous, behaviour)
+        return next_at
+
+    def _allocate_ip(self, uid: str) -> str:
+        self._ip_counter += 1
+        n = self._ip_counter
+        return f"10.244.{(n // 250) % 256}.{n % 250 + 2}"
+
+    def _status(self, pod: Obj, state: PodState, ip: str) -> Obj:
+        old = pod.get("status", {})
+        stamp = now_iso()
+        old_conds = {c.get("type"): c for c in old.get("conditions") or []}
+        containers = pod.get("spec", {}).get("containers") or [{"name": "app", "image": ""}]
+        names = ", ".join(c.get("name", "") for c in containers)
+
+        def cond(ctype: str, ok: bool, reason: str | None = None, message: str | None = None) -> Obj:
+            status = "True" if ok else "False"
+            prev = old_conds.get(ctype)
+            c: Obj = {"type": ctype, "status": status, "lastProbeTime": None}
+            c["lastTransitionTime"] = prev["lastTransitionTime"] if prev and prev.get("status") == status else stamp
+            if not ok and reason:
+                c["reason"] = reason
+                c["message"] = message or ""
+            return c
+
+        done = state.terminated_code is not None
+        not_ready_reason = "PodCompleted" if done else "ContainersNotReady"
+        not_ready_msg = "" if done else f"containers with unready status: [{names}]"
+        node = pod.get("spec", {}).get("nodeName") or "sim-node-1"
+        host_ip = f"192.168.49.{(sum(map(ord, node)) % 250) + 2}"
+        start_time = old.get("startTime") or stamp
+        statuses = [self._container_status(pod, c, state, old, stamp) for c in containers]
+        return {
+            "phase": state.phase,
+            "conditions": [
+                cond("PodReadyToStartContainers", True),
+                cond("Initialized", True),
+                cond("Ready", state.ready, not_ready_reason, not_ready_msg),
+                cond("ContainersReady", state.ready, not_ready_reason, not_ready_msg),
+                cond("PodScheduled", True),
+            ],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": start_time,
+            "containerStatuses": statuses,
+            "qosClass": old.get("qosClass", "BestEffort"),
+        }
+
+    def _container_status(self, pod: Obj, container: Obj, state: PodState, old: Obj, stamp: str) -> Obj:
+        meta = pod["metadata"]
+        name = container.get("name", "app")
+        image = container.get("image", "")
+        prev: Obj = next((c for c in old.get("containerStatuses") or [] if c.get("name") == name), {})
+        cs: Obj = {
+            "name": name,
+            "image": image,
+            "imageID": "" if state.waiting in ("ContainerCreating", "ErrImagePull", "ImagePullBackOff")
+            else f"docker.io/library/{image.split(':')[0]}@sha256:{_digest(image)}",
+            "ready": state.ready,
+            "started": state.running,
+            "restartCount": state.restart_count,
+            "lastState": {},
+            "state": {},
+        }
+        if state.running or state.terminated_code is not None or state.crashed_before:
+            cs["containerID"] = f"containerd://{_digest(meta['uid'], name, str(state.restart_count))[:64]}"
+        if state.running:
+            started = (prev.get("state", {}).get("running") or {}).get("startedAt")
+            same_run = prev.get("restartCount") == state.restart_count
+            cs["state"] = {"running": {"startedAt": started if started and same_run else stamp}}
+        elif state.terminated_code is not None:
+            code = state.terminated_code
+            cs["state"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                          "startedAt": old.get("startTime") or stamp, "finishedAt": stamp,
+                                          "containerID": cs.get("containerID", "")}}
+        elif state.waiting:
+            cs["state"] = {"waiting": {"reason": state.waiting, "message": _waiting_message(state, pod, name, image)}}
+        if state.crashed_before:
+            prev_last = (prev.get("lastState") or {}).get("terminated")
+            cs["lastState"] = {"terminated": prev_last if prev_last and prev.get("restartCount") == state.restart_count
+                               and not state.running else {"exitCode": 1, "reason": "Error",
+                                                            "startedAt": stamp, "finishedAt": stamp}}
+        return cs
+
+    def _record_events(self, pod: Obj, state: PodState, previous: tuple[Any, ...] | None, b: PodBehaviour) -> None:
+        image = ((pod.get("spec", {}).get("containers") or [{}])[0]).get("image", "")
+        name = ((pod.get("spec", {}).get("containers") or [{}])[0]).get("name", "app")
+        if state.waiting == "ErrImagePull":
+            self.events.record(pod, "Warning", "Failed", f'Failed to pull image "{image}": rpc error: code = '
+                               f'NotFound desc = failed to pull and unpack image "{image}": not found', "kubelet")
+        elif state.waiting == "ImagePullBackOff":
+            self.events.record(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', "kubelet")
+        elif state.waiting == "CrashLoopBackOff":
+            self.events.record(pod, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                               f"{pod['metadata']['name']}_{pod['metadata'].get('namespace', '')}", "kubelet")
+        elif state.running and not state.ready and b.never_ready and previous is not None:
+            self.events.record(pod, "Warning", "Unhealthy", "Readiness probe failed: HTTP probe failed with "
+                               "statuscode: 503", "kubelet")
+
+
+def _waiting_message(state: PodState, pod: Obj, container: str, image: str) -> str:
+    if state.waiting == "ErrImagePull":
+        return f'failed to pull and unpack image "{image}": not found'
+    if state.waiting == "ImagePullBackOff":
+        return f'Back-off pulling image "{image}"'
+    if state.waiting == "CrashLoopBackOff":
+        meta = pod["metadata"]
+        return (f"back-off {int(state.backoff)}s restarting failed container={container} "
+                f"pod={meta['name']}_{meta.get('namespace', '')}({meta['uid']})")
+    return ""
