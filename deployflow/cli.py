@@ -7,9 +7,11 @@ unreachable), 2 bad input (a spec that does not validate, a missing file, a YAML
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -458,9 +460,24 @@ async def start_deployment(client: Client, loaded: LoadedSpec, workflow_id: str 
         )
 
 
-async def watch(handle: WorkflowHandle[Any, Any], out: Console | None = None, poll: float = 0.5) -> DeploymentStatus:
-    """Shows live progress until the workflow closes; raises CliError with the reason when it did not succeed."""
-    from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+@dataclass
+class Outcome:
+    """How a followed deployment ended."""
+
+    workflow_id: str
+    execution_status: str  # COMPLETED, FAILED, CANCELED, TERMINATED, TIMED_OUT
+    status: DeploymentStatus | None
+    failure: str | None  # the failure chain, outermost first; None when the run completed
+
+    @property
+    def succeeded(self) -> bool:
+        return (self.execution_status == "COMPLETED" and self.failure is None
+                and (self.status is None or self.status.phase not in FAILED_PHASES))
+
+
+async def follow(handle: WorkflowHandle[Any, Any], out: Console | None = None, poll: float = 0.5) -> Outcome:
+    """Shows live progress (events as they happen, a panel with phase, step and weights) until the run closes."""
+    from temporalio.client import WorkflowFailureError
 
     out = out or console
     printed = 0
@@ -470,9 +487,11 @@ async def watch(handle: WorkflowHandle[Any, Any], out: Console | None = None, po
         while True:
             try:
                 st = await query_status(handle)
-            except Exception:  # not yet queryable (no worker yet, first task pending): keep waiting
+            except Exception:  # not yet queryable (first workflow task still pending): keep waiting
                 st = None
             if st is not None:
+                if len(st.events) < printed:  # the event log was trimmed at its cap
+                    printed = 0
                 for ev in st.events[printed:]:
                     live.console.print(event_line(ev))
                 printed = len(st.events)
@@ -481,20 +500,29 @@ async def watch(handle: WorkflowHandle[Any, Any], out: Console | None = None, po
             if result_task.done():
                 break
             await asyncio.wait({result_task}, timeout=poll)
+    failure: str | None = None
     try:
         await result_task
     except WorkflowFailureError as err:
-        final = await _final_status(handle, last)
-        _print_final(out, final, handle.id)
-        fail(f"deployment {handle.id} failed: {_failure_chain(err.cause)}")
+        failure = _failure_chain(err.cause)
     final = await _final_status(handle, last)
-    _print_final(out, final, handle.id)
+    if final is not None:
+        out.print(progress_panel(final, handle.id))
     desc = await handle.describe()
-    if desc.status != WorkflowExecutionStatus.COMPLETED:
-        fail(f"deployment {handle.id} ended {desc.status.name if desc.status else 'unknown'}")
-    if final is not None and final.phase in FAILED_PHASES:
-        fail(f"deployment {handle.id} ended {final.phase}: {final.message or 'see the events above'}")
-    return final or DeploymentStatus(strategy="?", app="?", namespace="?", cluster="?", version="?")
+    return Outcome(handle.id, desc.status.name if desc.status else "UNKNOWN", final, failure)
+
+
+async def watch(handle: WorkflowHandle[Any, Any], out: Console | None = None) -> DeploymentStatus:
+    """`follow`, then a CliError with the reason unless the deployment succeeded."""
+    outcome = await follow(handle, out)
+    if outcome.failure is not None:
+        fail(f"deployment {handle.id} failed: {outcome.failure}")
+    if outcome.execution_status != "COMPLETED":
+        fail(f"deployment {handle.id} ended {outcome.execution_status}")
+    st = outcome.status
+    if st is not None and st.phase in FAILED_PHASES:
+        fail(f"deployment {handle.id} ended {st.phase}: {st.message or 'see the events above'}")
+    return st or DeploymentStatus(strategy="?", app="?", namespace="?", cluster="?", version="?")
 
 
 async def _final_status(handle: WorkflowHandle[Any, Any], last: DeploymentStatus | None) -> DeploymentStatus | None:
@@ -502,11 +530,6 @@ async def _final_status(handle: WorkflowHandle[Any, Any], last: DeploymentStatus
         return await query_status(handle)
     except Exception:
         return last
-
-
-def _print_final(out: Console, st: DeploymentStatus | None, workflow_id: str) -> None:
-    if st is not None:
-        out.print(progress_panel(st, workflow_id))
 
 
 @app.command()
@@ -765,24 +788,31 @@ def sim(
     if port and port_in_use(host, port):
         err_console.print(f"error: port {port} on {host} is already in use; choose another with --port")
         raise typer.Exit(EXIT_FAILED)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    bound = sock.getsockname()[1]
     simulator = Simulator(SimConfig(time_factor=time_factor))
-    url = simulator.start_in_thread(host, port)
-    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-    simulator.write_kubeconfig(str(kubeconfig), context="sim")
-    err_console.print(f"simulator serving the Kubernetes API at {url}")
-    err_console.print(f"  KUBECONFIG={kubeconfig} kubectl get pods -A")
-    stop = asyncio.Event()
+    simulator.url = f"http://{host}:{bound}"
 
     async def serve() -> None:
+        serving = asyncio.ensure_future(simulator.serve(host, bound, sock=sock))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+            loop.add_signal_handler(sig, serving.cancel)
+        # The kubeconfig appears only once the API answers, so whoever waits for the file can use it at once.
+        while simulator._stopped is None and not serving.done():
+            await asyncio.sleep(0.01)
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        simulator.write_kubeconfig(str(kubeconfig), context="sim")
+        err_console.print(f"simulator serving the Kubernetes API at {simulator.url} (time factor {time_factor:g})")
+        err_console.print(f"  KUBECONFIG={kubeconfig} kubectl get pods -A")
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
 
-    try:
-        asyncio.run(serve())
-    finally:
-        simulator.stop()
+    asyncio.run(serve())
 
 
 @app.command()

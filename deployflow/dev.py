@@ -274,17 +274,27 @@ class DevStack:
         if importlib.util.find_spec("deployflow.prometheus") is None:
             self.notes.append("Prometheus skipped: deployflow.prometheus is not part of this build")
             return
-        from deployflow import prometheus
+        import yaml
 
-        argv_fn = getattr(prometheus, "prometheus_argv", None)
-        binary = getattr(prometheus, "prometheus_path", lambda: None)()
-        if argv_fn is None or not binary:
-            self.notes.append("Prometheus skipped: the prometheus binary is not installed (apt-get install "
-                              "prometheus)")
+        from deployflow.prometheus import prometheus_binary, scrape_config
+
+        binary = prometheus_binary()
+        if not binary:
+            self.notes.append("Prometheus skipped: the prometheus binary is not installed "
+                              "(apt-get install prometheus, or scripts/bootstrap.sh)")
             return
-        data_dir = self.state_dir / "prometheus"
+        data_dir = (self.state_dir / "prometheus").resolve()
         data_dir.mkdir(exist_ok=True)
-        argv = argv_fn(targets=[f"{HOST}:{self.ports.sim}"], port=self.ports.prometheus, data_dir=data_dir)
+        config = data_dir / "prometheus.yml"
+        scrape = scrape_config([f"{self.sim_url}/metrics"], 1.0)
+        for job in scrape["scrape_configs"]:
+            job["scrape_timeout"] = "900ms"  # Prometheus rejects fractional units such as "0.9s"
+        config.write_text(yaml.safe_dump(scrape))
+        argv = [
+            binary, f"--config.file={config}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
+            f"--web.listen-address={HOST}:{self.ports.prometheus}", "--storage.tsdb.retention.time=2h",
+            "--log.level=warn",
+        ]
         part = await self._spawn("prometheus", argv)
         url = f"http://{HOST}:{self.ports.prometheus}"
 
