@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client import rest
+from kubernetes.client.exceptions import ApiException
 
 IN_CLUSTER = "in-cluster"
 
@@ -39,3 +44,89 @@ def reset_clients() -> None:
     """Forget cached clients (tests that point KUBECONFIG somewhere else)."""
     with _lock:
         _clients.clear()
+
+
+# --- JSON over the client's connection -----------------------------------------------------------------------------
+# The generated typed API validates every body into its own models; deployflow speaks plain manifests (dicts), the
+# API server's own language, through the client's authenticated connection pool instead.
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def request(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: dict[str, Any] | None = None,
+    body: Any = None,
+    content_type: str = JSON,
+    accept: str = JSON,
+    timeout: float | tuple[float, float] | None = 30.0,
+) -> rest.RESTResponse:
+    """One HTTP request to the API server; raises ApiException (with .status and .body) on a non-2xx answer.
+
+    The response body is not read, so watches can stream it.
+    """
+    headers = {"Accept": accept}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    params = [(k, v) for k, v in (query or {}).items() if v is not None]
+    method, url, headers, body, post = api.param_serialize(
+        method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
+    )
+    response = api.call_api(method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout)
+    if not 200 <= response.status <= 299:
+        data = response.read()
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        raise ApiException.from_response(http_resp=response, body=text, data=None)
+    return response
+
+
+def request_json(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: dict[str, Any] | None = None,
+    body: Any = None,
+    content_type: str = JSON,
+    timeout: float | None = 30.0,
+) -> dict[str, Any]:
+    response = request(api, method, path, query=query, body=body, content_type=content_type, timeout=timeout)
+    data = response.read()
+    result: dict[str, Any] = json.loads(data) if data else {}
+    return result
+
+
+def get_or_none(api: client.ApiClient, path: str) -> dict[str, Any] | None:
+    try:
+        return request_json(api, "GET", path)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def watch_events(
+    api: client.ApiClient, path: str, *, query: dict[str, Any], timeout_seconds: int
+) -> Iterator[dict[str, Any]]:
+    """Streams watch events (`{"type", "object"}`) from a list path until the server closes the watch."""
+    query = {**query, "watch": "true", "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "false"}
+    response = request(api, "GET", path, query=query, timeout=(10.0, timeout_seconds + 10.0))
+    raw = response.response
+    buffer = b""
+    try:
+        for chunk in raw.stream(4096, decode_content=True):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    event: dict[str, Any] = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise ApiException(status=int(status.get("code") or 500), reason=status.get("message"))
+                    yield event
+    finally:
+        raw.release_conn()
