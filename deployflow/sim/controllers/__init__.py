@@ -20,6 +20,7 @@ from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.jobs import JobController
 from deployflow.sim.controllers.pods import PodController, PodFactory
 from deployflow.sim.controllers.replicasets import ReplicaSetController
+from deployflow.sim.controllers.statefulsets import StatefulSetController
 from deployflow.sim.store import Store
 
 __all__ = ["Controller", "ControllerManager", "PodController", "PodFactory"]
@@ -46,6 +47,7 @@ class ControllerManager:
         self.controllers: list[Controller] = [
             DeploymentController(store, config, self.events),
             ReplicaSetController(store, config, self.pods, self.factory, self.events),
+            StatefulSetController(store, config, self.pods, self.factory, self.events),
             JobController(store, config, self.factory, self.events),
             self.pods,
             EndpointsController(store, config),
