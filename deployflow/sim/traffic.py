@@ -1,0 +1,415 @@
+"""Synthetic user traffic: what a load balancer and kube-proxy do with requests, and what the apps answer.
+
+Entry points are what users' requests arrive through: an HTTPRoute, an Istio VirtualService, an NGINX
+Ingress (merged with its canary Ingress), or a Service nothing else routes to. A request picks a backend
+Service by weight, then one of its ready pods uniformly (kube-proxy), and the pod answers 500 with its
+`sim.deployflow.io/error-rate` probability, else 200, after about `sim.deployflow.io/latency-ms`.
+
+The steady stream is drawn in aggregate (binomial splits per tick rather than one draw per request),
+so hundreds of entry points at tens of requests per second cost little CPU; `send()` and `proxy()`
+simulate single requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployflow.sim.config import Clock, SimConfig
+from deployflow.sim.controllers.pods import PodBehaviour, is_active, is_ready, pod_version
+from deployflow.sim.metrics import Metrics
+from deployflow.sim.resources import HTTPROUTES, INGRESSES, PODS, SERVICES, VIRTUALSERVICES
+from deployflow.sim.selectors import LabelIndex
+from deployflow.sim.store import Obj, Store
+
+TRAFFIC_ANNOTATION = "sim.deployflow.io/traffic"
+CANARY = "nginx.ingress.kubernetes.io/canary"
+CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
+CANARY_TOTAL = "nginx.ingress.kubernetes.io/canary-weight-total"
+NO_BACKEND = "<no backend>"  # the key `send()` counts requests under when the chosen Service had no ready pod
+
+__all__ = ["NO_BACKEND", "Backend", "EntryPoint", "Traffic"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    namespace: str
+    service: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    kind: str  # httproute, virtualservice, ingress, service
+    namespace: str
+    name: str
+    backends: tuple[Backend, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class _Pod:
+    name: str
+    version: str
+    error_rate: float
+    latency: float  # seconds, the middle of the latency spread
+
+    @property
+    def profile(self) -> tuple[str, float, float]:
+        return (self.version, self.error_rate, self.latency)
+
+
+@dataclass
+class _View:
+    """What traffic needs from the store, extracted once per store change, outside the hot path."""
+
+    resource_version: int
+    entries: list[EntryPoint]
+    services: dict[tuple[str, str], Obj]
+    pods: dict[str, _Pod]
+    index: LabelIndex
+    backends: dict[tuple[str, str], list[_Pod]] = field(default_factory=dict)
+
+
+class Traffic:
+    def __init__(self, store: Store, clock: Clock, config: SimConfig) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.metrics = Metrics()
+        self._rng = random.Random(config.seed)
+        self._lock = threading.RLock()
+        self._view: _View | None = None
+        self._carry: dict[str, float] = {}
+        self._last_tick: float | None = None
+        self.requests_generated = 0
+
+    # ---- the contract the API layer uses ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        interval = max(self.config.tick_seconds, 0.1)
+        self.tick()
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    def send(self, namespace: str, entry: str, n: int) -> dict[str, int]:
+        """Sends `n` requests through an entry point now; returns how many each version served.
+
+        `entry` is `kind/name` (httproute, virtualservice, ingress, service) or a bare name, looked up as
+        a route, VirtualService or Ingress first, then as a Service. Requests that found no ready pod are
+        counted under `NO_BACKEND`. Raises KeyError when nothing by that name exists.
+        """
+        with self._lock:
+            view = self._current_view()
+            ep = self._find_entry(view, namespace, entry)
+            out: dict[str, int] = {}
+            weights = [b.weight for b in ep.backends]
+            total = sum(weights)
+            for _ in range(n):
+                backend = self._pick(ep.backends, weights, total)
+                pods = self._ready_pods(view, backend.namespace, backend.service) if total > 0 else []
+                if not pods:
+                    self.metrics.record_no_backend(backend.namespace, backend.service, 1)
+                    out[NO_BACKEND] = out.get(NO_BACKEND, 0) + 1
+                    continue
+                pod = pods[self._rng.randrange(len(pods))]
+                self._serve_one(backend, pod)
+                out[pod.version] = out.get(pod.version, 0) + 1
+            self.requests_generated += n
+            return out
+
+    def proxy(self, namespace: str, service: str, path: str) -> tuple[int, dict[str, Any]]:
+        """One request through a Service, as `GET .../services/{name}/proxy/{path}` would make it."""
+        with self._lock:
+            view = self._current_view()
+            if (namespace, service) not in view.services:
+                return 404, {"error": f'services "{service}" not found'}
+            pods = self._ready_pods(view, namespace, service)
+            if not pods:
+                self.metrics.record_no_backend(namespace, service, 1)
+                return 503, {"error": "no ready endpoints", "service": service}
+            pod = pods[self._rng.randrange(len(pods))]
+            code = self._serve_one(Backend(namespace, service, 1), pod)
+            self.requests_generated += 1
+            body: dict[str, Any] = {"version": pod.version, "pod": pod.name, "path": "/" + path.lstrip("/")}
+            if code != 200:
+                body["error"] = "injected failure"
+            return code, body
+
+    def metrics_text(self) -> str:
+        return self.metrics.text()
+
+    def no_backend(self, namespace: str | None = None, service: str | None = None) -> int:
+        return self.metrics.no_backend(namespace, service)
+
+    def counts(self, namespace: str) -> dict[str, dict[str, dict[str, int]]]:
+        """service -> version -> code -> requests served, for everything recorded so far."""
+        return self.metrics.counts(namespace)
+
+    # ---- the steady stream ----------------------------------------------------------------------------------
+
+    def entry_points(self) -> list[EntryPoint]:
+        with self._lock:
+            return list(self._current_view().entries)
+
+    def tick(self, now: float | None = None) -> int:
+        """Advances the stream to simulated time `now`; returns how many requests that generated."""
+        with self._lock:
+            now = self.clock.now() if now is None else now
+            if self._last_tick is None or now <= self._last_tick:
+                self._last_tick = now if self._last_tick is None else self._last_tick
+                return 0
+            dt = now - self._last_tick
+            self._last_tick = now
+            view = self._current_view()
+            generated = 0
+            live = set()
+            for ep in view.entries:
+                live.add(ep.key)
+                expected = self.config.traffic_rps * dt + self._carry.get(ep.key, 0.0)
+                n = int(expected)
+                self._carry[ep.key] = expected - n
+                if n:
+                    self._serve_many(view, ep, n)
+                    generated += n
+            for key in [k for k in self._carry if k not in live]:
+                del self._carry[key]
+            self.requests_generated += generated
+            return generated
+
+    def _serve_many(self, view: _View, ep: EntryPoint, n: int) -> None:
+        rng = self._rng
+        left, weight_left = n, sum(b.weight for b in ep.backends)
+        if weight_left <= 0:
+            # Every weight zero: the gateway has nowhere to send the request.
+            self.metrics.record_no_backend(ep.backends[0].namespace, ep.backends[0].service, n)
+            return
+        for backend in ep.backends:
+            if left <= 0:
+                break
+            m = left if weight_left <= backend.weight else _binomial(rng, left, backend.weight / weight_left)
+            left -= m
+            weight_left -= backend.weight
+            if m == 0:
+                continue
+            pods = self._ready_pods(view, backend.namespace, backend.service)
+            if not pods:
+                self.metrics.record_no_backend(backend.namespace, backend.service, m)
+                continue
+            # Pods that behave alike are interchangeable for the metrics: split by profile, not by pod.
+            profiles: dict[tuple[str, float, float], int] = {}
+            for pod in pods:
+                profiles[pod.profile] = profiles.get(pod.profile, 0) + 1
+            pods_left = len(pods)
+            for (version, error_rate, latency), count in profiles.items():
+                k = m if pods_left <= count else _binomial(rng, m, count / pods_left)
+                m -= k
+                pods_left -= count
+                errors = _binomial(rng, k, error_rate)
+                lo, hi = latency * 0.5, latency * 1.5
+                self.metrics.record(backend.namespace, backend.service, version, 500, errors, lo, hi, rng.random())
+                self.metrics.record(backend.namespace, backend.service, version, 200, k - errors, lo, hi,
+                                    rng.random())
+
+    def _serve_one(self, backend: Backend, pod: _Pod) -> int:
+        code = 500 if self._rng.random() < pod.error_rate else 200
+        seconds = pod.latency * (0.5 + self._rng.random())
+        self.metrics.record(backend.namespace, backend.service, pod.version, code, 1, seconds, seconds, 0.0)
+        return code
+
+    def _pick(self, backends: tuple[Backend, ...], weights: list[float], total: float) -> Backend:
+        x = self._rng.random() * total
+        for backend, w in zip(backends, weights, strict=True):
+            if x < w:
+                return backend
+            x -= w
+        return backends[-1]
+
+    # ---- the view of the cluster ---------------------------------------------------------------------------
+
+    def _current_view(self) -> _View:
+        rv = self.store.resource_version
+        if self._view is None or self._view.resource_version != rv:
+            with self.store.lock:
+                self._view = self._build_view(self.store.resource_version)
+        return self._view
+
+    def _build_view(self, rv: int) -> _View:
+        index = LabelIndex()
+        pods: dict[str, _Pod] = {}
+        for pod in self.store.peek(PODS):
+            if not is_active(pod) or not is_ready(pod):
+                continue
+            meta = pod["metadata"]
+            ns = meta.get("namespace", "")
+            key = f"{ns}/{meta['name']}"
+            b = PodBehaviour.of(meta.get("annotations"), self.config.ready_delay_seconds)
+            pods[key] = _Pod(meta["name"], pod_version(meta.get("labels")), b.error_rate, b.latency_ms / 1000)
+            index.add(ns, key, meta.get("labels"))
+        services = {(s["metadata"].get("namespace", ""), s["metadata"]["name"]): s for s in self.store.peek(SERVICES)}
+        entries = list(_routes(self.store.peek(HTTPROUTES), self.store.peek(VIRTUALSERVICES),
+                               self.store.peek(INGRESSES)))
+        referenced = {(b.namespace, b.service) for ep in entries for b in ep.backends}
+        referenced |= _orphan_canaries(self.store.peek(INGRESSES), entries)
+        for (ns, name), svc in sorted(services.items()):
+            ann = svc["metadata"].get("annotations") or {}
+            if (ns, name) in referenced or str(ann.get(TRAFFIC_ANNOTATION, "")).lower() == "off":
+                continue
+            if not (svc.get("spec") or {}).get("selector"):
+                continue  # selector-less Services front something outside the simulated cluster
+            entries.append(EntryPoint("service", ns, name, (Backend(ns, name, 1.0),)))
+        return _View(rv, entries, services, pods, index)
+
+    def _ready_pods(self, view: _View, namespace: str, service: str) -> list[_Pod]:
+        key = (namespace, service)
+        cached = view.backends.get(key)
+        if cached is None:
+            svc = view.services.get(key)
+            selector = (svc.get("spec") or {}).get("selector") if svc else None
+            cached = [view.pods[k] for k in sorted(view.index.select_map(namespace, selector))]
+            view.backends[key] = cached
+        return cached
+
+    def _find_entry(self, view: _View, namespace: str, entry: str) -> EntryPoint:
+        kind, _, name = entry.rpartition("/")
+        kind = {"httproutes": "httproute", "virtualservices": "virtualservice", "vs": "virtualservice",
+                "ingresses": "ingress", "ing": "ingress", "services": "service", "svc": "service"}.get(kind, kind)
+        candidates = [ep for ep in view.entries if ep.namespace == namespace and ep.name == name
+                      and (not kind or ep.kind == kind)]
+        if candidates:
+            order = ("httproute", "virtualservice", "ingress", "service")
+            return min(candidates, key=lambda ep: order.index(ep.kind))
+        if kind in ("", "service") and (namespace, name) in view.services:
+            # Services referenced by a route, or with traffic off, can still be hit directly.
+            return EntryPoint("service", namespace, name, (Backend(namespace, name, 1.0),))
+        raise KeyError(f"no traffic entry point {entry!r} in namespace {namespace!r}")
+
+
+# ---- entry points from routing objects -----------------------------------------------------------------------
+
+
+def _routes(httproutes: Iterable[Obj], virtualservices: Iterable[Obj], ingresses: Iterable[Obj]) -> list[EntryPoint]:
+    out: list[EntryPoint] = []
+    for route in httproutes:
+        ns, name = route["metadata"].get("namespace", ""), route["metadata"]["name"]
+        rules = (route.get("spec") or {}).get("rules") or []
+        refs = (rules[0].get("backendRefs") or []) if rules else []
+        backends = tuple(
+            Backend(ref.get("namespace") or ns, ref["name"], float(ref.get("weight", 1)))
+            for ref in refs
+            if ref.get("name") and ref.get("kind", "Service") == "Service"
+        )
+        if backends:
+            out.append(EntryPoint("httproute", ns, name, backends))
+    for vs in virtualservices:
+        ns, name = vs["metadata"].get("namespace", ""), vs["metadata"]["name"]
+        http = (vs.get("spec") or {}).get("http") or []
+        routes = (http[0].get("route") or []) if http else []
+        vs_backends = []
+        for r in routes:
+            host = str((r.get("destination") or {}).get("host", ""))
+            if not host:
+                continue
+            svc, _, rest = host.partition(".")
+            svc_ns = rest.split(".")[0] if rest and rest.split(".")[0] != "svc" else ns
+            weight = r.get("weight")
+            vs_backends.append(Backend(svc_ns, svc, float(weight if weight is not None else
+                                                          (100 if len(routes) == 1 else 0))))
+        if vs_backends:
+            out.append(EntryPoint("virtualservice", ns, name, tuple(vs_backends)))
+    primaries: list[Obj] = []
+    canaries: dict[tuple[str, str], list[Obj]] = {}
+    for ing in ingresses:
+        ann = ing["metadata"].get("annotations") or {}
+        if str(ann.get(CANARY, "")).lower() == "true":
+            canaries.setdefault((ing["metadata"].get("namespace", ""), _ingress_host(ing)), []).append(ing)
+        else:
+            primaries.append(ing)
+    for ing in primaries:
+        ns, name = ing["metadata"].get("namespace", ""), ing["metadata"]["name"]
+        primary = _ingress_service(ing)
+        if not primary:
+            continue
+        ing_backends: list[Backend] = []
+        total = 100.0
+        canary_weight = 0.0
+        for canary in canaries.get((ns, _ingress_host(ing)), []):
+            ann = canary["metadata"].get("annotations") or {}
+            canary_svc = _ingress_service(canary)
+            total = _number(ann.get(CANARY_TOTAL), 100.0)
+            w = min(max(_number(ann.get(CANARY_WEIGHT), 0.0), 0.0), total)
+            if canary_svc:
+                ing_backends.append(Backend(ns, canary_svc, w))
+                canary_weight += w
+        ing_backends.insert(0, Backend(ns, primary, max(total - canary_weight, 0.0)))
+        out.append(EntryPoint("ingress", ns, name, tuple(ing_backends)))
+    return out
+
+
+def _orphan_canaries(ingresses: Iterable[Obj], entries: list[EntryPoint]) -> set[tuple[str, str]]:
+    """Services behind canary Ingresses without a primary: NGINX sends them nothing, so neither do we."""
+    routed = {(b.namespace, b.service) for ep in entries for b in ep.backends}
+    out = set()
+    for ing in ingresses:
+        ann = ing["metadata"].get("annotations") or {}
+        svc = _ingress_service(ing)
+        ns = ing["metadata"].get("namespace", "")
+        if str(ann.get(CANARY, "")).lower() == "true" and svc and (ns, svc) not in routed:
+            out.add((ns, svc))
+    return out
+
+
+def _ingress_host(ing: Obj) -> str:
+    rules = (ing.get("spec") or {}).get("rules") or []
+    return str(rules[0].get("host", "")) if rules else ""
+
+
+def _ingress_service(ing: Obj) -> str | None:
+    spec = ing.get("spec") or {}
+    for rule in spec.get("rules") or []:
+        for path in ((rule.get("http") or {}).get("paths")) or []:
+            name = ((path.get("backend") or {}).get("service") or {}).get("name")
+            if name:
+                return str(name)
+    name = ((spec.get("defaultBackend") or {}).get("service") or {}).get("name")
+    return str(name) if name else None
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    """A Binomial(n, p) draw in O(min(n, n*p) + 1): Python 3.11's random has no binomialvariate."""
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    if p > 0.5:
+        return n - _binomial(rng, n, 1 - p)
+    if n <= 16:
+        return sum(1 for _ in range(n) if rng.random() < p)
+    mean = n * p
+    if mean < 30:
+        # Count successes by jumping over geometric gaps between them.
+        log_q = math.log1p(-p)
+        count, pos = 0, -1
+        while True:
+            pos += int(math.log(1.0 - rng.random()) / log_q) + 1
+            if pos >= n:
+                return count
+            count += 1
+    draw = round(rng.gauss(mean, math.sqrt(mean * (1 - p))))
+    return min(max(draw, 0), n)
