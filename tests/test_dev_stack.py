@@ -1,0 +1,128 @@
+"""`deployflow dev` as a user runs it: a subprocess on free ports, used with kubectl, stopped with Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployflow.dev import DevPorts
+
+READY_TIMEOUT = 90.0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, from /proc (children of children included)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(predicate, timeout: float, proc: subprocess.Popen, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"deployflow dev exited with {proc.returncode} before {what}:\n{out}")
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"deployflow dev: {what} not reached within {timeout:.0f}s")
+
+
+def deployflow_cmd() -> list[str]:
+    return [sys.executable, "-m", "deployflow.cli"]
+
+
+@pytest.fixture
+def ports() -> DevPorts:
+    return DevPorts.free()
+
+
+def test_dev_stack_starts_serves_kubectl_and_stops_every_child_on_sigint(tmp_path: Path, ports: DevPorts) -> None:
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [*deployflow_cmd(), "dev", "--temporal-port", str(ports.temporal), "--ui-port", str(ports.ui),
+         "--sim-port", str(ports.sim), "--prometheus-port", str(ports.prometheus), "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        # Ready = the worker polls (the stack logs it) and the simulator answers through the kubeconfig it wrote.
+        kubeconfig = state / "kubeconfig"
+        wait_until(lambda: (state / "worker.log").exists() and "worker polling" in (state / "worker.log").read_text(),
+                   READY_TIMEOUT, proc, "the worker polling")
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            result = subprocess.run([kubectl, "--kubeconfig", str(kubeconfig), "get", "ns"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            assert "kube-system" in result.stdout
+        else:
+            resp = httpx.get(f"http://127.0.0.1:{ports.sim}/api/v1/namespaces", timeout=10)
+            assert "kube-system" in resp.text
+        # The UI and the gRPC frontend are where the stack said they would be.
+        assert httpx.get(f"http://127.0.0.1:{ports.ui}/", timeout=10).status_code == 200
+        with socket.create_connection(("127.0.0.1", ports.temporal), timeout=5):
+            pass
+        children = descendants(proc.pid)
+        assert len(children) >= 3, children  # temporal, simulator, worker (and prometheus when installed)
+
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "Temporal UI" in out and f"localhost:{ports.ui}" in out
+    assert f"KUBECONFIG={kubeconfig.resolve()} kubectl get pods" in out
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if alive(pid)], "children outlived deployflow dev"
+
+
+def test_dev_stack_refuses_a_taken_port(tmp_path: Path, ports: DevPorts) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports.sim))
+        taken.listen(1)
+        result = subprocess.run(
+            [*deployflow_cmd(), "dev", "--temporal-port", str(ports.temporal), "--ui-port", str(ports.ui),
+             "--sim-port", str(ports.sim), "--prometheus-port", str(ports.prometheus),
+             "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )
+    assert result.returncode == 1
+    assert f"simulator port {ports.sim} already in use" in result.stderr + result.stdout
