@@ -141,20 +141,35 @@ class Tracks:
         image = next((c["image"] for c in containers if c["name"] == self.target.container_name), None)
         if image is None and containers:
             image = containers[0].get("image")
-        status = raw.get("status") or {}
-        generation = raw["metadata"].get("generation", 0)
-        observed = status.get("observedGeneration", 0)
+        version = (template.get("metadata", {}).get("labels", {}) or {}).get(VERSION_LABEL)
+        # Readiness is counted from the pods themselves: a pod counts when it runs the current version and image
+        # and is Ready, which holds whether or not the Deployment's status has caught up yet.
+        updated = ready = 0
+        for pod in self._pods(track):
+            labels = pod.get("metadata", {}).get("labels") or {}
+            images = [c.get("image") for c in pod.get("spec", {}).get("containers", [])]
+            if labels.get(VERSION_LABEL) != version or (image is not None and image not in images):
+                continue
+            updated += 1
+            conditions = pod.get("status", {}).get("conditions") or []
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                ready += 1
         return TrackState(
             track,
             exists=True,
             replicas=raw["spec"].get("replicas", 1),
-            ready=status.get("readyReplicas", 0) or 0,
-            # Until the controller has seen the newest spec, nothing counts as updated.
-            updated=(status.get("updatedReplicas", 0) or 0) if observed >= generation else 0,
-            version=(template.get("metadata", {}).get("labels", {}) or {}).get(VERSION_LABEL),
+            ready=ready,
+            updated=updated,
+            version=version,
             image=image,
             template=template,
         )
+
+    def _pods(self, track: str) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in track_selector(self.target.app, track).items())
+        pods = self.core.list_namespaced_pod(self.target.namespace, label_selector=selector)
+        raw: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods).get("items", [])
+        return [p for p in raw if not p.get("metadata", {}).get("deletionTimestamp")]
 
     def apply(self, track: str, template: dict[str, Any], replicas: int) -> None:
         """Creates the track's Deployment, or sets its template and replicas (a rolling update when changed)."""
