@@ -138,10 +138,11 @@ class DeploymentController:
         ro = _Rollout(new, [rs for rs in rss if rs is not new])
         event: str | None = None
         if spec.get("paused"):
-            # A paused Deployment still scales (kubectl scale works), it just does not roll out.
-            idle_old = not any(ro.replicas(rs) for rs in ro.old)
-            if new is not None and idle_old and ro.replicas(new) != int(spec.get("replicas", 1)):
-                self._scale(d, ro, new, int(spec.get("replicas", 1)))
+            # A paused Deployment still scales (kubectl scale works) when one ReplicaSet holds all pods.
+            active = [rs for rs in rss if ro.replicas(rs) > 0] or ([new] if new else rss[-1:])
+            want = int(spec.get("replicas", 1))
+            if len(active) == 1 and ro.replicas(active[0]) != want:
+                self._scale(d, ro, active[0], want)
             self._sync_status(d, ro, now, event)
             return
         max_rev = max((revision_of(rs) for rs in rss), default=0)
