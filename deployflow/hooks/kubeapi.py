@@ -78,6 +78,14 @@ def merge_patch(cluster: str, path: str, patch: Obj) -> Obj:
     return request(cluster, "PATCH", path, patch, content_type="application/merge-patch+json")
 
 
+def replace_field(cluster: str, path: str, pointer: str, value: Any) -> Obj:
+    """Replaces one field whole (a JSON Patch), so keys missing from `value` are removed, unlike a merge patch."""
+    return request(
+        cluster, "PATCH", path, [{"op": "replace", "path": pointer, "value": value}],
+        content_type="application/json-patch+json",
+    )
+
+
 def create(cluster: str, path: str, obj: Obj) -> Obj:
     """Creates the object; an existing one of the same name is returned instead (retries are idempotent)."""
     try:

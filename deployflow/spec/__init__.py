@@ -18,13 +18,15 @@ from deployflow.spec.common import (
     Workload,
     describe_validation_error,
 )
+from deployflow.spec.rolling import RollingRequest
 
 STRATEGIES: dict[str, tuple[str, type[StrictModel]]] = {
     "blue-green": ("BlueGreenDeployment", BlueGreenRequest),
+    "rolling": ("RollingDeployment", RollingRequest),
 }
 
 DeploymentSpec = Annotated[
-    Union[BlueGreenRequest],  # noqa: UP007 - other strategies join this union
+    Union[BlueGreenRequest, RollingRequest],  # noqa: UP007 - other strategies join this union
     Field(discriminator="strategy"),
 ]
 
@@ -48,6 +50,7 @@ __all__ = [
     "EnvVar",
     "HttpProbe",
     "PromotionGate",
+    "RollingRequest",
     "SmokeTest",
     "StrictModel",
     "Target",

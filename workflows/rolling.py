@@ -1,0 +1,367 @@
+"""RollingDeployment: replace an app's pods batch by batch, checking each batch before the next.
+
+The runbook
+-----------
+1. Record the workload as it runs now (template, replicas, strategy): the revision a rollback returns to.
+2. pre_deploy hooks (a migration Job, a confirmation). A failure ends here: nothing has changed.
+3. Optional approval before the first batch.
+4. For each batch: hold here while paused (nothing moves between batches), run pre_promote hooks before the
+   last one, move the batch's pods to the new version (never more than maxUnavailable out of service, never
+   more than maxSurge extra), and gate on health: every new pod ready and available, none crash-looping or
+   failing to pull. Then the optional analysis, bake time and approval.
+5. Hand the workload back to Kubernetes (original strategy, unpaused), notify "promoted", run post_deploy hooks.
+6. Any failure after step 3, an abort, or a cancel: roll back to the recorded revision (at once or batch by
+   batch), run on_rollback hooks, and fail with the reason. How pods move in batches, and why "between batches"
+   means "no pod is changing", is explained in `activities/rolling.py`.
+
+In `native` mode step 4 is one step: Kubernetes' own RollingUpdate with the chosen maxSurge/maxUnavailable,
+watched to the end; a pause then takes effect only once that rollout is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pydantic
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+from workflows.control import Aborted, DeploymentControl
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis import MeasureInput, measure
+    from activities.rolling import (
+        NON_RETRYABLE,
+        BeginInput,
+        FinishInput,
+        MoveInput,
+        NativeInput,
+        PrepareInput,
+        PrepareResult,
+        begin_rolling,
+        finish_rolling,
+        move_pods,
+        native_rollout,
+        prepare_rolling,
+    )
+    from deployflow.analysis.judge import Verdict, judge_metric
+    from deployflow.spec.analysis import Analysis
+    from deployflow.spec.hooks import HookPoint
+    from deployflow.spec.notify import NotifyEvent
+    from deployflow.spec.rolling import RollingRequest
+    from deployflow.status import DeploymentStatus, Measurement, Phase
+
+# Cluster-changing steps: a cancelled one finishes stopping before the rollback touches the same objects.
+CHANGE = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE)
+
+
+class RolledBack(ApplicationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="RolledBack", non_retryable=True)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, Aborted):
+        return f"aborted: {err.reason}"
+    while isinstance(err, ActivityError) and err.cause is not None:
+        err = err.cause
+    if isinstance(err, FailureError):
+        return err.message
+    return str(err) or type(err).__name__
+
+
+@workflow.defn(name="RollingDeployment", failure_exception_types=[pydantic.ValidationError])
+class RollingDeployment(DeploymentControl):
+    @workflow.init
+    def __init__(self, request: RollingRequest) -> None:
+        self._init_control(strategy="rolling", target=request.target, version=request.resolved_version or "")
+        self._notifications = Notifications(request.notify, request.target, "rolling", on_event=self.event)
+        self._attempted = 0  # most pods ever asked to run the new version: what a rollback must undo
+        self._gate_at: int | None = None
+
+    def _on_phase(self, phase: Phase, message: str) -> None:
+        self._notifications.on_phase(phase, message, self.status)
+
+    @workflow.run
+    async def run(self, request: RollingRequest) -> DeploymentStatus:
+        try:
+            return await self._run(request)
+        finally:
+            await self._notifications.drain()
+
+    # ---- the runbook -------------------------------------------------------------------------------------------
+
+    async def _run(self, r: RollingRequest) -> DeploymentStatus:
+        version = r.resolved_version or ""
+        self.set_phase(Phase.PROGRESSING, f"rolling {r.kind} {r.name} to {version}", step="prepare")
+        try:
+            prep = await self.interruptible(
+                workflow.execute_activity(
+                    prepare_rolling,
+                    PrepareInput(request=r),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RETRY,
+                    summary=f"record {r.kind} {r.name}",
+                )
+            )
+        except (ActivityError, Aborted) as err:
+            return await self._fail_unchanged(_reason(err))
+        rec = prep.recorded
+        n = rec.replicas
+        self.set_versions(version, rec.version)
+        plan = [n] if r.mode == "native" else r.batch_plan(n)
+        surge, unavailable = r.surge_and_unavailable(n)
+        self.status.details.update(
+            kind=r.kind, workload=r.name, replicas=n, mode=r.mode, batches=len(plan),
+            max_surge=surge, max_unavailable=unavailable, previous_revision=rec.revision,
+        )
+        self.status.step_count = len(plan)
+        # An approval asked for after the last batch would come too late to stop anything: hold before it instead.
+        self._gate_at = min(r.approval.after_batch, len(plan) - 1) if r.approval is not None else None
+        if prep.up_to_date:
+            return await self.finish(Phase.SUCCEEDED, f"{r.kind} {r.name} already runs {version}: nothing to do")
+
+        # Nothing has changed yet: a failure or abort from here to the first batch leaves the cluster as it was.
+        try:
+            await self.checkpoint()
+            await self.interruptible(self._hooks(r, HookPoint.PRE_DEPLOY))
+            if self._gate_at == 0:
+                await self._approval(r, "before the first batch")
+        except (ApplicationError, ActivityError) as err:
+            if is_cancelled_exception(err):
+                raise
+            return await self._fail_unchanged(_reason(err))
+        except asyncio.CancelledError:
+            self.set_phase(Phase.FAILED, "cancelled before anything changed")
+            raise
+
+        try:
+            if r.mode == "native":
+                await self._native(r, prep)
+            else:
+                await self._batches(r, prep, plan, surge, unavailable)
+            self.status.weights = {"stable": 0, "new": 100}
+            self._notifications.send(NotifyEvent.PROMOTED, self.status, f"all {n} pods run {version}")
+            self.set_phase(Phase.PROGRESSING, f"all {n} pods run {version}; post-deploy checks", step="post-deploy")
+            await self.interruptible(self._hooks(r, HookPoint.POST_DEPLOY))
+        except (ApplicationError, ActivityError) as err:
+            if is_cancelled_exception(err):
+                await asyncio.shield(self._roll_back(r, prep, "cancelled"))
+                raise
+            reason = _reason(err)
+            await asyncio.shield(self._roll_back(r, prep, reason))
+            raise RolledBack(f"rolled back to {rec.version or rec.revision}: {reason}") from None
+        except asyncio.CancelledError:
+            await asyncio.shield(self._roll_back(r, prep, "cancelled"))
+            raise
+        return await self.finish(Phase.SUCCEEDED, f"{r.kind} {r.name} runs {version} on all {n} pods")
+
+    async def _batches(self, r: RollingRequest, prep: PrepareResult, plan: list[int], surge: int, unavail: int) -> None:
+        n = prep.recorded.replicas
+        version = r.resolved_version or ""
+        self.set_phase(Phase.PROGRESSING, f"{len(plan)} batches of up to {plan[0]} pods", step="begin")
+        await self._activity(
+            begin_rolling,
+            BeginInput(workload=prep.workload, template=prep.template, replicas=n, recorded=prep.recorded),
+            summary=f"freeze {r.kind} {r.name} at its pods, target {version}",
+        )
+        for i, count in enumerate(plan, start=1):
+            await self.checkpoint()  # a pause holds here: the last batch is complete and the next has not begun
+            if i == len(plan):
+                await self.interruptible(self._hooks(r, HookPoint.PRE_PROMOTE))
+            label = f"batch {i}/{len(plan)}"
+            self.set_phase(
+                Phase.PROGRESSING, f"{label}: {count}/{n} pods to {version}", step=label, step_index=i,
+                step_count=len(plan),
+            )
+            self._attempted = max(self._attempted, count)
+            await self._activity(
+                move_pods,
+                MoveInput(
+                    workload=prep.workload, count=count, replicas=n, surge=surge, unavailable=unavail,
+                    timeout_seconds=r.batch_timeout.total_seconds(), label=label,
+                ),
+                summary=f"{label}: {count}/{n} pods to {version}",
+                timeout=r.batch_timeout + timedelta(minutes=1),
+            )
+            share = round(100 * count / n) if n else 100
+            self.status.weights = {"stable": 100 - share, "new": share}
+            self.status.details["updated_replicas"] = count
+            self.event(f"{label} healthy: {count}/{n} pods run {version}, all ready")
+            if r.analysis is not None:
+                await self._analyse(r, r.analysis, label)
+            if i < len(plan):
+                if r.bake > timedelta(0):
+                    self.set_phase(Phase.PROGRESSING, f"{label}: baking for {r.bake}", step=label)
+                    await self.wait(r.bake)
+                if self._gate_at == i:
+                    await self._approval(r, f"after {label}")
+        self.set_phase(Phase.PROGRESSING, f"handing {r.kind} {r.name} back to Kubernetes", step="finish")
+        await self._activity(
+            finish_rolling,
+            FinishInput(workload=prep.workload, recorded=prep.recorded, replicas=n),
+            summary=f"unfreeze {r.kind} {r.name}",
+        )
+
+    async def _native(self, r: RollingRequest, prep: PrepareResult) -> None:
+        n = prep.recorded.replicas
+        surge, unavailable = r.surge_and_unavailable(n)
+        self.set_phase(
+            Phase.PROGRESSING, f"Kubernetes RollingUpdate (maxSurge {surge}, maxUnavailable {unavailable})",
+            step="rollout", step_index=1, step_count=1,
+        )
+        await self.interruptible(self._hooks(r, HookPoint.PRE_PROMOTE))
+        self._attempted = n
+        await self._activity(
+            native_rollout,
+            NativeInput(
+                workload=prep.workload, template=prep.template, replicas=n,
+                strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+                restore_strategy=prep.recorded.strategy, timeout_seconds=r.batch_timeout.total_seconds(),
+            ),
+            summary=f"RollingUpdate of {r.kind} {r.name}",
+            timeout=r.batch_timeout + timedelta(minutes=1),
+        )
+
+    # ---- rollback -------------------------------------------------------------------------------------------------
+
+    def _rollback_plan(self, r: RollingRequest, n: int) -> list[tuple[int, int, int]]:
+        """(count at the recorded template, surge, unavailable) for each rollback step."""
+        surge, unavailable = r.surge_and_unavailable(n)
+        touched = max(1, min(self._attempted, n))
+        if r.rollback == "all-at-once":
+            # Deployment: the recorded revision comes back at full size first, then the new pods go.
+            return [(n, n if r.kind == "Deployment" else 0, unavailable)]
+        steps = r.batch_plan(touched)
+        if r.kind == "StatefulSet":
+            return [(count, 0, unavailable) for count in steps]  # highest ordinals first, as they were updated
+        start = n - touched
+        return [(min(n, start + count), surge, unavailable) for count in steps]
+
+    async def _roll_back(self, r: RollingRequest, prep: PrepareResult, reason: str) -> None:
+        rec = prep.recorded
+        n = rec.replicas
+        back_to = rec.version or rec.revision or "the recorded revision"
+        self.set_phase(Phase.ROLLING_BACK, f"rolling back to {back_to}: {reason}", step="rollback")
+        try:
+            if r.mode == "native":
+                await self._activity(
+                    native_rollout,
+                    NativeInput(
+                        workload=prep.workload, template=rec.template, replicas=n, strategy=rec.strategy or {},
+                        restore_strategy=None, timeout_seconds=r.batch_timeout.total_seconds(),
+                    ),
+                    summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + timedelta(minutes=1),
+                )
+            else:
+                await self._activity(
+                    begin_rolling,
+                    BeginInput(workload=prep.workload, template=rec.template, replicas=n, recorded=rec),
+                    summary=f"target {r.kind} {r.name} back at {back_to}",
+                )
+                plan = self._rollback_plan(r, n)
+                for j, (count, surge, unavailable) in enumerate(plan, start=1):
+                    label = f"rollback {j}/{len(plan)}"
+                    self.set_phase(Phase.ROLLING_BACK, f"{label}: {count} pods back to {back_to}", step=label)
+                    await self._activity(
+                        move_pods,
+                        MoveInput(
+                            workload=prep.workload, count=count, replicas=n, surge=surge, unavailable=unavailable,
+                            timeout_seconds=r.batch_timeout.total_seconds(), label=label,
+                        ),
+                        summary=label, timeout=r.batch_timeout + timedelta(minutes=1),
+                    )
+                await self._activity(
+                    finish_rolling,
+                    FinishInput(workload=prep.workload, recorded=rec, replicas=n),
+                    summary=f"unfreeze {r.kind} {r.name}",
+                )
+        except (ActivityError, ApplicationError) as err:
+            message = (
+                f"rollback to {back_to} failed: {_reason(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
+                f"(the rollout was: {reason})"
+            )
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from None
+        self.status.weights = {"stable": 100, "new": 0}
+        self.status.details["updated_replicas"] = 0
+        try:
+            await self._hooks(r, HookPoint.ON_ROLLBACK)
+        except (ApplicationError, ActivityError) as err:
+            self.event(f"{_reason(err)} (the rollback itself completed)", kind="warning")
+        self.set_phase(Phase.ROLLED_BACK, f"all {n} pods run {back_to} again: {reason}")
+
+    # ---- pieces ---------------------------------------------------------------------------------------------------
+
+    async def _activity(self, fn: Any, arg: Any, *, summary: str, timeout: timedelta = timedelta(minutes=5)) -> Any:
+        """A cluster-changing activity: interrupted by abort, stopped cleanly before any rollback starts."""
+        return await self.interruptible(
+            workflow.execute_activity(
+                fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RETRY, cancellation_type=CHANGE, summary=summary,
+            )
+        )
+
+    async def _hooks(self, r: RollingRequest, point: HookPoint) -> None:
+        if not r.hooks.at(point):
+            return
+        before = (self.status.phase, self.status.message)
+        self.set_phase(self.status.phase, f"{point.value} hooks", record=False)
+        await run_hooks(
+            point, r.hooks, r.target, version=r.resolved_version or "", previous_version=self.status.previous_version,
+            strategy="rolling", on_event=self.event,
+        )
+        self.set_phase(before[0], before[1], record=False)
+
+    async def _approval(self, r: RollingRequest, where: str) -> None:
+        assert r.approval is not None
+        approved = await self.wait_for_promotion(r.approval.timeout, message=f"waiting for approval {where}")
+        if not approved:
+            raise ApplicationError(f"nobody approved {where} within {r.approval.timeout}", type="ApprovalTimedOut")
+        who = self.status.details.get("approved_by")
+        self.event(f"approval {where} granted" + (f" by {who}" if who else " (promote)"), kind="decision")
+
+    async def _analyse(self, r: RollingRequest, analysis: Analysis, label: str) -> None:
+        """Each metric `count` times (default 1), `interval` apart; the worst metric decides."""
+        version = r.resolved_version or ""
+        self.set_phase(Phase.PROGRESSING, f"{label}: analysis", step=label)
+        for metric in analysis.metrics:
+            count = metric.count or 1
+            taken: list[Measurement] = []
+            if metric.initial_delay > timedelta(0):
+                await self.wait(metric.initial_delay, promotable=False)
+            while True:
+                m = await self.interruptible(
+                    workflow.execute_activity(
+                        measure,
+                        MeasureInput(
+                            target=r.target, metric=metric, version=version,
+                            baseline_version=self.status.previous_version, args=analysis.args,
+                        ),
+                        start_to_close_timeout=timedelta(seconds=60),
+                        retry_policy=RetryPolicy(maximum_attempts=3),
+                        summary=f"{label}: measure {metric.name}",
+                    )
+                )
+                taken.append(m)
+                self.status.measurements.append(m)
+                verdict = judge_metric(metric, taken, count)
+                if verdict.verdict in (Verdict.FAILED, Verdict.ERROR, Verdict.INCONCLUSIVE):
+                    raise ApplicationError(
+                        f"{label}: analysis {verdict.verdict.value.lower()}: {verdict.message}", type="AnalysisFailed"
+                    )
+                if verdict.verdict == Verdict.SUCCESSFUL:
+                    self.event(f"{label}: {verdict.message}", kind="decision")
+                    break
+                await self.wait(metric.interval, promotable=False)
+
+    async def _fail_unchanged(self, reason: str) -> DeploymentStatus:
+        self.set_phase(Phase.FAILED, f"{reason} (nothing was changed)")
+        raise ApplicationError(f"{reason} (nothing was changed)", type="DeploymentFailed", non_retryable=True)
