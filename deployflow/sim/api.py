@@ -5,15 +5,21 @@ Routes follow the apiserver's: discovery (`/api`, `/apis`, `/api/v1`, `/apis/<gr
 create, update, the four patch types, delete with cascade, and the status, scale, log and service-proxy
 subresources. Errors are `Status` bodies with the codes a real apiserver uses (404, 409, 410, 422...).
 
-Why not kmock (0.8, the Kubernetes API emulator by kopf's author) as a base: it is built for scripting expected
-requests and answers in operator unit tests, and its stateful part is a plain in-memory dict of objects.
-It has no resourceVersion history to resume a watch from an older version (nor 410 Gone for a too-old one),
-no optimistic-concurrency 409 on a stale resourceVersion, no owner-reference cascade, no label or field
-selectors in the list semantics we need, no strategic merge patch (no knowledge of list merge keys), no
-server-side apply or managedFields, no OpenAPI v3 documents (so `kubectl apply` cannot validate against it),
-no status/scale subresources and no controllers. What it does offer (aiohttp routing and JSON patch through the
-`jsonpatch` package) is the small part; the store, watch and patch semantics are the part we need, and they
-would have been written beside it anyway. So this module uses aiohttp directly.
+Why not kmock (0.8, the Kubernetes API emulator by kopf's author) as a base, checked against its source:
+its `KubernetesEmulator` is built for scripting expected requests and answers in operator unit tests, and its
+object tracking does not have the semantics our activities depend on:
+- no resourceVersions: lists answer `resourceVersion: "..."`, objects get none, so there is no 409 Conflict on a
+  stale update and no watch from a resourceVersion (a watch always replays every object as ADDED, then follows
+  live events; no 410 Gone, no bookmarks, no `timeoutSeconds`, which it marks as a TODO);
+- every PUT and PATCH is the same recursive dict merge: no JSON patch, no strategic merge (no list merge keys),
+  no server-side apply or managedFields, no `dryRun`;
+- no label or field selectors (only name and namespace filters), no owner-reference cascade, no status or scale
+  subresources, no validation or 422 bodies, and creating in a missing namespace succeeds;
+- no OpenAPI documents, so `kubectl apply` cannot validate or find merge keys against it;
+- no controllers, traffic or service proxy.
+What it would contribute (aiohttp routing, discovery lists, JSON patch via the `jsonpatch` package) is the small
+part; the store, watch and patch semantics would have been written beside it anyway. So this module uses aiohttp
+directly and `jsonpatch` for RFC 6902.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ KUBE_VERSION = {
 }
 
 DEFAULT_WATCH_TIMEOUT = 1800.0
-BOOKMARK_INTERVAL = 5.0
+BOOKMARK_INTERVAL = 1.0
 CONTENT_JSON = "application/json"
 
 
@@ -406,6 +412,7 @@ class ApiServer:
         self.traffic = traffic
         self.served = served
         self.managers = FieldManagers()
+        self._next_ip = 0
         self.requests = 0
 
     def app(self) -> web.Application:
@@ -602,6 +609,9 @@ class ApiServer:
                 obj = self.store.get(res, namespace, name)
                 if obj is None:
                     raise not_found(res, name)
+                if _wants_table(request):
+                    return json_response(table_for(res, [obj], {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                                                   request.query.get("includeObject", "Metadata")))
                 return json_response(obj)
             if method == "PUT":
                 return await self.replace(request, res, namespace, name, sub)
@@ -637,6 +647,8 @@ class ApiServer:
                 meta["remainingItemCount"] = rest
         else:
             items = items[start:]
+        if _wants_table(request):
+            return json_response(table_for(res, items, meta, request.query.get("includeObject", "Metadata")))
         body = {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta, "items": items}
         return json_response(body)
 
@@ -676,7 +688,12 @@ class ApiServer:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
 
+        as_table = _wants_table(request)
+        include = request.query.get("includeObject", "Metadata")
+
         async def send(etype: str, obj: Obj) -> None:
+            if as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+                obj = table_for(res, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")}, include)
             await resp.write(json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n")
 
         try:
@@ -791,6 +808,15 @@ class ApiServer:
                 f'unknown field "{u}"' for u in unknown))
         return pruned, unknown
 
+    def _allocate_cluster_ip(self, svc: Obj) -> None:
+        spec = svc.setdefault("spec", {})
+        if spec.get("type") == "ExternalName" or spec.get("clusterIP"):
+            return
+        self._next_ip += 1
+        ip = f"10.96.{self._next_ip // 250}.{self._next_ip % 250 + 1}"
+        spec["clusterIP"] = ip
+        spec["clusterIPs"] = [ip]
+
     def _check_namespace(self, res: Resource, namespace: str | None) -> None:
         if res.namespaced and self.store.get(R.NAMESPACES, None, namespace or "") is None:
             raise StoreError(404, "NotFound", f'namespaces "{namespace}" not found',
@@ -819,7 +845,13 @@ class ApiServer:
         if not meta.get("name") and not meta.get("generateName"):
             raise invalid(res, "", [("FieldValueRequired", "metadata.name", "Required value: name or "
                                      "generateName is required")])
-        obj.pop("status", None) if "status" in res.subresources else None
+        if "status" in res.subresources:
+            obj.pop("status", None)
+        if res.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+            obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        if res.kind == "Service":
+            self._allocate_cluster_ip(obj)
         if operation == "Update" or not meta.get("managedFields"):
             self.managers.record(res, None, obj, manager, operation)
         if self._dry_run(request):
@@ -855,6 +887,10 @@ class ApiServer:
                 new["status"] = copy.deepcopy(current["status"])
             else:
                 new.pop("status", None)
+        if res.kind == "Service" and isinstance(new.get("spec"), dict):
+            for keep in ("clusterIP", "clusterIPs"):  # allocated once, kept when a client omits them
+                if keep in (current.get("spec") or {}) and not new["spec"].get(keep):
+                    new["spec"][keep] = current["spec"][keep]
         apply_defaults(res, new)
         validate(res, new, current)
         # A write that sets managedFields itself (kubectl's client-side-apply migration) is taken as sent.
@@ -1036,5 +1072,142 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# ---- server-side printing (`kubectl get`, `-o wide`) --------------------------------------------------
+
+
+def human_age(timestamp: str | None) -> str:
+    """kubectl's short durations: 45s, 3m12s, 5h, 2d3h."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return "<invalid>"
+    secs = max(int((datetime.now(UTC) - then).total_seconds()), 0)
+    if secs < 120:
+        return f"{secs}s"
+    mins = secs // 60
+    if mins < 10:
+        return f"{mins}m{secs % 60}s" if secs % 60 else f"{mins}m"
+    if mins < 180:
+        return f"{mins}m"
+    hours = mins // 60
+    if hours < 48:
+        return f"{hours}h"
+    return f"{hours // 24}d{hours % 24}h" if hours % 24 and hours < 24 * 8 else f"{hours // 24}d"
+
+
+def _containers(obj: Obj, template: bool = True) -> list[Obj]:
+    spec = obj.get("spec") or {}
+    pod_spec = ((spec.get("template") or {}).get("spec") or {}) if template else spec
+    return list(pod_spec.get("containers") or [])
+
+
+def _selector_text(obj: Obj) -> str:
+    sel = (obj.get("spec") or {}).get("selector") or {}
+    labels = sel.get("matchLabels", sel) if isinstance(sel, dict) else {}
+    return ",".join(f"{k}={v}" for k, v in labels.items() if isinstance(v, str)) or "<none>"
+
+
+def pod_status_text(pod: Obj) -> str:
+    """The STATUS column: a waiting reason such as CrashLoopBackOff wins over the phase, as in kubectl."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        reason = (state.get("waiting") or {}).get("reason") or (state.get("terminated") or {}).get("reason")
+        if reason and reason not in ("ContainerCreating",):
+            return str(reason)
+    return str(status.get("phase") or "Pending")
+
+
+def _columns(kind: str) -> list[tuple[str, str, int]]:
+    wide_pods = [("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1)]
+    return {
+        "Deployment": [("Name", "string", 0), ("Ready", "string", 0), ("Up-to-date", "integer", 0),
+                       ("Available", "integer", 0), ("Age", "string", 0), *wide_pods],
+        "ReplicaSet": [("Name", "string", 0), ("Desired", "integer", 0), ("Current", "integer", 0),
+                       ("Ready", "integer", 0), ("Age", "string", 0), *wide_pods],
+        "StatefulSet": [("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0),
+                        ("Containers", "string", 1), ("Images", "string", 1)],
+        "Pod": [("Name", "string", 0), ("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0),
+                ("Age", "string", 0), ("IP", "string", 1), ("Node", "string", 1)],
+        "Service": [("Name", "string", 0), ("Type", "string", 0), ("Cluster-IP", "string", 0),
+                    ("External-IP", "string", 0), ("Port(s)", "string", 0), ("Age", "string", 0),
+                    ("Selector", "string", 1)],
+        "Endpoints": [("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
+        "Job": [("Name", "string", 0), ("Status", "string", 0), ("Completions", "string", 0),
+                ("Age", "string", 0), ("Containers", "string", 1), ("Images", "string", 1)],
+        "Namespace": [("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
+        "Event": [("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0),
+                  ("Object", "string", 0), ("Message", "string", 0)],
+    }.get(kind, [("Name", "string", 0), ("Age", "string", 0)])
+
+
+def _cells(kind: str, obj: Obj) -> list[Any]:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    name, age = meta.get("name", ""), human_age(meta.get("creationTimestamp"))
+    names = ",".join(c.get("name", "") for c in _containers(obj))
+    images = ",".join(c.get("image", "") for c in _containers(obj))
+    if kind == "Deployment":
+        return [name, f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", status.get("updatedReplicas", 0),
+                status.get("availableReplicas", 0), age, names, images, _selector_text(obj)]
+    if kind == "ReplicaSet":
+        return [name, spec.get("replicas", 0), status.get("replicas", 0), status.get("readyReplicas", 0), age, names,
+                images, _selector_text(obj)]
+    if kind == "StatefulSet":
+        return [name, f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}", age, names, images]
+    if kind == "Pod":
+        statuses = status.get("containerStatuses") or []
+        ready = sum(1 for cs in statuses if cs.get("ready"))
+        restarts = sum(int(cs.get("restartCount", 0)) for cs in statuses)
+        return [name, f"{ready}/{len(_containers(obj, template=False))}", pod_status_text(obj), str(restarts), age,
+                status.get("podIP") or "<none>", spec.get("nodeName") or "<none>"]
+    if kind == "Service":
+        ports = ",".join(f"{p.get('port')}{':' + str(p['nodePort']) if p.get('nodePort') else ''}/"
+                         f"{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []) or "<none>"
+        selector = ",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>"
+        return [name, spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>", "<none>", ports, age,
+                selector]
+    if kind == "Endpoints":
+        addrs = [f"{a.get('ip')}:{p.get('port')}" for sub in obj.get("subsets") or []
+                 for a in sub.get("addresses") or [] for p in sub.get("ports") or [{}]]
+        return [name, ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "") or "<none>",
+                age]
+    if kind == "Job":
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        state = ("Complete" if conditions.get("Complete") == "True" else "Failed"
+                 if conditions.get("Failed") == "True" else "Running")
+        return [name, state, f"{status.get('succeeded', 0)}/{spec.get('completions', 1)}", age, names, images]
+    if kind == "Namespace":
+        return [name, status.get("phase", "Active"), age]
+    if kind == "Event":
+        involved = obj.get("involvedObject") or {}
+        return [human_age(obj.get("lastTimestamp") or meta.get("creationTimestamp")), obj.get("type", ""),
+                obj.get("reason", ""), f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+                obj.get("message", "")]
+    return [name, age]
+
+
+def table_for(res: Resource, items: list[Obj], list_meta: Obj, include_object: str = "Metadata") -> Obj:
+    def row_object(obj: Obj) -> Obj | None:
+        if include_object == "None":
+            return None
+        if include_object == "Object":
+            return obj
+        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+        return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": [
+            {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n, "priority": p}
+            for n, t, p in _columns(res.kind)
+        ],
+        "rows": [{"cells": _cells(res.kind, obj), "object": row_object(obj)} for obj in items],
+    }

@@ -182,7 +182,8 @@ def leaves(obj: Obj, schema: Schema, status: bool = False) -> dict[Path, Any]:
             continue
         if key == "metadata" and isinstance(value, dict):
             tracked = {k: v for k, v in value.items() if k not in _UNTRACKED_META}
-            _walk(tracked, schema.field("metadata"), ("f:metadata",), out)
+            if tracked:
+                _walk(tracked, schema.field("metadata"), ("f:metadata",), out)
         else:
             _walk_value(value, schema.field(key), ("f:" + key,), out)
     return out
@@ -376,8 +377,8 @@ def apply_patch_obj(current: Obj | None, applied: Obj, manager: str, force: bool
             continue
         owned = _owned(e)
         for path in applied_paths & owned:
-            if path[-1] == ".":
-                continue
+            if path[-1] == "." or applied_leaves[path] == {}:
+                continue  # owning an item or an empty map is not a value anyone can disagree with
             if current_leaves.get(path, _MISSING) != applied_leaves[path]:
                 conflicts.setdefault(path, []).append(e.get("manager", ""))
     if conflicts and not force:
@@ -391,7 +392,8 @@ def apply_patch_obj(current: Obj | None, applied: Obj, manager: str, force: bool
             others |= _owned(e)
     dropped = {p for p in previous - applied_paths if p not in others}
     obj = copy.deepcopy(current)
-    for path in sorted(dropped, key=len, reverse=True):
+    # Whole list items first (found by their key while it is still there), then single fields, deepest first.
+    for path in sorted(dropped, key=lambda p: (p[-1] != ".", len(p) if p[-1] == "." else -len(p))):
         if path[-1] == "." and any(o[: len(path) - 1] == path[:-1] for o in others | applied_paths):
             continue
         _remove(obj, path[:-1] if path[-1] == "." else path, schema)
