@@ -430,7 +430,8 @@ def test_discovery_lists_resources_with_short_names(sim: Simulator) -> None:
     assert {"deployments", "deployments/scale", "deployments/status"} <= {r["name"] for r in apps_list["resources"]}
     doc = httpx.get(f"{sim.url}/openapi/v3/apis/apps/v1").json()
     gvk = {"group": "apps", "version": "v1", "kind": "Deployment"}
-    deploy = next(s for s in doc["components"]["schemas"].values() if gvk in s.get("x-kubernetes-group-version-kind", []))
+    schemas = doc["components"]["schemas"]
+    deploy = next(s for s in schemas.values() if gvk in s.get("x-kubernetes-group-version-kind", []))
     assert deploy["properties"]["spec"]
     pod_spec = next(s for n, s in doc["components"]["schemas"].items() if n.endswith(".PodSpec"))
     assert pod_spec["properties"]["containers"]["x-kubernetes-patch-merge-key"] == "name"
