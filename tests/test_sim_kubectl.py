@@ -1,0 +1,211 @@
+"""The real kubectl (1.32) against the simulator: what works with kubectl is what we trust."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployflow.sim import resources as R
+from deployflow.sim.server import Simulator
+
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+needs_controllers = pytest.mark.skipif(
+    importlib.util.find_spec("deployflow.sim.controllers") is None,
+    reason="needs the simulated controllers (deployflow.sim.controllers)",
+)
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str, namespace: str, cache_dir: Path, workdir: Path) -> None:
+        self.base = [KUBECTL or "kubectl", "--kubeconfig", kubeconfig, "--cache-dir", str(cache_dir),
+                     "-n", namespace]
+        self.workdir = workdir
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.base, *args], capture_output=True, text=True, input=stdin, timeout=120,
+                              env={**os.environ, "KUBECTL_INTERACTIVE_DELETE": "false"})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def apply(self, docs: list[dict[str, Any]], *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        path = self.workdir / "manifest.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        return self.run("apply", "-f", str(path), *flags, check=check)
+
+
+@pytest.fixture(scope="session")
+def kubectl_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kubectl-cache")
+
+
+@pytest.fixture
+def kubectl(kubeconfig: str, namespace: str, kubectl_cache: Path, tmp_path: Path) -> Kubectl:
+    return Kubectl(kubeconfig, namespace, kubectl_cache, tmp_path)
+
+
+def manifests(image: str = "web:1.0", replicas: int = 2, name: str = "web") -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080}],
+                                             "env": [{"name": "MODE", "value": "prod"}]}]},
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    ]
+
+
+def eventually(check: Any, what: str, timeout: float = 30.0) -> Any:
+    """Polls the simulator until `check()` is truthy: controllers converge asynchronously."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def image_of(kubectl: Kubectl, name: str = "web") -> list[str]:
+    dep = kubectl.json("get", "deploy", name)
+    return [c["image"] for c in dep["spec"]["template"]["spec"]["containers"]]
+
+
+def test_apply_client_side_then_server_side_twice(kubectl: Kubectl) -> None:
+    out = kubectl.apply(manifests("web:1.0")).stdout
+    assert "deployment.apps/web created" in out and "service/web created" in out
+    dep = kubectl.json("get", "deploy", "web")
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep["metadata"]["annotations"]
+    assert kubectl.apply(manifests("web:1.1")).stdout.count("configured") == 1  # the Service is unchanged
+    assert image_of(kubectl) == ["web:1.1"]
+
+    assert "serverside-applied" in kubectl.apply(manifests("web:1.1"), "--server-side").stdout
+    kubectl.apply(manifests("web:1.2"), "--server-side")
+    dep = kubectl.json("get", "deploy", "web", "--show-managed-fields")
+    generation = dep["metadata"]["generation"]
+    assert image_of(kubectl) == ["web:1.2"]
+    appliers = {(m["manager"], m["operation"]) for m in dep["metadata"]["managedFields"]}
+    assert ("kubectl", "Apply") in appliers
+    kubectl.apply(manifests("web:1.2"), "--server-side")
+    assert kubectl.json("get", "deploy", "web")["metadata"]["generation"] == generation
+
+
+def test_server_side_apply_conflict_needs_force(kubectl: Kubectl) -> None:
+    kubectl.apply(manifests("web:1.0"), "--server-side")
+    kubectl.apply(manifests("web:2.0"), "--server-side", "--field-manager", "other-team", check=False)
+    proc = kubectl.apply(manifests("web:2.0"), "--server-side", "--field-manager", "other-team", check=False)
+    assert proc.returncode != 0 and "conflict" in proc.stderr.lower()
+    assert image_of(kubectl) == ["web:1.0"]
+    kubectl.apply(manifests("web:2.0"), "--server-side", "--field-manager", "other-team", "--force-conflicts")
+    assert image_of(kubectl) == ["web:2.0"]
+
+
+def test_apply_validates_against_the_openapi_schema(kubectl: Kubectl) -> None:
+    docs = manifests()
+    docs[0]["spec"]["replicaz"] = 3
+    proc = kubectl.apply(docs, check=False)
+    assert proc.returncode != 0 and 'unknown field "spec.replicaz"' in proc.stderr
+    assert kubectl.run("get", "deploy", "web", check=False).returncode != 0  # nothing was created
+
+
+def test_dry_run_server_creates_nothing(kubectl: Kubectl) -> None:
+    assert "(server dry run)" in kubectl.apply(manifests(), "--dry-run=server").stdout
+    assert kubectl.json("get", "deploy")["items"] == []
+
+
+def test_get_wide_lists_what_the_controllers_made(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
+    kubectl.apply(manifests())
+    if sim.controllers is not None:
+        eventually(lambda: len(sim.store.list(R.PODS, namespace)) == 2, "two pods")
+    out = kubectl.run("get", "deploy,rs,pods,svc", "-o", "wide").stdout
+    assert "CONTAINERS" in out and "IMAGES" in out and "SELECTOR" in out
+    assert "deployment.apps/web" in out and "service/web" in out and "80/TCP" in out
+    if sim.controllers is not None:
+        assert "replicaset.apps/web-" in out and out.count("pod/web-") == 2
+    plain = kubectl.run("get", "deploy", "web").stdout.splitlines()
+    assert plain[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+
+
+def test_set_image_and_scale(kubectl: Kubectl) -> None:
+    kubectl.apply(manifests())
+    kubectl.run("set", "image", "deploy/web", "app=web:9.9")
+    assert image_of(kubectl) == ["web:9.9"]
+    kubectl.run("scale", "deploy/web", "--replicas=5")
+    assert kubectl.json("get", "deploy", "web")["spec"]["replicas"] == 5
+
+
+def test_patch_types(kubectl: Kubectl) -> None:
+    kubectl.apply(manifests())
+    kubectl.run("patch", "deploy", "web", "--type", "merge", "-p", '{"metadata":{"labels":{"tier":"frontend"}}}')
+    kubectl.run("patch", "deploy", "web", "--type", "json", "-p",
+                '[{"op":"replace","path":"/spec/template/spec/containers/0/env/0/value","value":"canary"}]')
+    kubectl.run("patch", "deploy", "web", "--type", "strategic", "-p",
+                '{"spec":{"template":{"spec":{"containers":[{"name":"proxy","image":"envoy:1"},'
+                '{"name":"app","env":[{"name":"EXTRA","value":"1"}]}]}}}}')
+    dep = kubectl.json("get", "deploy", "web")
+    assert dep["metadata"]["labels"] == {"app": "web", "tier": "frontend"}
+    containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"app", "proxy"}
+    assert containers["app"]["image"] == "web:1.0" and containers["app"]["ports"] == [
+        {"containerPort": 8080, "protocol": "TCP"}]
+    assert containers["app"]["env"] == [{"name": "MODE", "value": "canary"}, {"name": "EXTRA", "value": "1"}]
+    proc = kubectl.run("patch", "deploy", "web", "--type", "json", "-p",
+                       '[{"op":"test","path":"/spec/replicas","value":7}]', check=False)
+    assert proc.returncode != 0
+
+
+@needs_controllers
+def test_delete_cascades(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
+    kubectl.apply(manifests())
+    eventually(lambda: len(sim.store.list(R.PODS, namespace)) == 2, "two pods")
+    assert sim.store.list(R.REPLICASETS, namespace)
+    kubectl.run("delete", "deploy", "web")
+    assert sim.store.list(R.REPLICASETS, namespace) == [] and sim.store.list(R.PODS, namespace) == []
+    assert "service/web" in kubectl.run("get", "svc", "-o", "name").stdout
+
+
+@needs_controllers
+def test_logs_of_a_pod(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
+    kubectl.apply(manifests())
+    pod = eventually(lambda: sim.store.list(R.PODS, namespace), "a pod")[0]["metadata"]["name"]
+    assert kubectl.run("logs", pod).stdout.strip()
+
+
+@needs_controllers
+def test_rollout_status_undo_and_wait(kubectl: Kubectl) -> None:
+    kubectl.apply(manifests("web:1.0"))
+    kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
+    kubectl.run("set", "image", "deploy/web", "app=web:2.0")
+    assert "successfully rolled out" in kubectl.run("rollout", "status", "deploy/web", "--timeout=30s").stdout
+    kubectl.run("rollout", "undo", "deploy/web")
+    kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
+    assert image_of(kubectl) == ["web:1.0"]
+    kubectl.run("wait", "--for=condition=Available", "deploy/web", "--timeout=30s")
