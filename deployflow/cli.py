@@ -40,8 +40,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Logs and CI are not terminals: rich would wrap them at 80 columns, cutting workflow ids and tables apart.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -483,23 +485,29 @@ async def follow(handle: WorkflowHandle[Any, Any], out: Console | None = None, p
     printed = 0
     last: DeploymentStatus | None = None
     result_task = asyncio.ensure_future(handle.result())
-    with Live(console=out, refresh_per_second=4, transient=True) as live:
-        while True:
-            try:
-                st = await query_status(handle)
-            except Exception:  # not yet queryable (first workflow task still pending): keep waiting
-                st = None
-            if st is not None:
-                if len(st.events) < printed:  # the event log was trimmed at its cap
-                    printed = 0
-                for ev in st.events[printed:]:
-                    live.console.print(event_line(ev))
-                printed = len(st.events)
-                live.update(progress_panel(st, handle.id))
-                last = st
-            if result_task.done():
-                break
-            await asyncio.wait({result_task}, timeout=poll)
+    try:
+        with Live(console=out, refresh_per_second=4, transient=True) as live:
+            while True:
+                try:
+                    st = await query_status(handle)
+                except Exception:  # not yet queryable (first workflow task still pending): keep waiting
+                    st = None
+                if st is not None:
+                    if len(st.events) < printed:  # the event log was trimmed at its cap
+                        printed = 0
+                    for ev in st.events[printed:]:
+                        live.console.print(event_line(ev))
+                    printed = len(st.events)
+                    live.update(progress_panel(st, handle.id))
+                    last = st
+                if result_task.done():
+                    break
+                await asyncio.wait({result_task}, timeout=poll)
+    finally:
+        if not result_task.done():  # interrupted (Ctrl-C, a caller's timeout): stop waiting on the server
+            result_task.cancel()
+            with contextlib.suppress(BaseException):
+                await result_task
     failure: str | None = None
     try:
         await result_task

@@ -49,6 +49,7 @@ class DemoStep:
     expect: Phase  # SUCCEEDED, or ROLLED_BACK for the release that is meant to fail
     overrides: dict[str, Any] = field(default_factory=dict)
     narrative: str = ""
+    manifests: str | None = None  # applied first (examples/manifests/...): an app as a team already runs it
 
 
 @dataclass
@@ -64,9 +65,18 @@ class StepResult:
 
 
 def available_strategies() -> set[str]:
-    from deployflow.spec import STRATEGIES
+    """Strategies with both a spec model and a workflow the worker registers."""
+    from temporalio import workflow
 
-    return set(STRATEGIES)
+    from deployflow.spec import STRATEGIES
+    from workflows import ALL_WORKFLOWS
+
+    registered = set()
+    for cls in ALL_WORKFLOWS:
+        defn = workflow._Definition.from_class(cls)
+        if defn is not None and defn.name:
+            registered.add(defn.name)
+    return {name for name, (workflow_type, _) in STRATEGIES.items() if workflow_type in registered}
 
 
 def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep]:
@@ -99,7 +109,9 @@ def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep
     if "rolling" in strategies:
         steps.append(
             DemoStep("catalog v1 → v2: rolling with a migration", "rolling.yaml", Phase.SUCCEEDED, ns,
-                     "A 4-replica app is replaced batch by batch after its database migration Job succeeds."),
+                     "catalog v1 runs as a plain 4-replica Deployment. Its database migration Job runs first, "
+                     "then the pods move to v2 one batch at a time, each batch healthy before the next.",
+                     manifests="manifests/catalog.yaml"),
         )
     return steps
 
@@ -139,6 +151,17 @@ def requests_by_version(sim_url: str, namespace: str) -> dict[str, tuple[int, in
     return {k: (v[0], v[1]) for k, v in sorted(out.items())}
 
 
+def apply_manifests(kubeconfig: Path, path: Path, namespace: str) -> None:
+    """Creates the objects of a manifest file (what `kubectl apply -f` would do for a new app)."""
+    from kubernetes import config, utils
+
+    api = config.new_client_from_config(config_file=str(kubeconfig), context="sim")
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc:
+            doc.setdefault("metadata", {})["namespace"] = namespace
+            utils.create_from_dict(api, doc, namespace=namespace)
+
+
 def create_namespace(kubeconfig: Path, name: str) -> None:
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
@@ -153,6 +176,9 @@ def create_namespace(kubeconfig: Path, name: str) -> None:
 
 async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: float) -> StepResult:
     result = StepResult(step)
+    if step.manifests:
+        apply_manifests(stack.kubeconfig, EXAMPLES / step.manifests, NAMESPACE)
+        console.print(f"[dim]applied examples/{step.manifests}[/dim]")
     source = (EXAMPLES / step.example).read_text()
     doc = deep_merge(yaml.safe_load(source), step.overrides)
     try:
@@ -198,16 +224,13 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
     return result
 
 
-def summary_table(results: list[StepResult], sim_url: str) -> Table:
+def summary_table(results: list[StepResult]) -> Table:
     table = Table(title="deployflow demo: summary", title_justify="left")
-    for col in ("release", "strategy", "version", "outcome", "expected", "duration", "why"):
+    for col in ("release", "strategy", "version", "outcome", "expected", "took"):
         table.add_column(col)
     for r in results:
-        table.add_row(
-            r.step.title, r.strategy or "-", r.version or "-",
-            f"[{'green' if r.ok else 'red'}]{r.phase}[/]", str(r.step.expect), f"{r.seconds:.1f}s",
-            r.detail[:120],
-        )
+        table.add_row(r.step.title, r.strategy or "-", r.version or "-",
+                      f"[{'green' if r.ok else 'red'}]{r.phase}[/]", str(r.step.expect), f"{r.seconds:.1f}s")
     return table
 
 
@@ -252,7 +275,10 @@ async def run_demo(
                 console.print("[red]stopping the demo: the next releases build on this one[/red]")
                 break
         console.rule()
-        console.print(summary_table(results, stack.sim_url))
+        console.print(summary_table(results))
+        for r in results:
+            if r.detail:
+                console.print(f"  [bold]{r.step.title}[/bold]: {r.detail}")
         no_backend = no_backend_requests(stack.sim_url, NAMESPACE)
         traffic = requests_by_version(stack.sim_url, NAMESPACE)
         if traffic:
