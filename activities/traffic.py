@@ -7,6 +7,7 @@ are blocking, so they run in a thread while the activity heartbeats.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -123,8 +124,16 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
             activity.heartbeat()
 
     beating = asyncio.create_task(beat())
+    work = asyncio.ensure_future(asyncio.to_thread(functools.partial(fn, *args)))
     try:
-        return await asyncio.to_thread(functools.partial(fn, *args))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let it finish its change before reporting the cancellation, so the
+            # rollback that follows never races with it.
+            with contextlib.suppress(Exception):
+                await work
+            raise
     except (TrackError, RouterError) as err:
         raise _non_retryable(err) from err
     except ApiException as err:
@@ -215,6 +224,10 @@ async def set_weight(request: WeightRequest) -> WeightResult:
             tracks.scale(CANARY, canary_n)
         if router.scales_stable and stable_n < stable.replicas:
             tracks.scale(STABLE, stable_n)
+        if router.scales_stable:
+            # The split is the pod ratio: it holds only once the surplus pods are gone.
+            tracks.wait_scaled_down(STABLE, stable_n, timeout, _heartbeat)
+            tracks.wait_scaled_down(CANARY, canary_n, timeout, _heartbeat)
         return WeightResult(weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n)
 
     return await _run(shift)
@@ -242,6 +255,7 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
         if tracks.read(CANARY).exists:
             tracks.scale(CANARY, 0)
         tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds, _heartbeat)
+        tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds, _heartbeat)
         return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0)
 
     return await _run(rollback)

@@ -43,13 +43,29 @@ class TrafficRouter(ABC):
     def route_name(self) -> str:
         return self.spec.route or self.target.app
 
-    def ensure(self) -> None:
-        """Creates the Services (and route objects) this router needs; verifies those that exist."""
+    def services(self) -> dict[str, dict[str, str]]:
+        """The Services this router sends traffic to, by name, with their selectors: one per track."""
         app = self.target.app
-        self.tracks.ensure_service(service_name(app), {"app": app}, self.port, self.target_port)
-        for track in (STABLE, CANARY):
-            selector = track_selector(app, track)
-            self.tracks.ensure_service(service_name(app, track), selector, self.port, self.target_port)
+        return {service_name(app, track): track_selector(app, track) for track in (STABLE, CANARY)}
+
+    def ensure(self) -> None:
+        """Creates the Services and the route object this router needs; verifies those that exist.
+
+        The canary Service comes last, once a route refers to it with weight 0: a Service no route refers to
+        is a way in of its own, and one with no ready pods would turn requests away.
+        """
+        services = self.services()
+        canary = service_name(self.target.app, CANARY)
+        for name, selector in services.items():
+            if name != canary:
+                self.tracks.ensure_service(name, selector, self.port, self.target_port)
+        self.ensure_route()
+        if canary in services:
+            self.tracks.ensure_service(canary, services[canary], self.port, self.target_port)
+
+    def ensure_route(self) -> None:
+        """Creates or verifies the route object that weighs stable against canary (none without a mesh)."""
+        return None
 
     @abstractmethod
     def set_weight(self, weight: int) -> None:

@@ -12,8 +12,7 @@ GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
 @register_router("gateway-api")
 class GatewayAPIRouter(TrafficRouter):
-    def ensure(self) -> None:
-        super().ensure()
+    def ensure_route(self) -> None:
         self._update(GROUP, VERSION, PLURAL, self.route_name, self._new_route, self._check)
 
     def set_weight(self, weight: int) -> None:

@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from deployflow.traffic.base import RouterError, TrafficRouter, register_router
-from deployflow.traffic.tracks import CANARY, STABLE, service_name
+from deployflow.traffic.tracks import APP_LABEL, CANARY, STABLE, service_name
 
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1", "virtualservices"
 
 
 @register_router("istio")
 class IstioRouter(TrafficRouter):
-    def ensure(self) -> None:
-        super().ensure()
+    def services(self) -> dict[str, dict[str, str]]:
+        # The host the VirtualService answers for is a Service of its own, as a mesh needs it for DNS.
+        services = super().services()
+        if not self.spec.hosts:
+            services[service_name(self.target.app)] = {APP_LABEL: self.target.app}
+        return services
+
+    def ensure_route(self) -> None:
         self._update(GROUP, VERSION, PLURAL, self.route_name, self._new_service, self._check)
 
     def set_weight(self, weight: int) -> None:

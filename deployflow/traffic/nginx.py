@@ -21,8 +21,7 @@ class NginxRouter(TrafficRouter):
     def canary_ingress(self) -> str:
         return f"{self.route_name}-canary"
 
-    def ensure(self) -> None:
-        super().ensure()
+    def ensure_route(self) -> None:
         net: Any = client.NetworkingV1Api(self.api)
         primary = self._read(self.route_name)
         if primary is None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 from deployflow.traffic.base import TrafficRouter, register_router
-from deployflow.traffic.tracks import CANARY, STABLE
+from deployflow.traffic.tracks import APP_LABEL, CANARY, STABLE, service_name
 
 
 @register_router("replicas")
 class ReplicaRatioRouter(TrafficRouter):
     scales_stable: ClassVar[bool] = True
+
+    def services(self) -> dict[str, dict[str, str]]:
+        # Only the app's Service: per-track Services would be extra ways in that bypass the ratio.
+        return {service_name(self.target.app): {APP_LABEL: self.target.app}}
 
     def set_weight(self, weight: int) -> None:
         # The split is made by scaling, which the activity does with readiness checks in the right order;

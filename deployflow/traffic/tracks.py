@@ -243,6 +243,20 @@ class Tracks:
                 )
             time.sleep(poll)
 
+    def wait_scaled_down(
+        self, track: str, replicas: int, timeout: float, heartbeat: Callable[[str], None] = lambda _: None
+    ) -> None:
+        """Until no more than `replicas` pods of the track are left (those being deleted no longer count)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = len(self._pods(track))
+            if left <= replicas:
+                return
+            heartbeat(f"{track}: {left} pods, scaling down to {replicas}")
+            if time.monotonic() > deadline:
+                raise TrackError(f"{track}: still {left} pods after {timeout:.0f}s, wanted {replicas}", "HealthTimeout")
+            time.sleep(0.1)
+
     def ensure_service(self, name: str, selector: dict[str, str], port: int, target_port: int) -> None:
         """Creates the Service if missing; an existing one must select this app's pods or we refuse to touch it."""
         try:
