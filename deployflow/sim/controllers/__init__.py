@@ -60,10 +60,12 @@ class ControllerManager:
         """One pass of every controller at the clock's current time."""
         with self.store.lock:
             now = self.clock.now()
+            # The version before the pass: what this pass writes must be seen by the controllers that
+            # ran earlier in it, so a pass that changed anything is followed by another.
+            self._seen_rv = self.store.resource_version
             for controller in self.controllers:
                 controller.reconcile(now)
             self.passes += 1
-            self._seen_rv = self.store.resource_version
             self._wakeup = min(c.next_wakeup() for c in self.controllers)
 
     def due(self) -> bool:

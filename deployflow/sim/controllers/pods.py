@@ -330,11 +330,11 @@ class PodController:
         if self._key.get(uid) == state.key and "conditions" in pod.get("status", {}):
             return next_at
         previous = self._key.get(uid)
-        self._key[uid] = state.key
         ip = self._ips.get(uid) or pod.get("status", {}).get("podIP") or self._allocate_ip(uid)
         self._ips[uid] = ip
         status = self._status(pod, state, ip)
         self.store.mutate(PODS, meta.get("namespace"), meta["name"], lambda p: p.__setitem__("status", status))
+        self._key[uid] = state.key
         self._record_events(pod, state, previous, behaviour)
         return next_at
 
