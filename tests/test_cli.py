@@ -3,15 +3,23 @@ Temporal dev server, a worker and the simulator, asserting what ends up in the c
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
 import yaml
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from deployflow.cli import app
+from deployflow.temporal import DEFAULT_TASK_QUEUE
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -139,3 +147,118 @@ def test_start_says_where_temporal_was_expected(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 1
     assert "cannot connect to Temporal at 127.0.0.1:1" in result.output
     assert "deployflow dev" in result.output
+
+
+# ---------------------------------------------------------------------------------------------- against Temporal
+
+WAIT = 60.0  # bounds a hang; not a speed assertion
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[None]:
+    from worker import run_worker
+
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run_worker(dev_env.client, DEFAULT_TASK_QUEUE, stop_event=stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)
+
+
+async def deployflow(dev_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
+    """The installed CLI as a user runs it: a separate process, configured by the environment."""
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "DEPLOYFLOW_TASK_QUEUE": DEFAULT_TASK_QUEUE, "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "deployflow.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=WAIT * 2)
+    return proc.returncode or 0, out.decode()
+
+
+def served_version(sim_url: str, namespace: str, service: str = "shop") -> str:
+    resp = httpx.get(f"{sim_url}/api/v1/namespaces/{namespace}/services/{service}/proxy/", timeout=10)
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["version"])
+
+
+async def status_json(dev_env: WorkflowEnvironment, ref: str, *extra: str) -> dict[str, Any]:
+    code, out = await deployflow(dev_env, "status", ref, "--json", *extra)
+    assert code == 0, out
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+async def test_start_status_pause_abort_leave_the_stable_version_serving(
+    dev_env: WorkflowEnvironment, worker: None, sim: Any, namespace: str, tmp_path: Path
+) -> None:
+    workflow_id = f"deploy/sim/{namespace}/shop"
+    v1 = write_spec(tmp_path, bluegreen_doc(namespace, version="1.0.0"), "v1.yaml")
+    code, out = await deployflow(dev_env, "start", str(v1), "--wait")
+    assert code == 0, out
+    assert workflow_id in out and "Succeeded" in out
+    assert served_version(sim.url, namespace) == "1.0.0"
+
+    v2 = write_spec(tmp_path, bluegreen_doc(namespace, version="2.0.0", standby="10m",
+                                            promotion={"mode": "manual"}), "v2.yaml")
+    code, out = await deployflow(dev_env, "start", str(v2))
+    assert code == 0, out
+    assert f"started BlueGreenDeployment {workflow_id}" in out
+
+    # A second release of the same app is refused while the first runs, naming it.
+    code, out = await deployflow(dev_env, "start", str(v2))
+    assert code == 1, out
+    assert f"already running as workflow {workflow_id}" in out
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while (await status_json(dev_env, "shop", "-n", namespace))["phase"] != "WaitingPromotion":
+        assert loop.time() < deadline, "v2 never reached the manual gate"
+        await asyncio.sleep(0.2)
+
+    code, out = await deployflow(dev_env, "status", workflow_id)
+    assert code == 0, out
+    assert "WaitingPromotion" in out and "1.0.0 → 2.0.0" in out and "RUNNING" in out
+
+    code, out = await deployflow(dev_env, "pause", "shop", "-n", namespace, "--reason", "checking dashboards")
+    assert code == 0, out
+    assert "pause accepted" in out
+    code, out = await deployflow(dev_env, "pause", workflow_id)
+    assert code == 1, out
+    assert "pause refused" in out and "already paused" in out
+
+    code, out = await deployflow(dev_env, "resume", workflow_id, "--no-wait")
+    assert code == 0, out
+    assert f"sent resume to {workflow_id}" in out
+    deadline = loop.time() + WAIT
+    while (await status_json(dev_env, workflow_id))["paused"]:
+        assert loop.time() < deadline, "the resume signal never took effect"
+        await asyncio.sleep(0.2)
+
+    code, out = await deployflow(dev_env, "abort", workflow_id, "--reason", "checkout errors")
+    assert code == 0, out
+    code, out = await deployflow(dev_env, "wait", workflow_id)
+    assert code == 1, out
+    assert "checkout errors" in out
+
+    # The cluster is back where it started: v1 serves, and the status says so.
+    final = await status_json(dev_env, workflow_id)
+    assert final["phase"] == "RolledBack", final
+    assert final["execution_status"] == "FAILED"
+    for _ in range(5):
+        assert served_version(sim.url, namespace) == "1.0.0"
+
+    code, out = await deployflow(dev_env, "list", "--app", "shop", "-n", namespace, "--json")
+    assert code == 0, out
+    runs = json.loads(out)
+    assert [r["workflow_id"] for r in runs] == [workflow_id, workflow_id]
+    assert {r["status"] for r in runs} == {"FAILED", "COMPLETED"}
+
+
+async def test_status_of_an_unknown_app_says_so(dev_env: WorkflowEnvironment, worker: None) -> None:
+    code, out = await deployflow(dev_env, "status", "no-such-app")
+    assert code == 1
+    assert "no deployment found for app 'no-such-app'" in out
