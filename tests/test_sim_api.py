@@ -468,3 +468,59 @@ def test_faults_are_seeded(sim: Simulator, namespace: str) -> None:
 
     first = run()
     assert set(first) == {200, 500, 429} and run() == first
+
+
+def test_watch_with_a_selector_reports_objects_leaving_and_entering_it(core: client.CoreV1Api,
+                                                                       namespace: str) -> None:
+    start = core.create_namespaced_config_map(namespace, cm("s", {"track": "canary"})).metadata.resource_version
+    core.patch_namespaced_config_map("s", namespace, {"metadata": {"labels": {"track": "stable"}}})
+    core.patch_namespaced_config_map("s", namespace, {"metadata": {"labels": {"track": "canary"}}})
+    core.patch_namespaced_config_map("s", namespace, {"data": {"k": "2"}})
+    seen = []
+    for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=start,
+                                      label_selector="track=canary", timeout_seconds=1):
+        seen.append(event["type"])
+        if len(seen) == 3:
+            break
+    assert seen == ["DELETED", "ADDED", "MODIFIED"]
+
+
+# ---- traffic through the API server --------------------------------------------------------------------
+
+
+def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+    return result
+
+
+def test_service_proxy_reaches_a_ready_pod_and_metrics_count_it(sim: Simulator, apps: client.AppsV1Api,
+                                                                core: client.CoreV1Api, namespace: str) -> None:
+    if sim.traffic is None or sim.controllers is None:
+        pytest.skip("needs the simulated controllers and traffic")
+    apps.create_namespaced_deployment(namespace, deployment("shop", image="shop:1"))
+    core.create_namespaced_service(namespace, {"metadata": {"name": "shop"}, "spec": {
+        "selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    proxy = f"{sim.url}/api/v1/namespaces/{namespace}/services/shop:80/proxy/ping"
+    resp = wait_for(lambda: (r := httpx.get(proxy)).status_code == 200 and r, "a ready backend")
+    assert resp.json()["path"] == "/ping" and resp.json()["pod"].startswith("shop-")
+    metrics = httpx.get(f"{sim.url}/metrics").text
+    assert f'http_requests_total{{namespace="{namespace}",service="shop"' in metrics
+
+
+def test_service_proxy_without_backends_is_503_and_counted(sim: Simulator, core: client.CoreV1Api,
+                                                           namespace: str) -> None:
+    if sim.traffic is None:
+        pytest.skip("needs the simulated traffic")
+    core.create_namespaced_service(namespace, {"metadata": {"name": "empty"}, "spec": {
+        "selector": {"app": "nothing"}, "ports": [{"port": 80}]}})
+    before = sim.no_backend_requests(namespace=namespace, service="empty")
+    assert httpx.get(f"{sim.url}/api/v1/namespaces/{namespace}/services/empty/proxy/").status_code == 503
+    assert sim.no_backend_requests(namespace=namespace, service="empty") > before  # synthetic traffic adds more
+    missing = httpx.get(f"{sim.url}/api/v1/namespaces/{namespace}/services/nope/proxy/")
+    assert missing.status_code == 404

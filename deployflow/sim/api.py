@@ -665,6 +665,7 @@ class ApiServer:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         initial: list[Obj] = []
+        initial_keys: list[tuple[str, str]] = []
         error: StoreError | None = None
 
         def unsubscribe() -> None:
@@ -677,6 +678,7 @@ class ApiServer:
                 current_rv = self.store.resource_version
                 unsubscribe = self.store.subscribe(res, namespace, enqueue)
             else:
+                initial_keys = [_obj_key(o) for o in self.store.list(res, namespace, keep)]
                 current_rv = since or 0
                 try:
                     unsubscribe = self.store.subscribe(
@@ -688,6 +690,8 @@ class ApiServer:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
 
+        selective = bool(request.query.get("labelSelector") or request.query.get("fieldSelector"))
+        visibility = _Visibility(keep, initial_keys + [_obj_key(o) for o in initial if keep(o)]) if selective else None
         as_table = _wants_table(request)
         include = request.query.get("includeObject", "Metadata")
 
@@ -719,8 +723,10 @@ class ApiServer:
                 if event is None:
                     break
                 last_rv = event.resource_version
-                if keep(event.object):
-                    await send(event.type, event.object)
+                etype = visibility.translate(event.type, event.object, event.old) if visibility else (
+                    event.type if keep(event.object) else None)
+                if etype:
+                    await send(etype, event.object)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -1066,6 +1072,34 @@ class ApiServer:
                 return json_response(self._scale_of(new))
             updated = self.store.update(res, new, check_rv=False)
             return json_response(self._scale_of(updated))
+
+
+def _obj_key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class _Visibility:
+    """What a watch with a selector has shown: an object that stops matching is DELETED for this watcher, one
+    that starts matching is ADDED, as the apiserver's watch cache reports selector transitions."""
+
+    def __init__(self, keep: Callable[[Obj], bool], visible: list[tuple[str, str]]) -> None:
+        self.keep = keep
+        self.visible = set(visible)
+
+    def translate(self, etype: str, obj: Obj, old: Obj | None = None) -> str | None:
+        key, matches = _obj_key(obj), self.keep(obj)
+        was = self.keep(old) if old is not None else key in self.visible
+        if etype == "DELETED":
+            self.visible.discard(key)
+            return "DELETED" if was or matches else None
+        if matches:
+            self.visible.add(key)
+            return "MODIFIED" if was and etype == "MODIFIED" else "ADDED"
+        if was:
+            self.visible.discard(key)
+            return "DELETED"
+        return None
 
 
 def _wants_table(request: web.Request) -> bool:

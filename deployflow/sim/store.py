@@ -71,6 +71,7 @@ class WatchEvent:
     resource: Resource
     object: Obj
     resource_version: int
+    old: Obj | None = None  # the object before a MODIFIED, so a watch with a selector can see it leave
 
 
 @dataclass
@@ -205,7 +206,7 @@ class Store:
                     new_meta["generation"] = current["metadata"].get("generation", 1) + 1
             if new == current:
                 return copy.deepcopy(current)  # no-op writes don't bump resourceVersion, like the apiserver
-            return self._commit("MODIFIED", res, (ns, name), new)
+            return self._commit("MODIFIED", res, (ns, name), new, old=current)
 
     def mutate(self, res: Resource, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Read-modify-write under the lock, for controllers (never conflicts)."""
@@ -269,13 +270,16 @@ class Store:
 
     _known: dict[str, Resource] = field(default_factory=dict)
 
-    def _commit(self, etype: str, res: Resource, k: tuple[str, str], obj: Obj, store: bool = True) -> Obj:
+    def _commit(
+        self, etype: str, res: Resource, k: tuple[str, str], obj: Obj, store: bool = True, old: Obj | None = None
+    ) -> Obj:
         self._known.setdefault(res.key, res)
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         if store:
             self._objects.setdefault(res.key, {})[k] = obj
-        event = WatchEvent(etype, res, copy.deepcopy(obj), self._rv)
+        # `old` is the replaced stored object: nothing references or mutates it any more, so no copy.
+        event = WatchEvent(etype, res, copy.deepcopy(obj), self._rv, old)
         self._history.append(event)
         while len(self._history) > self.history_size:
             self._history.popleft()
