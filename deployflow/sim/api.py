@@ -995,7 +995,12 @@ class ApiServer:
             if policy == "Orphan":
                 self._orphan(current["metadata"]["uid"])
             gone = self.store.delete(res, namespace, name, resolve=self.resolve)
-        return json_response(gone)
+        if res.kind == "Pod":  # pods are deleted gracefully: the apiserver answers with the object
+            return json_response(gone)
+        return json_response({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": name, "group": res.group, "kind": res.plural, "uid": gone["metadata"]["uid"]},
+        })
 
     def _orphan(self, uid: str) -> None:
         for other in self.served:
