@@ -99,7 +99,8 @@ class ScaleRequest(BaseModel):
 
 
 def _heartbeat(detail: str) -> None:
-    activity.heartbeat(detail)
+    # Cluster work runs in a thread, where the activity context is not reachable; _run heartbeats for it.
+    return None
 
 
 def _non_retryable(err: Exception) -> ApplicationError:

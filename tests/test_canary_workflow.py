@@ -1,0 +1,423 @@
+"""CanaryDeployment on the time-skipping server, with the real activities against the simulator.
+
+Error rates come from a `web` metric provider served by a tiny HTTP server each test scripts: it answers per
+version, per measurement, so a test decides exactly which measurement goes bad.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.analysis import measure
+from activities.traffic import deploy_track, inspect_release, prepare_routing, rollback_traffic, scale_track, set_weight
+from deployflow.kube import api_client
+from deployflow.sim.server import Simulator
+from deployflow.spec.canary import CanaryRequest
+from deployflow.spec.control import AbortRequest, PromoteRequest
+from deployflow.status import DeploymentStatus, Phase
+from deployflow.traffic import router_for
+from deployflow.traffic.tracks import Tracks
+from workflows.canary import CanaryDeployment
+
+ACTIVITIES = [measure, inspect_release, prepare_routing, deploy_track, set_weight, rollback_traffic, scale_track]
+REPLICAS = 4
+
+
+class Rates:
+    """What the metric endpoint answers: `script(version, n)` gives the n-th (0-based) answer for a version."""
+
+    def __init__(self) -> None:
+        self.script: Callable[[str, int], float | None] = lambda version, n: 0.001
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def next(self, version: str) -> float | None:
+        with self.lock:
+            n = self.calls.get(version, 0)
+            self.calls[version] = n + 1
+        return self.script(version, n)
+
+
+@pytest.fixture(scope="module")
+def rate_server() -> Iterator[tuple[str, dict[str, Rates]]]:
+    """One server; each test gets its own `Rates` under its own path."""
+    tables: dict[str, Rates] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            key, version = self.path.strip("/").split("/")
+            value = tables[key].next(version)
+            body = json.dumps({"data": {"error_rate": value}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", tables
+    server.shutdown()
+
+
+class Release:
+    """One app in one namespace: starts canary runs and reads the cluster back."""
+
+    def __init__(self, env: WorkflowEnvironment, sim: Simulator, namespace: str, base: str, rates: Rates,
+                 key: str, task_queue: str) -> None:
+        self.env, self.sim, self.namespace, self.rates = env, sim, namespace, rates
+        self.metrics_url = f"{base}/{key}/{{{{ args.version }}}}"
+        self.task_queue = task_queue
+
+    def spec(self, version: str, **fields: Any) -> CanaryRequest:
+        body: dict[str, Any] = {
+            "target": {"cluster": "sim", "namespace": self.namespace, "app": "web"},
+            "workload": {"image": f"registry.example.com/web:{version}", "replicas": REPLICAS},
+            "error_rate": {
+                "provider": {"kind": "web", "url": self.metrics_url, "json_path": "$.data.error_rate"},
+                "interval": "30s",
+            },
+        }
+        body.update(fields)
+        return CanaryRequest.model_validate(body)
+
+    async def start(self, request: CanaryRequest) -> WorkflowHandle[Any, DeploymentStatus]:
+        return await self.env.client.start_workflow(
+            CanaryDeployment.run, request, id=request.target.workflow_id() + "/" + uuid.uuid4().hex[:6],
+            task_queue=self.task_queue, execution_timeout=timedelta(days=3),
+        )
+
+    async def deploy(self, request: CanaryRequest) -> DeploymentStatus:
+        handle = await self.start(request)
+        result: DeploymentStatus = await handle.result()
+        return result
+
+    async def fails(self, request: CanaryRequest | WorkflowHandle[Any, DeploymentStatus]) -> ApplicationError:
+        handle = await self.start(request) if isinstance(request, CanaryRequest) else request
+        with pytest.raises(WorkflowFailureError) as err:
+            await handle.result()
+        cause = err.value.cause
+        assert isinstance(cause, ApplicationError), cause
+        return cause
+
+    def tracks(self) -> Tracks:
+        return Tracks(api_client("sim"), self.spec("v1").target)
+
+    def assert_serving(self, version: str) -> None:
+        """The cluster's final state: stable runs `version` on every pod, the canary has none, and the users'
+        entry point reaches `version` only."""
+        tracks = self.tracks()
+        stable, canary = tracks.read("stable"), tracks.read("canary")
+        assert stable.version == version and stable.image == f"registry.example.com/web:{version}"
+        assert stable.replicas == REPLICAS and stable.ready == REPLICAS, stable
+        assert not canary.exists or (canary.replicas == 0 and not tracks._pods("canary")), canary
+        assert self.sim.send_requests(self.namespace, "service/web", 400) == {version: 400}
+
+    async def wait_for(
+        self, handle: WorkflowHandle[Any, DeploymentStatus], predicate: Callable[[DeploymentStatus], bool]
+    ) -> DeploymentStatus:
+        for _ in range(600):
+            status: DeploymentStatus = await handle.query("status")
+            if predicate(status):
+                return status
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the workflow never got there; last status: {status.phase} {status.step} "
+                             f"{status.message}")
+
+
+@pytest.fixture
+async def release(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str,
+    rate_server: tuple[str, dict[str, Rates]],
+) -> AsyncIterator[Release]:
+    base, tables = rate_server
+    key = uuid.uuid4().hex[:8]
+    tables[key] = Rates()
+    task_queue = f"canary-{key}"
+    async with Worker(time_skipping_env.client, task_queue=task_queue, workflows=[CanaryDeployment],
+                      activities=ACTIVITIES):
+        r = Release(time_skipping_env, sim, namespace, base, tables[key], key, task_queue)
+        first = await r.deploy(r.spec("v1"))
+        assert first.phase == Phase.SUCCEEDED and "first deployment" in first.message
+        yield r
+
+
+SEED_STAGES = [
+    {"weight": 5, "duration": "5m", "max_error_rate": 0.02},
+    {"weight": 25, "duration": "5m", "max_error_rate": 0.02},
+    {"weight": 50, "duration": "5m", "max_error_rate": 0.02},
+    {"weight": 100, "duration": "5m", "max_error_rate": 0.02},
+]
+
+
+async def test_first_deployment_skips_the_steps(release: Release) -> None:
+    release.assert_serving("v1")
+    assert release.rates.calls == {}  # nothing measured: there was nothing to compare against
+
+
+async def test_seed_stages_complete_and_promote(release: Release) -> None:
+    status = await release.deploy(release.spec("v2", stages=SEED_STAGES))
+    assert status.phase == Phase.SUCCEEDED
+    assert status.version == "v2" and status.previous_version == "v1"
+    release.assert_serving("v2")
+    # 5 minutes at 30 s intervals: 10 measurements per stage, every one recorded with its verdict.
+    assert len(status.measurements) == 40
+    assert {m.verdict for m in status.measurements} == {"Successful"}
+    assert all(m.condition == "result > 0.02" and m.value == 0.001 for m in status.measurements)
+    weights = [e.message for e in status.events if e.message.startswith("canary weight")]
+    assert [w.split()[2] for w in weights] == ["5%", "25%", "50%", "100%"]
+    assert status.weights == {"stable": 100, "canary": 0}
+    assert release.sim.no_backend_requests(namespace=release.namespace) == 0
+
+
+@pytest.mark.parametrize(("stage", "weight"), [(1, 5), (2, 25), (3, 50), (4, 100)])
+async def test_threshold_exceeded_at_each_stage_rolls_back(release: Release, stage: int, weight: int) -> None:
+    stages = [dict(s, duration="1m") for s in SEED_STAGES]  # 2 measurements per stage
+    bad_from = 2 * (stage - 1)
+    release.rates.script = lambda version, n: 0.183 if n >= bad_from else 0.001
+    err = await release.fails(release.spec("v2", stages=stages))
+    assert err.type == "RolledBack"
+    assert err.message.startswith(
+        f"rolled back at step {2 * stage} ({weight}%): error_rate 0.183 > 0.02, 1 of 1 measurement failed"
+    ), err.message
+    assert err.message.endswith("traffic is back on v1")
+    release.assert_serving("v1")
+    assert release.sim.no_backend_requests(namespace=release.namespace) == 0
+
+
+async def test_failure_limit_counts_failed_measurements(release: Release) -> None:
+    release.rates.script = lambda version, n: 0.183
+    spec = release.spec("v2", stages=[{"weight": 25, "duration": "90s", "max_error_rate": 0.02}])
+    spec.error_rate.failure_limit = 2  # type: ignore[union-attr]
+    err = await release.fails(spec)
+    assert "rolled back at step 2 (25%): error_rate 0.183 > 0.02, 3 of 3 measurements failed" in err.message
+    release.assert_serving("v1")
+
+
+STEPS = [
+    {"set_weight": 20},
+    {"pause": {}},
+    {"set_weight": 50},
+    {"pause": {}},
+]
+
+
+@pytest.mark.parametrize(("step", "weight"), [(2, 20), (4, 50)])
+async def test_abort_at_each_step_rolls_back(release: Release, step: int, weight: int) -> None:
+    handle = await release.start(release.spec("v2", steps=STEPS))
+    await release.wait_for(handle, lambda s: s.step_index == step and s.phase == Phase.WAITING_PROMOTION)
+    assert release.sim.send_requests(release.namespace, "service/web", 1) in ({"v1": 1}, {"v2": 1})
+    await handle.execute_update("abort", AbortRequest(reason="bad dashboards"))
+    err = await release.fails(handle)
+    assert err.message.startswith(f"rolled back at step {step} ({weight}%): aborted: bad dashboards"), err.message
+    release.assert_serving("v1")
+    status: DeploymentStatus = await handle.query("status")
+    assert status.phase == Phase.ROLLED_BACK and status.weights == {"stable": 100, "canary": 0}
+
+
+async def test_abort_is_refused_once_finished(release: Release) -> None:
+    handle = await release.start(release.spec("v2", steps=[{"set_weight": 50}]))
+    await handle.result()
+    with pytest.raises(Exception, match="finished"):
+        await handle.execute_update("abort", AbortRequest(reason="too late"))
+    release.assert_serving("v2")
+
+
+async def test_pause_and_resume(release: Release) -> None:
+    spec = release.spec("v2", steps=[{"set_weight": 25}, {"pause": {"duration": "1h"}}, {"set_weight": 50}])
+    handle = await release.start(spec)
+    await release.wait_for(handle, lambda s: s.step_index == 2)
+    await handle.execute_update("pause")
+    status = await release.wait_for(handle, lambda s: s.paused)
+    # The hour elapses (time skips while we wait for the result below) but the pause holds the release.
+    await release.env.sleep(timedelta(hours=3))
+    status = await release.wait_for(handle, lambda s: s.phase == Phase.PAUSED)
+    assert status.weights == {"stable": 75, "canary": 25}
+    await handle.execute_update("resume")
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED
+    messages = [e.message for e in result.events]
+    assert any("pause requested" in m for m in messages) and "resumed" in messages
+    release.assert_serving("v2")
+
+
+async def test_promote_skips_a_pause(release: Release) -> None:
+    spec = release.spec("v2", steps=[{"set_weight": 25}, {"pause": {"duration": "10h"}}, {"set_weight": 50}])
+    handle = await release.start(spec)
+    await release.wait_for(handle, lambda s: s.step_index == 2)
+    started = await release.env.get_current_time()
+    await handle.execute_update("promote", PromoteRequest())
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED
+    assert "pause skipped by promote" in [e.message for e in result.events]
+    assert await release.env.get_current_time() - started < timedelta(hours=1)  # the 10 h never ran
+    release.assert_serving("v2")
+
+
+async def test_promote_is_refused_when_nothing_waits(release: Release) -> None:
+    release.rates.script = lambda version, n: 0.001
+    spec = release.spec("v2", steps=[{"set_weight": 10}, {"pause": {}}])
+    handle = await release.start(spec)
+    with pytest.raises(Exception, match="nothing waits for promotion"):
+        # Before the pause step: the routing and canary are still being prepared.
+        await handle.execute_update("promote", PromoteRequest())
+    await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    await handle.execute_update("promote", PromoteRequest())
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+
+
+async def test_full_promotion_skips_every_remaining_step(release: Release) -> None:
+    steps = [{"set_weight": 10}, {"pause": {}}, {"set_weight": 20}, {"pause": {}}, {"set_weight": 50}]
+    handle = await release.start(release.spec("v2", steps=steps))
+    await release.wait_for(handle, lambda s: s.step_index == 2 and s.phase == Phase.WAITING_PROMOTION)
+    await handle.execute_update("promote", PromoteRequest(full=True))
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED
+    weights = [e.message.split()[2] for e in result.events if e.message.startswith("canary weight")]
+    assert weights == ["10%", "100%", "0%"]  # straight to 100%, then back to the (new) stable
+    release.assert_serving("v2")
+    assert release.sim.no_backend_requests(namespace=release.namespace) == 0
+
+
+def analysis_step(release: Release, **metric: Any) -> dict[str, Any]:
+    return {"analysis": {"metrics": [{
+        "name": "error_rate",
+        "provider": {"kind": "web", "url": release.metrics_url, "json_path": "$.data.error_rate"},
+        "success_condition": "result < 0.01", "failure_condition": "result > 0.05", **metric,
+    }]}}
+
+
+@pytest.mark.parametrize("decision", ["promote", "abort"])
+async def test_inconclusive_analysis_pauses_for_a_decision(release: Release, decision: str) -> None:
+    release.rates.script = lambda version, n: 0.03  # between the two conditions: inconclusive
+    steps = [{"set_weight": 25}, analysis_step(release), {"set_weight": 50}]
+    handle = await release.start(release.spec("v2", steps=steps))
+    status = await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    assert "analysis inconclusive" in status.message
+    assert [m.verdict for m in status.measurements] == ["Inconclusive"]
+    if decision == "promote":
+        await handle.execute_update("promote", PromoteRequest())
+        assert (await handle.result()).phase == Phase.SUCCEEDED
+        release.assert_serving("v2")
+    else:
+        await handle.execute_update("abort", AbortRequest(reason="inconclusive, not worth it"))
+        err = await release.fails(handle)
+        assert "rolled back at step 2 (25%)" in err.message
+        release.assert_serving("v1")
+
+
+async def test_no_data_is_inconclusive_not_a_pass(release: Release) -> None:
+    release.rates.script = lambda version, n: None
+    steps = [{"set_weight": 25}, analysis_step(release)]
+    handle = await release.start(release.spec("v2", steps=steps))
+    status = await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    assert status.measurements[-1].message == "error_rate: no data"
+    await handle.execute_update("abort", AbortRequest(reason="no metrics"))
+    await release.fails(handle)
+    release.assert_serving("v1")
+
+
+async def test_background_analysis_failure_rolls_back(release: Release) -> None:
+    # Healthy for the first three measurements (one per minute), then failing, during a long pause.
+    release.rates.script = lambda version, n: 0.2 if n >= 3 else 0.001
+    spec = release.spec(
+        "v2",
+        steps=[{"set_weight": 25}, {"pause": {"duration": "1h"}}, {"set_weight": 50}, {"pause": {"duration": "1h"}}],
+        background_analysis={"starting_step": 1, "analysis": {"metrics": [{
+            "name": "error_rate", "interval": "1m",
+            "provider": {"kind": "web", "url": release.metrics_url, "json_path": "$.data.error_rate"},
+            "failure_condition": "result > 0.05",
+        }]}},
+    )
+    err = await release.fails(spec)
+    assert err.message.startswith(
+        "rolled back at step 2 (25%): background analysis: error_rate 0.2 > 0.05, 1 of 4 measurements failed"
+    ), err.message
+    release.assert_serving("v1")
+
+
+async def test_post_promotion_watch_rolls_back_a_late_failure(release: Release) -> None:
+    # v1's pre-deployment baseline is 0.004; v2 passes its stage, then 5 hours after promotion its error rate
+    # climbs over 2x the baseline (and the 0.01 floor).
+    release.rates.script = lambda version, n: 0.004 if version == "v1" else (0.05 if n >= 7 else 0.002)
+    spec = release.spec(
+        "v2",
+        stages=[{"weight": 50, "duration": "1m", "max_error_rate": 0.02}],
+        post_promotion={"window": "24h", "interval": "1h", "max_error_rate": 0.01, "factor": 2},
+    )
+    err = await release.fails(spec)
+    assert err.message.startswith(
+        "rolled back after promotion: post-promotion analysis: error_rate 0.05 > max(2 * baseline(0.004), 0.01)"
+    ), err.message
+    release.assert_serving("v1")
+
+
+async def test_post_promotion_watch_passes_a_healthy_release(release: Release) -> None:
+    release.rates.script = lambda version, n: 0.004 if version == "v1" else 0.005
+    spec = release.spec(
+        "v2",
+        stages=[{"weight": 50, "duration": "1m", "max_error_rate": 0.02}],
+        post_promotion={"window": "24h", "interval": "2h"},
+    )
+    status = await release.deploy(spec)
+    assert status.phase == Phase.SUCCEEDED
+    assert len(status.measurements) == 2 + 12  # the stage, then every 2 hours for 24 hours
+    assert "post-promotion watch passed" in [e.message for e in status.events]
+    release.assert_serving("v2")
+
+
+async def test_cancel_rolls_back(release: Release) -> None:
+    handle = await release.start(release.spec("v2", steps=STEPS))
+    await release.wait_for(handle, lambda s: s.step_index == 2 and s.phase == Phase.WAITING_PROMOTION)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError) as err:
+        await handle.result()
+    assert isinstance(err.value.cause, CancelledError)
+    release.assert_serving("v1")
+
+
+async def test_gateway_api_release(release: Release) -> None:
+    """The same runbook through HTTPRoute weights (v1 came up with the replica router's Service only)."""
+    spec = release.spec("v2", traffic={"router": "gateway-api"}, steps=[{"set_weight": 30}, {"pause": {}}])
+    handle = await release.start(spec)
+    await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    served = release.sim.send_requests(release.namespace, "httproute/web", 2000)
+    assert abs(100 * served.get("v2", 0) / 2000 - 30) <= 3, served
+    await handle.execute_update("promote", PromoteRequest())
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+    assert release.sim.send_requests(release.namespace, "httproute/web", 500) == {"v2": 500}
+    assert router_for(api_client("sim"), spec.target, spec.traffic).weight() == 0
+    release.assert_serving("v2")
+
+
+def test_bad_spec_names_the_field() -> None:
+    base = {"target": {"cluster": "sim", "namespace": "shop", "app": "web"}, "workload": {"image": "web:v2"}}
+    cases = [
+        ({"steps": [{"set_weight": 120}]}, "steps.0"),
+        ({"stages": [{"weight": 5, "max_error_rate": 0.02}]}, "error_rate"),
+        ({"traffic": {"router": "linkerd"}}, "traffic.router"),
+        ({"steps": [{"set_weight": 5}], "stages": [{"weight": 5}]}, "stages"),
+        ({"steps": [{"analysis": {"metrics": [{"name": "e", "provider": {"kind": "web", "url": "http://x"},
+                                               "failure_condition": "import os"}]}}]}, "failure_condition"),
+    ]
+    for extra, field in cases:
+        with pytest.raises(ValidationError) as err:
+            CanaryRequest.model_validate({**base, **extra})
+        assert field in str(err.value), (field, str(err.value))

@@ -1,0 +1,492 @@
+"""Canary deployment, as a runbook:
+
+1. Check the request.
+2. Read what runs now: the stable track (`<app>-stable`) and its version. If there is none, this is the app's
+   first deployment: there is nothing to compare against, so deploy it as the stable version and stop.
+3. Make sure the routing exists (Services, and the route the router weighs) and put the new version on the
+   canary track (`<app>-canary`), with no traffic yet.
+4. Run the steps: `set_weight` shifts a share of traffic to the canary (its pods ready first), `pause` waits (for
+   a duration, or until promoted), `analysis` measures and judges: success goes on, failure rolls back,
+   inconclusive waits for an operator's promote or abort. Background analysis, when asked for, watches from its
+   starting step to the end and rolls back the moment it fails.
+5. Promote: all traffic to the canary, the stable track moves to the new version, traffic goes back to stable
+   and the canary scales to zero; at every moment ready pods serve every request.
+6. Optionally watch after promotion; a late rise of the error rate over the pre-deployment baseline restores the
+   previous version.
+
+Any failure, an abort, or a cancellation before promotion sends all traffic back to stable first (the fast part),
+then restores stable's size and scales the canary to zero, and fails the run saying why and at which step.
+Terminating the run skips all of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pydantic
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis import MeasureInput, measure
+    from activities.traffic import (
+        ReleaseQuery,
+        ReleaseState,
+        RoutingRequest,
+        TrackInfo,
+        TrackRequest,
+        WeightRequest,
+        WeightResult,
+        deploy_track,
+        inspect_release,
+        prepare_routing,
+        rollback_traffic,
+        set_weight,
+    )
+    from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
+    from deployflow.spec.analysis import Analysis, Metric
+    from deployflow.spec.canary import (
+        AnalysisStep,
+        CanaryRequest,
+        PauseStep,
+        SetWeightStep,
+        Step,
+        describe_step,
+    )
+    from deployflow.spec.common import describe_validation_error
+    from deployflow.spec.control import PauseRequest
+    from deployflow.status import DeploymentStatus, Measurement, Phase
+    from workflows.control import Aborted, DeploymentControl
+
+NON_RETRYABLE = [
+    "Unhealthy",
+    "HealthTimeout",
+    "NotFound",
+    "RoutingError",
+    "ForeignService",
+    "KubernetesRequestRejected",
+    "BadRequest",
+    "Conflict",
+]
+RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=8,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+QUICK = timedelta(seconds=60)
+HEARTBEAT = timedelta(seconds=10)
+MAX_MEASUREMENTS = 300  # kept in the status query; older ones are summarised by the verdicts
+
+
+class AnalysisFailed(ApplicationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="AnalysisFailed", non_retryable=True)
+
+
+@workflow.defn(name="CanaryDeployment", failure_exception_types=[pydantic.ValidationError])
+class CanaryDeployment(DeploymentControl):
+    @workflow.init
+    def __init__(self, request: CanaryRequest) -> None:
+        self._steps: list[Step] = request.expanded_steps()
+        self._init_control(strategy="canary", target=request.target, version=request.version,
+                           step_count=len(self._steps))
+        self._status.details["router"] = request.traffic.router
+        self._status.details["steps"] = [describe_step(s) for s in self._steps]
+        self._weight = 0
+        self._step_number = 0
+        self._committed = False  # the stable track runs the new version: the canary rollback no longer applies
+        self._background_failure: str | None = None
+
+    @workflow.run
+    async def run(self, request: CanaryRequest) -> DeploymentStatus:
+        self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
+        self._validate(request)
+
+        self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
+        live: ReleaseState = await workflow.execute_activity(
+            inspect_release, ReleaseQuery(target=request.target), start_to_close_timeout=QUICK, retry_policy=RETRY,
+            summary="read the stable and canary tracks",
+        )
+        if not live.stable.exists:
+            return await self._first_deployment(request)
+        previous = live.stable
+        self.set_versions(request.version, previous.version)
+        if previous.version == request.version and (not live.canary.exists or live.canary.replicas == 0):
+            return await self.finish(Phase.SUCCEEDED, f"{request.version} already runs on the stable track")
+
+        baseline = await self._pre_deployment_baseline(request, previous)
+        try:
+            await self._release(request, previous)
+        except BaseException as err:
+            if self._committed:
+                raise
+            reason = self._explain(err)
+            where = f"at step {self._step_number} ({self._weight}%)" if self._step_number else "before the first step"
+            await self._shielded(self._roll_back(request, previous, f"{where}: {reason}"))
+            if is_cancelled_exception(err):
+                raise
+            raise ApplicationError(
+                f"rolled back {where}: {reason}; traffic is back on {previous.version}",
+                {"step": self._step_number, "weight": self._weight, "reason": reason},
+                type="RolledBack",
+                non_retryable=True,
+            ) from err
+
+        if request.post_promotion is not None:
+            await self._post_promotion_watch(request, previous, baseline)
+        return await self.finish(Phase.SUCCEEDED, f"{request.version} promoted: it is the stable version")
+
+    # --- the release ----------------------------------------------------------------------------------------------
+
+    async def _release(self, request: CanaryRequest, previous: TrackInfo) -> None:
+        """Steps 3 to 5. Raising anywhere here rolls back."""
+        app = request.target.app
+        self.set_phase(Phase.PROGRESSING, f"preparing {request.traffic.router} routing", step="routing")
+        await self.interruptible(self._activity(
+            prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing for {app}"
+        ))
+        await self.checkpoint()
+        self.set_phase(Phase.PROGRESSING, f"putting {request.version} on the canary track", step="canary")
+        await self.interruptible(self._activity(
+            deploy_track,
+            TrackRequest(target=request.target, track="canary", workload=request.workload, replicas=0, wait=False),
+            summary=f"{app}-canary runs {request.version}",
+        ))
+        self._set_weights(0)
+
+        background: asyncio.Task[None] | None = None
+        try:
+            for index, step in enumerate(self._steps):
+                if self.promote_full:
+                    self.event("full promotion: remaining steps skipped", kind="decision")
+                    break
+                if background is None and request.background_analysis is not None \
+                        and index >= request.background_analysis.starting_step:
+                    background = asyncio.create_task(self._background(request, request.background_analysis.analysis))
+                await self.checkpoint()
+                self._step_number = index + 1
+                label = f"{index + 1}/{len(self._steps)} {describe_step(step)}"
+                self.set_phase(Phase.PROGRESSING, describe_step(step), step=label, step_index=index + 1)
+                await self._run_step(request, step)
+            await self.checkpoint()
+            self._step_number = len(self._steps) + 1
+            self.set_phase(Phase.PROGRESSING, "promoting: all traffic to the canary", step="promote")
+            if self._weight < 100:
+                await self._shift(request, 100)
+        finally:
+            if background is not None:
+                background.cancel()
+        await self._promote(request)
+
+    async def _run_step(self, request: CanaryRequest, step: Step) -> None:
+        if isinstance(step, SetWeightStep):
+            await self._shift(request, step.set_weight)
+        elif isinstance(step, PauseStep):
+            if step.pause.duration is not None:
+                if await self.wait(step.pause.duration):
+                    self.event("pause skipped by promote", kind="decision")
+            else:
+                await self.wait_for_promotion(None, message=f"paused at {self._weight}%: waiting for promote")
+        elif isinstance(step, AnalysisStep):
+            verdict = await self.interruptible(self._analyse(request, step.analysis, background=False))
+            if verdict is None or verdict.verdict == Verdict.SUCCESSFUL:
+                self.event(f"analysis passed: {verdict.message if verdict else 'no metrics'}", kind="decision")
+                return
+            if verdict.verdict == Verdict.INCONCLUSIVE:
+                self.event(f"analysis inconclusive: {verdict.message}", kind="warning")
+                await self.wait_for_promotion(
+                    None, message=f"analysis inconclusive ({verdict.message}): promote to go on, or abort"
+                )
+                return
+            raise AnalysisFailed(verdict.message)
+
+    async def _shift(self, request: CanaryRequest, weight: int) -> None:
+        result: WeightResult = await self.interruptible(self._activity(
+            set_weight,
+            self._weight_request(request, weight),
+            summary=f"canary weight {weight}%",
+            timeout=request.workload.health_timeout + QUICK,
+        ))
+        self._set_weights(weight)
+        self._status.details["stable_pods"] = result.stable_replicas
+        self._status.details["canary_pods"] = result.canary_replicas
+        self.event(f"canary weight {weight}% ({result.canary_replicas} canary pods)")
+
+    async def _promote(self, request: CanaryRequest) -> None:
+        """The stable track takes the new version while the canary serves everything, then takes the traffic
+        back; the canary scales to zero only after that, so no request finds no backend."""
+        app = request.target.app
+        canary: ReleaseState = await self._activity(
+            inspect_release, ReleaseQuery(target=request.target), summary="read the canary's pod template"
+        )
+        self.set_phase(Phase.PROGRESSING, f"{app}-stable moves to {request.version}", step="promote")
+        await self.interruptible(self._activity(
+            deploy_track,
+            TrackRequest(target=request.target, track="stable", template=canary.canary.template,
+                         replicas=request.workload.replicas,
+                         timeout_seconds=request.workload.health_timeout.total_seconds()),
+            summary=f"{app}-stable runs {request.version}",
+            timeout=request.workload.health_timeout + QUICK,
+        ))
+        self._committed = True
+        await self._activity(
+            set_weight, self._weight_request(request, 0), summary="traffic back to the stable track",
+            timeout=request.workload.health_timeout + QUICK,
+        )
+        self._set_weights(0)
+        self.event(f"promoted: {app}-stable runs {request.version}; canary scaled to zero", kind="decision")
+
+    # --- analysis -------------------------------------------------------------------------------------------------
+
+    async def _analyse(
+        self, request: CanaryRequest, analysis: Analysis, *, background: bool,
+        version: str | None = None, baseline_value: float | None = None,
+    ) -> MetricVerdict | None:
+        """Measures every metric on its own interval until each is done; the first bad metric ends the run.
+        Returns the worst metric's verdict."""
+        verdicts: dict[str, MetricVerdict] = {}
+
+        async def one(metric: Metric) -> None:
+            count = metric.count if metric.count is not None else (None if background else 1)
+            taken: list[Measurement] = []
+            if metric.initial_delay > timedelta(0):
+                await workflow.sleep(metric.initial_delay)
+            while True:
+                measurement: Measurement = await self._activity(
+                    measure,
+                    MeasureInput(
+                        target=request.target, metric=metric, version=version or request.version,
+                        baseline_version=None if baseline_value is not None else self._status.previous_version,
+                        baseline_value=baseline_value, args=analysis.args,
+                    ),
+                    summary=f"measure {metric.name}",
+                    timeout=timedelta(seconds=getattr(metric.provider, "timeout_seconds", 30) * 2 + 30),
+                    retry=MEASURE_RETRY,
+                    cancellation=ActivityCancellationType.TRY_CANCEL,
+                )
+                taken.append(measurement)
+                self._record(measurement)
+                verdict = judge_metric(metric, taken, count)
+                verdicts[metric.name] = verdict
+                if verdict.verdict.done:
+                    return
+                await workflow.sleep(metric.interval)
+
+        # Lists, not sets: the order tasks are cancelled in becomes commands in history and must replay the same.
+        tasks = [asyncio.create_task(one(m)) for m in analysis.metrics]
+        try:
+            while True:
+                pending = [t for t in tasks if not t.done()]
+                if not pending:
+                    break
+                await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in tasks:
+                    if task.done():
+                        task.result()
+                worst = judge_run(list(verdicts.values()))
+                if worst is not None and worst.verdict.severity > Verdict.RUNNING.severity:
+                    return worst
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+        return judge_run(list(verdicts.values()))
+
+    async def _background(self, request: CanaryRequest, analysis: Analysis) -> None:
+        """Runs until cancelled at promotion. A failure interrupts whatever step runs (as an abort does);
+        inconclusive pauses the release for a person."""
+        self.event("background analysis started")
+        verdict = await self._analyse(request, analysis, background=True)
+        if verdict is None or verdict.verdict == Verdict.SUCCESSFUL:
+            return
+        if verdict.verdict == Verdict.INCONCLUSIVE:
+            self.event(f"background analysis inconclusive: {verdict.message}", kind="warning")
+            self._do_pause(PauseRequest(reason=f"background analysis inconclusive: {verdict.message}"))
+            return
+        self._background_failure = f"background analysis: {verdict.message}"
+        self.event(self._background_failure, kind="error")
+        # Interrupts the running step exactly as an abort does; _explain tells them apart.
+        self._abort_reason = self._background_failure
+        self._publish_details()
+
+    async def _pre_deployment_baseline(self, request: CanaryRequest, previous: TrackInfo) -> float | None:
+        """The stable version's error rate before anything changes: the post-promotion watch compares to it."""
+        metric = request.post_promotion_metric()
+        if metric is None or previous.version is None:
+            return None
+        plain = metric.model_copy(update={"failure_condition": None, "success_condition": None, "baseline": False})
+        measurement: Measurement = await self._activity(
+            measure,
+            MeasureInput(target=request.target, metric=plain, version=previous.version),
+            summary="pre-deployment error rate", retry=MEASURE_RETRY,
+        )
+        if measurement.value is None:
+            self.event(f"no pre-deployment baseline ({measurement.message}): the floor applies", kind="warning")
+            return 0.0
+        self.event(f"pre-deployment baseline: error_rate {measurement.value:.4g} ({previous.version})")
+        self._status.details["baseline_error_rate"] = measurement.value
+        return measurement.value
+
+    async def _post_promotion_watch(self, request: CanaryRequest, previous: TrackInfo, baseline: float | None) -> None:
+        watch = request.post_promotion
+        metric = request.post_promotion_metric()
+        assert watch is not None and metric is not None
+        analysis = Analysis(metrics=[metric])
+        failure: list[str] = []
+
+        async def watching() -> None:
+            verdict = await self._analyse(request, analysis, background=True, baseline_value=baseline or 0.0)
+            if verdict is not None and verdict.verdict in (Verdict.FAILED, Verdict.ERROR):
+                failure.append(verdict.message)
+                self._rollback_reason = f"post-promotion analysis: {verdict.message}"
+
+        task = asyncio.create_task(watching())
+        outcome = await self.standby(
+            watch.window, message=f"watching {request.version} for {watch.window}; {previous.version} can be restored"
+        )
+        task.cancel()
+        if outcome != "rollback":
+            ended = "passed" if outcome == "elapsed" else "ended by promote"
+            self.event(f"post-promotion watch {ended}")
+            return
+        reason = self.rollback_reason or "rollback requested"
+        await self._shielded(self._restore_previous(request, previous, reason))
+        raise ApplicationError(
+            f"rolled back after promotion: {reason}; {previous.version} serves again",
+            {"reason": reason}, type="RolledBack", non_retryable=True,
+        )
+
+    def _record(self, measurement: Measurement) -> None:
+        self._status.measurements.append(measurement)
+        if len(self._status.measurements) > MAX_MEASUREMENTS:
+            del self._status.measurements[: len(self._status.measurements) - MAX_MEASUREMENTS]
+        self._status.details["last_measurement"] = f"{measurement.verdict}: {measurement.message}"
+        self._publish_details()
+
+    # --- rollback -------------------------------------------------------------------------------------------------
+
+    async def _roll_back(self, request: CanaryRequest, previous: TrackInfo, reason: str) -> None:
+        """Weight to 0 first (the fast part), then stable back to full size and the canary to zero."""
+        self.set_phase(Phase.ROLLING_BACK, f"rolling back {reason}")
+        try:
+            await self._activity(
+                rollback_traffic, self._weight_request(request, 0), summary="all traffic back to stable",
+                timeout=request.workload.health_timeout + QUICK,
+            )
+        except ActivityError as err:
+            message = (
+                f"rollback failed ({self._explain(err)}) after: {reason}; the cluster needs a person: check the "
+                f"{request.traffic.router} routing of {request.target.app} and {request.target.app}-canary's replicas"
+            )
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+        self._set_weights(0)
+        self.set_phase(Phase.ROLLED_BACK, f"rolled back {reason}; traffic is back on {previous.version}")
+
+    async def _restore_previous(self, request: CanaryRequest, previous: TrackInfo, reason: str) -> None:
+        self.set_phase(Phase.ROLLING_BACK, f"restoring {previous.version}: {reason}")
+        try:
+            await self._activity(
+                deploy_track,
+                TrackRequest(target=request.target, track="stable", template=previous.template,
+                             replicas=request.workload.replicas,
+                             timeout_seconds=request.workload.health_timeout.total_seconds()),
+                summary=f"{request.target.app}-stable back to {previous.version}",
+                timeout=request.workload.health_timeout + QUICK,
+            )
+        except ActivityError as err:
+            message = f"restoring {previous.version} failed ({self._explain(err)}) after: {reason}"
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+        self.set_versions(previous.version or "", request.version)
+        self.set_phase(Phase.ROLLED_BACK, f"rolled back after promotion: {reason}; {previous.version} serves again")
+
+    @staticmethod
+    async def _shielded(cleanup: Any) -> None:
+        """Runs cleanup to the end even if the run is cancelled meanwhile."""
+        task = asyncio.ensure_future(cleanup)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    # --- first deployment -----------------------------------------------------------------------------------------
+
+    async def _first_deployment(self, request: CanaryRequest) -> DeploymentStatus:
+        app = request.target.app
+        self.set_versions(request.version, None)
+        self.event("first deployment: no stable version to compare against, steps skipped", kind="decision")
+        self.set_phase(Phase.PROGRESSING, f"deploying {request.version} as the stable version", step="first")
+        await self.interruptible(self._activity(
+            deploy_track,
+            TrackRequest(target=request.target, track="stable", workload=request.workload,
+                         replicas=request.workload.replicas,
+                         timeout_seconds=request.workload.health_timeout.total_seconds()),
+            summary=f"{app}-stable runs {request.version}",
+            timeout=request.workload.health_timeout + QUICK,
+        ))
+        await self._activity(prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing")
+        self._set_weights(0)
+        return await self.finish(Phase.SUCCEEDED, f"first deployment: {request.version} is the stable version")
+
+    # --- helpers --------------------------------------------------------------------------------------------------
+
+    def _activity(
+        self,
+        fn: Any,
+        arg: Any,
+        *,
+        summary: str,
+        timeout: timedelta = QUICK,
+        retry: RetryPolicy = RETRY,
+        cancellation: ActivityCancellationType = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    ) -> Any:
+        return workflow.execute_activity(
+            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=HEARTBEAT, retry_policy=retry,
+            cancellation_type=cancellation, summary=summary,
+        )
+
+    def _routing(self, request: CanaryRequest) -> RoutingRequest:
+        return RoutingRequest(target=request.target, traffic=request.traffic, port=request.workload.service_port,
+                              target_port=request.workload.port)
+
+    def _weight_request(self, request: CanaryRequest, weight: int) -> WeightRequest:
+        return WeightRequest(
+            target=request.target, traffic=request.traffic, weight=weight, replicas=request.workload.replicas,
+            port=request.workload.service_port, target_port=request.workload.port,
+            timeout_seconds=request.workload.health_timeout.total_seconds(),
+        )
+
+    def _set_weights(self, weight: int) -> None:
+        self._weight = weight
+        self._status.weights = {"stable": 100 - weight, "canary": weight}
+        self._publish_details()
+
+    def _explain(self, err: BaseException) -> str:
+        if isinstance(err, Aborted):
+            if self._background_failure is not None and err.reason == self._background_failure:
+                return self._background_failure
+            return f"aborted: {err.reason}"
+        if is_cancelled_exception(err):
+            return "cancelled"
+        while isinstance(err, ActivityError) and err.cause is not None:
+            err = err.cause
+        if isinstance(err, ApplicationError):
+            return err.message
+        return str(err) or type(err).__name__
+
+    def _validate(self, request: CanaryRequest) -> None:
+        """The converter validated the payload already; this catches requests built without validation."""
+        try:
+            CanaryRequest.model_validate(request.model_dump(mode="json", exclude_unset=True))
+        except pydantic.ValidationError as err:
+            message = f"invalid spec: {describe_validation_error(err)}"
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="InvalidSpec", non_retryable=True) from err
