@@ -716,6 +716,8 @@ class ApiServer:
                 try:
                     event = await asyncio.wait_for(queue.get(), min(remaining, BOOKMARK_INTERVAL))
                 except TimeoutError:
+                    if request.transport is None or request.transport.is_closing():
+                        break  # the client went away; aiohttp does not cancel handlers for that
                     if bookmarks:
                         await send("BOOKMARK", {"kind": res.kind, "apiVersion": res.group_version,
                                                 "metadata": {"resourceVersion": str(last_rv)}})
