@@ -43,8 +43,7 @@ class SimCluster:
     def step(self, seconds: float = 0.5) -> None:
         """Moves the clock and runs a pass if one is due, exactly as `ControllerManager.run` does."""
         self.clock.t += seconds
-        if self.manager.due():
-            self.manager.reconcile_once()
+        self.manager.reconcile_due()
 
     def run_until(self, done: Callable[[], bool], seconds: float = 120, step: float = 0.5,
                   each: Callable[[], None] | None = None) -> None:
@@ -551,10 +550,34 @@ def test_idle_manager_skips_passes_until_something_is_due(cluster: SimCluster) -
     cluster.patch_spec("web", replicas=3)
     assert cluster.manager.due()
     for _ in range(10):
-        if cluster.manager.due():
-            cluster.manager.reconcile_once()
+        cluster.manager.reconcile_due()
     assert not cluster.manager.due()  # converged for now: the new pod is starting
     assert len(cluster.pods()) == 3 and len(cluster.ready_pods()) == 2
     cluster.clock.t += 5  # the new pod's ready delay has elapsed: its timer makes a pass due
     assert cluster.manager.due()
     cluster.run_until(lambda: cluster.complete() and len(cluster.ready_pods()) == 3, seconds=5)
+
+
+def test_passes_cover_only_namespaces_that_changed_or_have_timers_due(cluster: SimCluster) -> None:
+    cluster.deploy(replicas=2)
+    cluster.step()
+    other = copy.deepcopy(cluster.deployment())
+    other["metadata"] = {"name": "web", "namespace": "other"}
+    other.pop("status", None)
+    cluster.store.create(DEPLOYMENTS, other)
+
+    def other_complete() -> bool:
+        d = cluster.store.get(DEPLOYMENTS, "other", "web")
+        return bool(d and d.get("status", {}).get("availableReplicas") == 2)
+
+    cluster.run_until(lambda: cluster.complete() and other_complete())
+    cluster.run_until(lambda: not cluster.manager.due())
+    untouched = {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in cluster.store.list(PODS, "other")}
+    cluster.set_version("web", "v2")
+    cluster.run_until(cluster.complete)
+    assert cluster.versions() == {"v2": 2}
+    after = {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in cluster.store.list(PODS, "other")}
+    assert after == untouched
+    # A timer in the quiet namespace still fires while the busy one is idle.
+    cluster.store.mutate(DEPLOYMENTS, "other", "web", lambda d: d["spec"].__setitem__("replicas", 3))
+    cluster.run_until(lambda: cluster.store.get(DEPLOYMENTS, "other", "web")["status"]["availableReplicas"] == 3)

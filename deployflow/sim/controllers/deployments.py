@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import owner_reference
 from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
@@ -40,11 +41,13 @@ def template_hash(template: Obj, collision_count: int = 0) -> str:
 
 
 def without_hash(template: Obj) -> Obj:
-    t = copy.deepcopy(template or {})
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return t
+    """The template minus the pod-template-hash label (shallow: for comparing, never for writing)."""
+    template = template or {}
+    meta = template.get("metadata") or {}
+    if HASH_LABEL not in (meta.get("labels") or {}):
+        return template
+    labels = {k: v for k, v in meta["labels"].items() if k != HASH_LABEL}
+    return {**template, "metadata": {**meta, "labels": labels}}
 
 
 def scaled_value(value: int | str | None, total: int, round_up: bool, default: str) -> int:
@@ -104,27 +107,35 @@ class DeploymentController:
         self.config = config
         self.events = events
         self._progress_at: dict[str, float] = {}  # deployment uid -> simulated time of the last progress
-        self._wakeup = math.inf
+        self._ns: dict[str, str] = {}
+        self._wakeups = Wakeups()
+
+    scoped = True
 
     def next_wakeup(self) -> float:
-        return self._wakeup
+        return self._wakeups.next()
 
-    def reconcile(self, now: float) -> None:
-        self._wakeup = math.inf
+    def due_namespaces(self, now: float) -> set[str]:
+        return self._wakeups.due(now)
+
+    def reconcile(self, now: float, scope: Scope = None) -> None:
+        self._wakeups.reset(scope)
         by_owner: dict[str, list[Obj]] = {}
-        for rs in self.store.peek(REPLICASETS):
+        for rs in in_scope(self.store, REPLICASETS, scope):
             for ref in rs["metadata"].get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") == "Deployment":
                     by_owner.setdefault(ref["uid"], []).append(rs)
         seen = set()
-        for d in list(self.store.peek(DEPLOYMENTS)):
+        for d in list(in_scope(self.store, DEPLOYMENTS, scope)):
             seen.add(d["metadata"]["uid"])
+            self._ns[d["metadata"]["uid"]] = d["metadata"]["namespace"]
             try:
                 self._sync(d, by_owner.get(d["metadata"]["uid"], []), now)
             except StoreError:
                 continue
-        for uid in [u for u in self._progress_at if u not in seen]:
-            del self._progress_at[uid]
+        for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
+            self._progress_at.pop(uid, None)
+            del self._ns[uid]
 
     # ---- one deployment ----------------------------------------------------------------------------------
 
@@ -421,7 +432,7 @@ class DeploymentController:
                 prog = _condition(prog_old, "Progressing", "False", "ProgressDeadlineExceeded",
                                   f'ReplicaSet "{rs_name}" has timed out progressing.', stamp)
             else:
-                self._wakeup = min(self._wakeup, since + float(deadline) + 1e-6)
+                self._wakeups.note(meta["namespace"], since + float(deadline) + 1e-6)
         status["conditions"] = [c for c in (avail, prog) if c]
         if status != old:
             self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"],

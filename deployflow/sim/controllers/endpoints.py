@@ -6,6 +6,7 @@ import contextlib
 import math
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, in_scope
 from deployflow.sim.controllers.pods import is_ready, is_terminal
 from deployflow.sim.resources import ENDPOINTS, PODS, SERVICES
 from deployflow.sim.selectors import LabelIndex
@@ -21,21 +22,28 @@ class EndpointsController:
         self.store = store
         self.config = config
 
+    scoped = True
+
     def next_wakeup(self) -> float:
         return math.inf
 
-    def reconcile(self, now: float) -> None:
+    def due_namespaces(self, now: float) -> set[str]:
+        return set()
+
+    def reconcile(self, now: float, scope: Scope = None) -> None:
         index = LabelIndex()
         pods: dict[str, Obj] = {}
-        for pod in self.store.peek(PODS):
+        for pod in in_scope(self.store, PODS, scope):
             meta = pod["metadata"]
             if is_terminal(pod) or meta.get("deletionTimestamp") or not pod.get("status", {}).get("podIP"):
                 continue
             key = f"{meta.get('namespace', '')}/{meta['name']}"
             pods[key] = pod
             index.add(meta.get("namespace", ""), key, meta.get("labels"))
+        existing = {(ep["metadata"].get("namespace", ""), ep["metadata"]["name"]): ep
+                    for ep in in_scope(self.store, ENDPOINTS, scope)}
         wanted: set[tuple[str, str]] = set()
-        for svc in list(self.store.peek(SERVICES)):
+        for svc in list(in_scope(self.store, SERVICES, scope)):
             selector = svc.get("spec", {}).get("selector")
             if not selector:
                 continue  # Endpoints of selector-less Services are the user's to manage
@@ -43,16 +51,16 @@ class EndpointsController:
             wanted.add((ns, name))
             members = [pods[k] for k in sorted(index.select_map(ns, selector))]
             try:
-                self._write(svc, members)
+                self._write(svc, members, existing.get((ns, name)))
             except StoreError:
                 continue
-        for ep in list(self.store.peek(ENDPOINTS)):
+        for ep in list(existing.values()):
             meta = ep["metadata"]
             if (meta.get("namespace"), meta["name"]) not in wanted and (meta.get("labels") or {}).get(MANAGED_BY):
                 with contextlib.suppress(StoreError):
                     self.store.delete(ENDPOINTS, meta.get("namespace"), meta["name"])
 
-    def _write(self, svc: Obj, pods: list[Obj]) -> None:
+    def _write(self, svc: Obj, pods: list[Obj], current: Obj | None) -> None:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         ready: list[Obj] = []
         not_ready: list[Obj] = []
@@ -74,7 +82,6 @@ class EndpointsController:
             subsets.append(subset)
         labels = dict(svc["metadata"].get("labels") or {})
         labels[MANAGED_BY] = "endpointslice-controller.k8s.io"
-        current = self.store.get(ENDPOINTS, ns, name)
         if current is None:
             self.store.create(ENDPOINTS, {"metadata": {"name": name, "namespace": ns, "labels": labels},
                                           "subsets": subsets})

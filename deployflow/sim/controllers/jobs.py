@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import PodFactory, controller_uid, is_active
 from deployflow.sim.resources import JOBS, PODS
@@ -22,16 +23,24 @@ class JobController:
         self.factory = factory
         self.events = events
 
+    scoped = True
+
     def next_wakeup(self) -> float:
         return math.inf  # a job's pods change state on the pod controller's schedule, which wakes us too
 
-    def reconcile(self, now: float) -> None:
+    def due_namespaces(self, now: float) -> set[str]:
+        return set()
+
+    def reconcile(self, now: float, scope: Scope = None) -> None:
+        jobs = list(in_scope(self.store, JOBS, scope))
+        if not jobs:
+            return
         owned: dict[str, list[Obj]] = {}
-        for pod in self.store.peek(PODS):
+        for pod in in_scope(self.store, PODS, scope):
             uid = controller_uid(pod)
             if uid:
                 owned.setdefault(uid, []).append(pod)
-        for job in list(self.store.peek(JOBS)):
+        for job in jobs:
             try:
                 self._sync(job, owned.get(job["metadata"]["uid"], []))
             except StoreError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.resources import PODS
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
@@ -270,11 +271,17 @@ class PodController:
         self._key: dict[str, tuple[Any, ...]] = {}
         self._next: dict[str, float] = {}
         self._ips: dict[str, str] = {}
+        self._ns: dict[str, str] = {}
         self._ip_counter = 0
-        self._wakeup = math.inf
+        self._wakeups = Wakeups()
+
+    scoped = True
 
     def next_wakeup(self) -> float:
-        return self._wakeup
+        return self._wakeups.next()
+
+    def due_namespaces(self, now: float) -> set[str]:
+        return self._wakeups.due(now)
 
     def born(self, uid: str) -> float | None:
         return self._born.get(uid)
@@ -290,28 +297,29 @@ class PodController:
         since = self._ready_since.get(pod["metadata"]["uid"])
         return since is not None and now - since >= min_ready_seconds
 
-    def reconcile(self, now: float) -> None:
-        wakeup = math.inf
+    def reconcile(self, now: float, scope: Scope = None) -> None:
+        self._wakeups.reset(scope)
         seen: set[str] = set()
-        for pod in list(self.store.peek(PODS)):
+        for pod in list(in_scope(self.store, PODS, scope)):
             uid = pod["metadata"]["uid"]
+            ns = self._ns[uid] = pod["metadata"].get("namespace", "")
             seen.add(uid)
             born = self._born.get(uid)
             if born is None:
                 born = self._born[uid] = now
             due = self._next.get(uid, -math.inf)
             if due > now and uid in self._key:
-                wakeup = min(wakeup, due)
+                self._wakeups.note(ns, due)
                 continue
             try:
-                wakeup = min(wakeup, self._sync(pod, born, now))
+                self._wakeups.note(ns, self._sync(pod, born, now))
             except StoreError:
                 continue  # deleted meanwhile
-        for uid in [u for u in self._born if u not in seen]:
-            for table in (self._born, self._ready_since, self._key, self._next, self._ips):
+        gone = [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]
+        for uid in gone:
+            for table in (self._born, self._ready_since, self._key, self._next, self._ips, self._ns):
                 table.pop(uid, None)
             self.events.forget(uid)
-        self._wakeup = wakeup
 
     def _sync(self, pod: Obj, born: float, now: float) -> float:
         meta = pod["metadata"]

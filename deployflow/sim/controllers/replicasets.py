@@ -6,6 +6,7 @@ import contextlib
 import math
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import (
     PodController,
@@ -19,10 +20,10 @@ from deployflow.sim.resources import PODS, REPLICASETS
 from deployflow.sim.store import Obj, Store, StoreError
 
 
-def pods_by_controller(store: Store) -> dict[str, list[Obj]]:
+def pods_by_controller(store: Store, scope: Scope = None) -> dict[str, list[Obj]]:
     """Live (uncopied) pods grouped by their controlling owner's uid. Call under the store lock."""
     out: dict[str, list[Obj]] = {}
-    for pod in store.peek(PODS):
+    for pod in in_scope(store, PODS, scope):
         uid = controller_uid(pod)
         if uid:
             out.setdefault(uid, []).append(pod)
@@ -40,15 +41,20 @@ class ReplicaSetController:
         self.pods = pods
         self.factory = factory
         self.events = events
-        self._wakeup = math.inf
+        self._wakeups = Wakeups()
+
+    scoped = True
 
     def next_wakeup(self) -> float:
-        return self._wakeup
+        return self._wakeups.next()
 
-    def reconcile(self, now: float) -> None:
-        self._wakeup = math.inf
-        owned = pods_by_controller(self.store)
-        for rs in list(self.store.peek(REPLICASETS)):
+    def due_namespaces(self, now: float) -> set[str]:
+        return self._wakeups.due(now)
+
+    def reconcile(self, now: float, scope: Scope = None) -> None:
+        self._wakeups.reset(scope)
+        owned = pods_by_controller(self.store, scope)
+        for rs in list(in_scope(self.store, REPLICASETS, scope)):
             try:
                 self._sync(rs, [p for p in owned.get(rs["metadata"]["uid"], []) if is_active(p)], now)
             except StoreError:
@@ -78,7 +84,7 @@ class ReplicaSetController:
             else:
                 since = self.pods.ready_since(p["metadata"]["uid"])
                 if since is not None:
-                    self._wakeup = min(self._wakeup, since + min_ready)
+                    self._wakeups.note(ns, since + min_ready)
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": len(pods),

@@ -1,0 +1,48 @@
+"""What controllers share: per-namespace timers, so a pass can be limited to the namespaces that need one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+from deployflow.sim.store import Obj, Resource, Store
+
+Scope = set[str] | None  # namespaces a pass covers; None: all of them
+
+
+class Wakeups:
+    """The earliest simulated time at which something in each namespace changes by itself."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def reset(self, scope: Scope) -> None:
+        if scope is None:
+            self._at.clear()
+        else:
+            for ns in scope:
+                self._at.pop(ns, None)
+
+    def note(self, namespace: str, at: float) -> None:
+        if at < self._at.get(namespace, math.inf):
+            self._at[namespace] = at
+
+    def next(self) -> float:
+        return min(self._at.values(), default=math.inf)
+
+    def due(self, now: float) -> set[str]:
+        return {ns for ns, at in self._at.items() if at <= now}
+
+
+def in_scope(store: Store, res: Resource, scope: Scope) -> Iterator[Obj]:
+    """Live objects of `res` in the namespaces of `scope`. Call under the store lock; do not mutate."""
+    if scope is None:
+        yield from store.peek(res)
+        return
+    for obj in store.peek(res):
+        if obj["metadata"].get("namespace", "") in scope:
+            yield obj
+
+
+def namespaces_of(objs: Iterable[Obj]) -> set[str]:
+    return {o["metadata"].get("namespace", "") for o in objs}
