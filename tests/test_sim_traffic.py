@@ -196,3 +196,14 @@ def test_binomial_draws_have_the_right_mean() -> None:
         mean = sum(_binomial(rng, n, p) for _ in range(400)) / 400
         assert abs(mean - n * p) <= 0.05 * n * p + 1, (n, p, mean)
     assert _binomial(rng, 10, 0.0) == 0 and _binomial(rng, 10, 1.0) == 10
+
+
+def test_a_route_may_send_to_a_service_in_another_namespace() -> None:
+    cluster = SimCluster()
+    _stable_and_canary(cluster)
+    cluster.store.create(HTTPROUTES, {
+        "metadata": {"name": "edge", "namespace": "gateway"},
+        "spec": {"rules": [{"backendRefs": [{"name": "web-canary", "namespace": NS, "weight": 1}]}]}})
+    assert cluster.traffic.send("gateway", "edge", 20) == {"v2": 20}
+    entries = {ep.key for ep in cluster.traffic.entry_points()}
+    assert entries == {"httproute/gateway/edge", f"service/{NS}/web-stable"}  # web-canary is routed now

@@ -25,7 +25,7 @@ from deployflow.sim.controllers.pods import PodBehaviour, is_active, is_ready, p
 from deployflow.sim.metrics import Metrics
 from deployflow.sim.resources import HTTPROUTES, INGRESSES, PODS, SERVICES, VIRTUALSERVICES
 from deployflow.sim.selectors import LabelIndex
-from deployflow.sim.store import Obj, Store
+from deployflow.sim.store import Obj, Store, WatchEvent
 
 TRAFFIC_ANNOTATION = "sim.deployflow.io/traffic"
 CANARY = "nginx.ingress.kubernetes.io/canary"
@@ -68,15 +68,25 @@ class _Pod:
 
 
 @dataclass
-class _View:
-    """What traffic needs from the store, extracted once per store change, outside the hot path."""
+class _Part:
+    """What traffic needs from one namespace, extracted when something in it changes, outside the hot path."""
 
-    resource_version: int
-    entries: list[EntryPoint]
-    services: dict[tuple[str, str], Obj]
-    pods: dict[str, _Pod]
-    index: LabelIndex
+    services: dict[str, Obj] = field(default_factory=dict)
+    pods: dict[str, _Pod] = field(default_factory=dict)
+    index: LabelIndex = field(default_factory=LabelIndex)
+    routes: list[EntryPoint] = field(default_factory=list)
+    orphans: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass
+class _View:
+    parts: dict[str, _Part] = field(default_factory=dict)
+    entries: list[EntryPoint] = field(default_factory=list)
     backends: dict[tuple[str, str], list[_Pod]] = field(default_factory=dict)
+
+    def service(self, namespace: str, name: str) -> Obj | None:
+        part = self.parts.get(namespace)
+        return part.services.get(name) if part else None
 
 
 class Traffic:
@@ -87,7 +97,11 @@ class Traffic:
         self.metrics = Metrics()
         self._rng = random.Random(config.seed)
         self._lock = threading.RLock()
-        self._view: _View | None = None
+        self._view = _View()
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        for res in (PODS, SERVICES, HTTPROUTES, VIRTUALSERVICES, INGRESSES):
+            store.subscribe(res, None, self._changed)
         self._carry: dict[str, float] = {}
         self._last_tick: float | None = None
         self.requests_generated = 0
@@ -131,7 +145,7 @@ class Traffic:
         """One request through a Service, as `GET .../services/{name}/proxy/{path}` would make it."""
         with self._lock:
             view = self._current_view()
-            if (namespace, service) not in view.services:
+            if view.service(namespace, service) is None:
                 return 404, {"error": f'services "{service}" not found'}
             pods = self._ready_pods(view, namespace, service)
             if not pods:
@@ -236,46 +250,33 @@ class Traffic:
 
     # ---- the view of the cluster ---------------------------------------------------------------------------
 
-    def _current_view(self) -> _View:
-        rv = self.store.resource_version
-        if self._view is None or self._view.resource_version != rv:
-            with self.store.lock:
-                self._view = self._build_view(self.store.resource_version)
-        return self._view
+    def _changed(self, event: WatchEvent) -> None:
+        # Runs under the store lock on every write: only note where.
+        self._dirty.add(event.object.get("metadata", {}).get("namespace", ""))
 
-    def _build_view(self, rv: int) -> _View:
-        index = LabelIndex()
-        pods: dict[str, _Pod] = {}
-        for pod in self.store.peek(PODS):
-            if not is_active(pod) or not is_ready(pod):
-                continue
-            meta = pod["metadata"]
-            ns = meta.get("namespace", "")
-            key = f"{ns}/{meta['name']}"
-            b = PodBehaviour.of(meta.get("annotations"), self.config.ready_delay_seconds)
-            pods[key] = _Pod(meta["name"], pod_version(meta.get("labels")), b.error_rate, b.latency_ms / 1000)
-            index.add(ns, key, meta.get("labels"))
-        services = {(s["metadata"].get("namespace", ""), s["metadata"]["name"]): s for s in self.store.peek(SERVICES)}
-        entries = list(_routes(self.store.peek(HTTPROUTES), self.store.peek(VIRTUALSERVICES),
-                               self.store.peek(INGRESSES)))
-        referenced = {(b.namespace, b.service) for ep in entries for b in ep.backends}
-        referenced |= _orphan_canaries(self.store.peek(INGRESSES), entries)
-        for (ns, name), svc in sorted(services.items()):
-            ann = svc["metadata"].get("annotations") or {}
-            if (ns, name) in referenced or str(ann.get(TRAFFIC_ANNOTATION, "")).lower() == "off":
-                continue
-            if not (svc.get("spec") or {}).get("selector"):
-                continue  # selector-less Services front something outside the simulated cluster
-            entries.append(EntryPoint("service", ns, name, (Backend(ns, name, 1.0),)))
-        return _View(rv, entries, services, pods, index)
+    def _current_view(self) -> _View:
+        if not self._all_dirty and not self._dirty:
+            return self._view
+        with self.store.lock:
+            scope = None if self._all_dirty else self._dirty
+            self._dirty, self._all_dirty = set(), False
+            view = self._view
+            parts = _build_parts(self.store, scope, self.config.ready_delay_seconds)
+            for ns in list(view.parts) if scope is None else scope:
+                view.parts.pop(ns, None)
+            view.parts.update(parts)
+            view.backends = {k: v for k, v in view.backends.items() if scope is not None and k[0] not in scope}
+            view.entries = _assemble(view.parts)
+        return view
 
     def _ready_pods(self, view: _View, namespace: str, service: str) -> list[_Pod]:
         key = (namespace, service)
         cached = view.backends.get(key)
         if cached is None:
-            svc = view.services.get(key)
+            part = view.parts.get(namespace)
+            svc = part.services.get(service) if part else None
             selector = (svc.get("spec") or {}).get("selector") if svc else None
-            cached = [view.pods[k] for k in sorted(view.index.select_map(namespace, selector))]
+            cached = [part.pods[k] for k in sorted(part.index.select_map(namespace, selector))] if part else []
             view.backends[key] = cached
         return cached
 
@@ -288,10 +289,64 @@ class Traffic:
         if candidates:
             order = ("httproute", "virtualservice", "ingress", "service")
             return min(candidates, key=lambda ep: order.index(ep.kind))
-        if kind in ("", "service") and (namespace, name) in view.services:
+        if kind in ("", "service") and view.service(namespace, name) is not None:
             # Services referenced by a route, or with traffic off, can still be hit directly.
             return EntryPoint("service", namespace, name, (Backend(namespace, name, 1.0),))
         raise KeyError(f"no traffic entry point {entry!r} in namespace {namespace!r}")
+
+
+# ---- the view's parts ------------------------------------------------------------------------------------------
+
+
+def _build_parts(store: Store, scope: set[str] | None, ready_delay: float) -> dict[str, _Part]:
+    """Per-namespace parts for the namespaces of `scope` (None: all). Call under the store lock."""
+    parts: dict[str, _Part] = {}
+
+    def part(ns: str) -> _Part | None:
+        if scope is not None and ns not in scope:
+            return None
+        return parts.setdefault(ns, _Part())
+
+    for pod in store.peek(PODS):
+        meta = pod["metadata"]
+        ns = meta.get("namespace", "")
+        p = part(ns)
+        if p is None or not is_active(pod) or not is_ready(pod):
+            continue
+        b = PodBehaviour.of(meta.get("annotations"), ready_delay)
+        p.pods[meta["name"]] = _Pod(meta["name"], pod_version(meta.get("labels")), b.error_rate, b.latency_ms / 1000)
+        p.index.add(ns, meta["name"], meta.get("labels"))
+    for svc in store.peek(SERVICES):
+        p = part(svc["metadata"].get("namespace", ""))
+        if p is not None:
+            p.services[svc["metadata"]["name"]] = svc
+    routing: dict[str, tuple[list[Obj], list[Obj], list[Obj]]] = {}
+    for i, res in enumerate((HTTPROUTES, VIRTUALSERVICES, INGRESSES)):
+        for obj in store.peek(res):
+            ns = obj["metadata"].get("namespace", "")
+            if part(ns) is not None:
+                routing.setdefault(ns, ([], [], []))[i].append(obj)
+    for ns, (routes, vss, ings) in routing.items():
+        parts[ns].routes = _routes(routes, vss, ings)
+        parts[ns].orphans = _orphan_canaries(ings, parts[ns].routes)
+    return parts
+
+
+def _assemble(parts: dict[str, _Part]) -> list[EntryPoint]:
+    """Routes first, then every Service no route references (across namespaces) and that takes traffic."""
+    entries = [ep for ns in sorted(parts) for ep in parts[ns].routes]
+    referenced = {(b.namespace, b.service) for ep in entries for b in ep.backends}
+    for part in parts.values():
+        referenced |= part.orphans
+    for ns in sorted(parts):
+        for name, svc in sorted(parts[ns].services.items()):
+            ann = svc["metadata"].get("annotations") or {}
+            if (ns, name) in referenced or str(ann.get(TRAFFIC_ANNOTATION, "")).lower() == "off":
+                continue
+            if not (svc.get("spec") or {}).get("selector"):
+                continue  # selector-less Services front something outside the simulated cluster
+            entries.append(EntryPoint("service", ns, name, (Backend(ns, name, 1.0),)))
+    return entries
 
 
 # ---- entry points from routing objects -----------------------------------------------------------------------
