@@ -58,6 +58,8 @@ class Simulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        # Set once the API answers: `serve()` callers wait on it before handing out a kubeconfig.
+        self.started = threading.Event()
         for ns in DEFAULT_NAMESPACES:
             self.store.create(R.NAMESPACES, {"metadata": {"name": ns}, "spec": {"finalizers": ["kubernetes"]},
                                              "status": {"phase": "Active"}})
@@ -74,6 +76,7 @@ class Simulator:
             self.url = f"http://{host}:{port}"
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        self.started.set()
         tasks = [asyncio.create_task(c.run()) for c in (self.controllers, self.traffic) if c is not None]
         try:
             await self._stopped.wait()
@@ -84,6 +87,7 @@ class Simulator:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runner.cleanup()
+            self.started.clear()
 
     def start_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Starts serving in a daemon thread and returns the URL once the port is bound."""
@@ -102,7 +106,7 @@ class Simulator:
 
             async def main() -> None:
                 serving = asyncio.create_task(self.serve(host, sock.getsockname()[1], sock=sock))
-                while self._stopped is None and not serving.done():
+                while not self.started.is_set() and not serving.done():
                     await asyncio.sleep(0.005)
                 ready.set()
                 await serving
