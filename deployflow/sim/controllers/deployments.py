@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import owner_reference
 from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
@@ -435,8 +435,7 @@ class DeploymentController:
                 self._wakeups.note(meta["namespace"], since + float(deadline) + 1e-6)
         status["conditions"] = [c for c in (avail, prog) if c]
         if status != old:
-            self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"],
-                              lambda o: o.__setitem__("status", status))
+            write_status(self.store, DEPLOYMENTS, d, status)
 
 
 def _condition(prev: Obj | None, ctype: str, status: str, reason: str, message: str, stamp: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, in_scope
@@ -21,6 +22,7 @@ class EndpointsController:
     def __init__(self, store: Store, config: SimConfig) -> None:
         self.store = store
         self.config = config
+        self._written: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     scoped = True
 
@@ -59,8 +61,21 @@ class EndpointsController:
             if (meta.get("namespace"), meta["name"]) not in wanted and (meta.get("labels") or {}).get(MANAGED_BY):
                 with contextlib.suppress(StoreError):
                     self.store.delete(ENDPOINTS, meta.get("namespace"), meta["name"])
+                self._written.pop((meta.get("namespace", ""), meta["name"]), None)
 
     def _write(self, svc: Obj, pods: list[Obj], current: Obj | None) -> None:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        # Skip the rebuild when neither the Service, its pods nor the Endpoints changed since our last write.
+        signature = (svc["metadata"].get("resourceVersion"),
+                     tuple(p["metadata"].get("resourceVersion") for p in pods),
+                     tuple(p["metadata"]["name"] for p in pods))
+        if current is not None and self._written.get((ns, name)) == (signature,
+                                                                     current["metadata"].get("resourceVersion")):
+            return
+        written = self._write_endpoints(svc, pods, current)
+        self._written[(ns, name)] = (signature, written["metadata"].get("resourceVersion"))
+
+    def _write_endpoints(self, svc: Obj, pods: list[Obj], current: Obj | None) -> Obj:
         ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
         ready: list[Obj] = []
         not_ready: list[Obj] = []
@@ -83,15 +98,12 @@ class EndpointsController:
         labels = dict(svc["metadata"].get("labels") or {})
         labels[MANAGED_BY] = "endpointslice-controller.k8s.io"
         if current is None:
-            self.store.create(ENDPOINTS, {"metadata": {"name": name, "namespace": ns, "labels": labels},
-                                          "subsets": subsets})
-        elif current.get("subsets", []) != subsets or (current["metadata"].get("labels") or {}) != labels:
-
-            def apply(o: Obj) -> None:
-                o["subsets"] = subsets
-                o["metadata"]["labels"] = labels
-
-            self.store.mutate(ENDPOINTS, ns, name, apply)
+            return self.store.create(ENDPOINTS, {"metadata": {"name": name, "namespace": ns, "labels": labels},
+                                                 "subsets": subsets})
+        if current.get("subsets", []) != subsets or (current["metadata"].get("labels") or {}) != labels:
+            new = {**current, "subsets": subsets, "metadata": {**current["metadata"], "labels": labels}}
+            return self.store.update(ENDPOINTS, new, check_rv=False)
+        return current
 
 
 def _port(port: Obj, pods: list[Obj]) -> Obj:

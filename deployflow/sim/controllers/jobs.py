@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, in_scope
+from deployflow.sim.controllers.base import Scope, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import PodFactory, controller_uid, is_active
 from deployflow.sim.resources import JOBS, PODS
@@ -103,7 +103,7 @@ class JobController:
         if failed:
             status["failed"] = failed
         if status != old:
-            self.store.mutate(JOBS, ns, name, lambda o: o.__setitem__("status", status))
+            write_status(self.store, JOBS, job, status)
 
 
 def _finished(status: Obj) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.resources import PODS
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
@@ -341,7 +341,7 @@ class PodController:
         ip = self._ips.get(uid) or pod.get("status", {}).get("podIP") or self._allocate_ip(uid)
         self._ips[uid] = ip
         status = self._status(pod, state, ip)
-        self.store.mutate(PODS, meta.get("namespace"), meta["name"], lambda p: p.__setitem__("status", status))
+        write_status(self.store, PODS, pod, status)
         self._key[uid] = state.key
         self._record_events(pod, state, previous, behaviour)
         return next_at

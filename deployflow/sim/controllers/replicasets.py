@@ -6,7 +6,7 @@ import contextlib
 import math
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import (
     PodController,
@@ -93,7 +93,7 @@ class ReplicaSetController:
             "observedGeneration": meta.get("generation", 1),
         }
         if rs.get("status") != status:
-            self.store.mutate(REPLICASETS, ns, meta["name"], lambda o: o.__setitem__("status", status))
+            write_status(self.store, REPLICASETS, rs, status)
 
     def _create_pod(self, template: Obj, namespace: str, rs: Obj) -> Obj:
         pod = self.factory.build(template, namespace, rs)
