@@ -209,3 +209,28 @@ def test_rollout_status_undo_and_wait(kubectl: Kubectl) -> None:
     kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
     assert image_of(kubectl) == ["web:1.0"]
     kubectl.run("wait", "--for=condition=Available", "deploy/web", "--timeout=30s")
+
+
+def test_create_generators_send_protobuf_and_work(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
+    kubectl.run("create", "configmap", "settings", "--from-literal=mode=fast")
+    kubectl.run("create", "secret", "generic", "token", "--from-literal=key=s3cret")
+    kubectl.run("create", "deployment", "api", "--image=api:1", "--replicas=0", "--port=8080")
+    kubectl.run("create", "service", "clusterip", "api", "--tcp=80:8080")
+    assert kubectl.json("get", "cm", "settings")["data"] == {"mode": "fast"}
+    secret = kubectl.json("get", "secret", "token")
+    assert secret["data"] == {"key": "czNjcmV0"} and secret["type"] == "Opaque"
+    dep = kubectl.json("get", "deploy", "api")
+    assert dep["spec"]["replicas"] == 0 and dep["spec"]["selector"] == {"matchLabels": {"app": "api"}}
+    assert dep["spec"]["template"]["spec"]["containers"][0]["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+    svc = kubectl.json("get", "svc", "api")["spec"]
+    assert svc["ports"][0]["port"] == 80 and svc["ports"][0]["targetPort"] == 8080 and svc["clusterIP"]
+    name = f"{namespace}-extra"
+    kubectl.run("create", "namespace", name)
+    assert sim.store.get(R.NAMESPACES, None, name) is not None
+    kubectl.run("delete", "namespace", name)
+    assert sim.store.get(R.NAMESPACES, None, name) is None
+
+
+def test_default_namespace_cannot_be_deleted(kubectl: Kubectl) -> None:
+    proc = kubectl.run("delete", "namespace", "default", check=False)
+    assert proc.returncode != 0 and "may not be deleted" in proc.stderr

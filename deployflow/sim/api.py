@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import yaml
 from aiohttp import web
 
+from deployflow.sim import protobuf
 from deployflow.sim import resources as R
 from deployflow.sim.faults import Faults
 from deployflow.sim.openapi import Schema, document_hash, group_version_document
@@ -303,10 +304,13 @@ def _pod_spec_causes(pod_spec: Obj | None, path: str) -> list[tuple[str, str, st
 
 def apply_defaults(res: Resource, obj: Obj) -> None:
     """The defaults a real apiserver fills in, so objects read back look the same as on a cluster."""
+    if res.kind == "Secret":
+        obj.setdefault("type", "Opaque")
+        # stringData is write-only: the apiserver folds it into data, base64-encoded.
+        for key, value in (obj.pop("stringData", None) or {}).items():
+            obj.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
     spec = obj.get("spec")
     if not isinstance(spec, dict):
-        if res.kind in ("Deployment", "ReplicaSet", "StatefulSet", "Service", "Job"):
-            return
         return
     if res.kind in ("Deployment", "ReplicaSet", "StatefulSet"):
         spec.setdefault("replicas", 1)
@@ -356,8 +360,9 @@ def prune(obj: Any, schema: Schema, path: str, unknown: list[str]) -> Any:
     if schema.schemaless:
         return obj
     t = schema.type or ""
-    if t in _TYPE_NAMES or t in ("datetime", "date"):
-        expected: Any = {"str": str, "int": int, "bool": bool, "float": (int, float), "datetime": str, "date": str}[t]
+    if t in _TYPE_NAMES or t in ("datetime", "date", "bytes"):
+        expected: Any = {"str": str, "int": int, "bool": bool, "float": (int, float), "datetime": str, "date": str,
+                         "bytes": str}[t]
         if obj is not None and (not isinstance(obj, expected) or (t == "int" and isinstance(obj, bool))):
             raise StoreError(400, "BadRequest", f"json: cannot unmarshal {type(obj).__name__} into Go struct field "
                              f"{path} of type {_TYPE_NAMES.get(t, 'string')}")
@@ -775,6 +780,11 @@ class ApiServer:
         if not raw:
             return None
         ctype = request.content_type
+        if ctype == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
+        if "protobuf" in ctype or "cbor" in ctype:
+            raise StoreError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
+                             f'accepted media types include: application/json, application/yaml; got "{ctype}"')
         if ctype.endswith("yaml"):
             return yaml.safe_load(raw)
         return json.loads(raw)
@@ -992,6 +1002,9 @@ class ApiServer:
                 raise StoreError(409, "Conflict", "Precondition failed: ResourceVersion in precondition: "
                                  f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                  f"{current['metadata']['resourceVersion']}")
+            if res.kind == "Namespace" and name in ("default", "kube-system", "kube-public"):
+                raise StoreError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be '
+                                 "deleted", {"name": name, "kind": "namespaces"})
             if self._dry_run(request):
                 return json_response(current)
             if policy == "Orphan":

@@ -81,7 +81,7 @@ _META_TYPES = {
 
 _LIST_RE = re.compile(r"^List\[(.+)\]$")
 _DICT_RE = re.compile(r"^Dict\[str, (.+)\]$")
-_PRIMITIVES = {"str", "int", "bool", "float", "datetime", "date", "object"}
+_PRIMITIVES = {"str", "int", "bool", "float", "datetime", "date", "object", "bytes"}
 
 
 @cache
@@ -177,6 +177,7 @@ class _DocBuilder:
             "bool": {"type": "boolean"},
             "datetime": {"type": "string", "format": "date-time"},
             "date": {"type": "string", "format": "date"},
+            "bytes": {"type": "string", "format": "byte"},
             "object": {"x-kubernetes-preserve-unknown-fields": True},
         }
         if type_str in simple:
