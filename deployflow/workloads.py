@@ -273,16 +273,23 @@ class Health:
 
 
 def assess(deployment: Obj, pods: list[Obj], *, replicas: int, image: str | None) -> Health:
-    """Judges a rollout from the Deployment's status and its new pods' container states."""
+    """Judges a rollout from the Deployment's status and its new pods' states.
+
+    Ready means: the controller has seen the current spec, every replica runs the new template, no old pod is
+    left, and `replicas` new pods are Ready. Ready pods are counted from the pods themselves as well as from the
+    status, because pod readiness is what puts a pod behind a Service, and status counts can lag it.
+    """
     meta, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status") or {}
     observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
     updated = int(status.get("updatedReplicas") or 0)
-    ready_replicas = int(status.get("readyReplicas") or 0)
     available = int(status.get("availableReplicas") or 0)
     total = int(status.get("replicas") or 0)
     want = int(spec.get("replicas", replicas))
+    live_pods = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
+    new_ready = sum(1 for p in live_pods if _runs(p, image) and _pod_ready(p))
+    ready_replicas = max(int(status.get("readyReplicas") or 0), new_ready)
     health = Health(
-        ready=observed and updated >= want and ready_replicas >= want and available >= want and total <= want,
+        ready=observed and updated >= want and ready_replicas >= want and total <= want and len(live_pods) <= want,
         replicas=want,
         updated=updated,
         ready_replicas=ready_replicas,
@@ -310,6 +317,18 @@ def assess(deployment: Obj, pods: list[Obj], *, replicas: int, image: str | None
                 health.failure_reason = reason
                 health.failure_message = detail + (f", {restarts} restarts" if restarts else "")
     return health
+
+
+def _pod_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _runs(pod: Obj, image: str | None) -> bool:
+    if image is None:
+        return True
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return any(c.get("image") == image for c in containers)
 
 
 def wait_healthy(

@@ -1,5 +1,9 @@
 """Deployment workflows, one module per strategy. The worker registers exactly `ALL_WORKFLOWS`."""
 
-ALL_WORKFLOWS: list[type] = []
+from workflows.bluegreen import BlueGreenDeployment
+
+ALL_WORKFLOWS: list[type] = [
+    BlueGreenDeployment,
+]
 
 __all__ = ["ALL_WORKFLOWS"]

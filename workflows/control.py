@@ -336,7 +336,7 @@ class DeploymentControl:
             return
         step.cancel()
         # The step's own failure no longer matters: the stop wins.
-        with contextlib.suppress(BaseException):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await step
 
     async def wait_for_promotion(self, timeout: timedelta | None = None, *, message: str = "") -> bool:
@@ -416,7 +416,7 @@ class DeploymentControl:
         finally:
             self._standby_open = False
         if self._rollback_reason is None and self._abort_reason is not None:
-            self._rollback_reason = self._abort_reason
+            self._rollback_reason = f"aborted: {self._abort_reason}"
         if self._rollback_reason is not None:
             return "rollback"
         return "promoted"

@@ -16,6 +16,8 @@ from deployflow.spec.common import (
     Target,
     Workload,
 )
+from deployflow.spec.hooks import Hooks
+from deployflow.spec.notify import Notifier
 
 COLORS = ("blue", "green")
 
@@ -66,6 +68,12 @@ class BlueGreenRequest(StrictModel):
         default=timedelta(hours=1),
         description="how long the old colour keeps running after the switch, for an instant rollback",
     )
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="pre_deploy before anything changes, pre_promote before the switch, post_deploy after it "
+        "(during standby, so a failure switches back), on_rollback after a rollback",
+    )
+    notifications: list[Notifier] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _services_differ(self) -> BlueGreenRequest:

@@ -1,0 +1,99 @@
+"""Shared pieces of the blue-green tests: requests, a worker, waiting on status, reading the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from deployflow import kube, workloads
+from deployflow.spec import BlueGreenRequest
+from deployflow.status import DeploymentStatus
+from worker import build_worker
+from workflows.bluegreen import BlueGreenDeployment
+
+# How long a test waits for a workflow to reach a state before giving up (a hang guard, not a timing assert).
+STATE_WAIT_SECONDS = 60.0
+
+
+def bluegreen_request(namespace: str, version: str = "1.0", **fields: Any) -> BlueGreenRequest:
+    workload = {"image": f"registry.example.com/shop/web:{version}", "replicas": 2}
+    workload.update(fields.pop("workload", {}))
+    return BlueGreenRequest.model_validate(
+        {
+            "strategy": "blue-green",
+            "target": {"cluster": "sim", "namespace": namespace, "app": "web"},
+            "workload": workload,
+            "smoke_tests": [{"path": "/health", "attempts": 2, "interval": "0.1s"}],
+            **fields,
+        }
+    )
+
+
+@asynccontextmanager
+async def running_worker(client: Client) -> AsyncIterator[str]:
+    """The production worker (same workflows, activities and settings) on a task queue of its own."""
+    task_queue = f"bluegreen-{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(client, task_queue, executor=executor, max_concurrent_activities=16):
+            yield task_queue
+
+
+async def start(client: Client, task_queue: str, request: BlueGreenRequest, **kwargs: Any) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        BlueGreenDeployment.run,
+        request,
+        id=request.target.workflow_id(),
+        task_queue=task_queue,
+        **kwargs,
+    )
+
+
+async def wait_for(
+    handle: WorkflowHandle[Any, Any], predicate: Callable[[DeploymentStatus], bool], what: str
+) -> DeploymentStatus:
+    """Polls the status query until `predicate` holds (fails the test if it never does)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STATE_WAIT_SECONDS
+    status: DeploymentStatus | None = None
+    while loop.time() < deadline:
+        status = await handle.query("status", result_type=DeploymentStatus)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached: {what}; last status: {status}")
+
+
+@dataclass
+class ClusterView:
+    """The facts the tests judge a deployment by."""
+
+    selectors: dict[str, dict[str, str] | None]
+    replicas: dict[str, int | None]
+    versions: dict[str, str | None]
+
+    def color_of(self, service: str) -> str | None:
+        selector = self.selectors.get(service)
+        return None if selector is None else selector.get(workloads.COLOR_LABEL)
+
+
+def cluster_view(namespace: str, app: str = "web") -> ClusterView:
+    api = kube.api_client("sim")
+    selectors: dict[str, dict[str, str] | None] = {}
+    for service in (app, f"{app}-preview"):
+        live = workloads.read_service(api, namespace, service)
+        selectors[service] = None if live is None else dict(live["spec"].get("selector") or {})
+    replicas: dict[str, int | None] = {}
+    versions: dict[str, str | None] = {}
+    for color in ("blue", "green"):
+        name = f"{app}-{color}"
+        live = workloads.read_deployment(api, namespace, name)
+        replicas[color] = None if live is None else int(live["spec"].get("replicas", 0))
+        versions[color] = None if live is None else (live["metadata"].get("labels") or {}).get(workloads.VERSION_LABEL)
+    return ClusterView(selectors, replicas, versions)

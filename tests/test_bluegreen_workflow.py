@@ -1,0 +1,328 @@
+"""BlueGreenDeployment on the time-skipping test server, with the real activities against the simulator.
+
+Each test judges the cluster afterwards: which colour the Services select, how many replicas each colour has.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.testing import WorkflowEnvironment
+
+from deployflow.spec.control import AbortRequest, ApproveRequest, PromoteRequest, RollbackRequest
+from deployflow.status import DeploymentStatus, Phase
+from tests.bluegreen_support import bluegreen_request, cluster_view, running_worker, start, wait_for
+
+pytestmark = pytest.mark.usefixtures("kubeconfig")
+
+FAULT = "sim.deployflow.io/"
+
+
+@pytest.fixture
+async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
+    async with running_worker(time_skipping_env.client) as task_queue:
+        yield time_skipping_env.client, task_queue
+
+
+async def deploy(env: tuple[Client, str], namespace: str, version: str, **fields: Any) -> DeploymentStatus:
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, version, **fields))
+    result: DeploymentStatus = await handle.result()
+    return result
+
+
+async def expect_rollback(handle: Any) -> ApplicationError:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    assert cause.type == "RolledBack", cause
+    return cause
+
+
+def assert_blue_serves_v1(namespace: str) -> None:
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "blue"
+    assert view.replicas["blue"] == 2 and view.versions["blue"] == "1.0"
+    assert view.replicas["green"] == 0
+
+
+# --- success -----------------------------------------------------------------------------------------------------
+
+
+async def test_first_deployment_creates_the_services_and_serves_blue(env: tuple[Client, str], namespace: str) -> None:
+    assert cluster_view(namespace).selectors == {"web": None, "web-preview": None}
+
+    status = await deploy(env, namespace, "1.0")
+
+    assert status.phase == Phase.SUCCEEDED and status.version == "1.0" and status.previous_version is None
+    view = cluster_view(namespace)
+    assert view.selectors["web"] == {"app": "web", "deployflow.io/color": "blue"}
+    assert view.color_of("web-preview") == "blue"
+    assert view.replicas == {"blue": 2, "green": None}
+    assert view.versions["blue"] == "1.0"
+
+
+async def test_release_switches_to_green_and_retires_blue_after_an_hour_of_standby(
+    env: tuple[Client, str], namespace: str
+) -> None:
+    await deploy(env, namespace, "1.0")
+
+    status = await deploy(env, namespace, "2.0", workload={"replicas": 3})
+
+    assert status.phase == Phase.SUCCEEDED
+    assert status.previous_version == "1.0" and status.version == "2.0"
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "green" and view.color_of("web-preview") == "green"
+    assert view.replicas == {"blue": 0, "green": 3}
+    assert view.versions["green"] == "2.0"
+    # The standby lasted its full hour of (skipped) workflow time before blue was retired.
+    standby = next(e for e in status.events if e.message.startswith("Standby:"))
+    retired = next(e for e in status.events if e.message == "web-blue scaled to zero")
+    assert (retired.time - standby.time).total_seconds() >= 3600
+
+    # A third release goes back to blue: the colours alternate.
+    await deploy(env, namespace, "3.0")
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "blue" and view.versions["blue"] == "3.0"
+    assert view.replicas == {"blue": 2, "green": 0}
+
+
+# --- failures roll back ------------------------------------------------------------------------------------------
+
+
+async def test_failing_smoke_test_keeps_traffic_on_blue(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "error-rate": "1.0"}})
+
+    cause = await expect_rollback(await start(client, queue, request))
+
+    assert "smoke test GET /health expected 200, got 5" in cause.message
+    assert "(2 of 2 attempts)" in cause.message
+    assert "traffic stays on blue (1.0)" in cause.message
+    assert_blue_serves_v1(namespace)
+    assert cluster_view(namespace).color_of("web-preview") == "blue"
+
+
+async def test_crash_looping_version_is_rolled_back(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "crash-loop": "true"}})
+    handle = await start(client, queue, request)
+
+    cause = await expect_rollback(handle)
+
+    assert "CrashLoopBackOff" in cause.message and "traffic stays on blue (1.0)" in cause.message
+    assert_blue_serves_v1(namespace)
+    status = await handle.query("status", result_type=DeploymentStatus)
+    assert status.phase == Phase.ROLLED_BACK
+
+
+async def test_image_pull_failure_is_rolled_back(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "image-pull-error": "true"}})
+
+    cause = await expect_rollback(await start(client, queue, request))
+
+    assert "ErrImagePull" in cause.message or "ImagePullBackOff" in cause.message
+    assert_blue_serves_v1(namespace)
+
+
+async def test_failed_first_deployment_leaves_nothing_running(env: tuple[Client, str], namespace: str) -> None:
+    client, queue = env
+    request = bluegreen_request(namespace, "1.0", workload={"pod_annotations": {FAULT + "crash-loop": "true"}})
+
+    cause = await expect_rollback(await start(client, queue, request))
+
+    assert "nothing was serving before" in cause.message
+    view = cluster_view(namespace)
+    assert view.replicas["blue"] == 0 and view.selectors["web"] is None
+
+
+# --- operator control --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("phase", ["paused-before-deploy", "health", "promotion", "standby"])
+async def test_abort_at_each_phase_puts_traffic_back_on_blue(
+    env: tuple[Client, str], namespace: str, phase: str
+) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    fields: dict[str, Any] = {}
+    start_args: dict[str, Any] = {}
+    if phase == "paused-before-deploy":
+        start_args = {"start_signal": "pause"}
+    if phase == "health":
+        fields["workload"] = {"pod_annotations": {FAULT + "never-ready": "true"}}
+    if phase == "promotion":
+        fields["promotion"] = {"mode": "manual"}
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0", **fields), **start_args)
+    wanted = {
+        "paused-before-deploy": lambda s: s.phase == Phase.PAUSED,
+        "health": lambda s: s.step == "health",
+        "promotion": lambda s: s.phase == Phase.WAITING_PROMOTION,
+        "standby": lambda s: s.phase == Phase.STANDBY,
+    }[phase]
+    await wait_for(handle, wanted, phase)
+    if phase == "standby":
+        assert cluster_view(namespace).color_of("web") == "green"
+
+    status = await handle.execute_update(
+        "abort", AbortRequest(reason=f"abort during {phase}"), result_type=DeploymentStatus
+    )
+    assert status.events[-1].message == f"abort requested: abort during {phase}"
+
+    cause = await expect_rollback(handle)
+    assert f"aborted: abort during {phase}" in cause.message
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "blue" and view.replicas["blue"] == 2
+    assert view.replicas["green"] in (0, None)  # before the deploy step, green was never created
+    if phase == "paused-before-deploy":
+        assert view.replicas["green"] is None
+
+
+async def test_rollback_during_standby_switches_back_at_once(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0"))
+    await wait_for(handle, lambda s: s.phase == Phase.STANDBY, "standby")
+    assert cluster_view(namespace).color_of("web") == "green"
+
+    await handle.execute_update("rollback", RollbackRequest(reason="checkout errors"))
+
+    cause = await expect_rollback(handle)
+    assert "rolled back: checkout errors; traffic is back on blue (1.0)" in cause.message
+    assert_blue_serves_v1(namespace)
+
+
+async def test_pause_holds_before_the_deploy_and_resume_continues(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0"), start_signal="pause")
+    status = await wait_for(handle, lambda s: s.phase == Phase.PAUSED, "paused")
+    assert status.paused
+    assert cluster_view(namespace).replicas["green"] is None  # nothing deployed while paused
+
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("pause")  # already paused
+    await handle.execute_update("resume")
+
+    result: DeploymentStatus = await handle.result()
+    assert result.phase == Phase.SUCCEEDED and not result.paused
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "green" and view.replicas == {"blue": 0, "green": 2}
+
+
+async def test_manual_gate_refuses_what_makes_no_sense_and_promotes_on_approval(
+    env: tuple[Client, str], namespace: str
+) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0", promotion={"mode": "manual"}))
+
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
+    # Green is up and previewed, but users still reach blue.
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "blue" and view.color_of("web-preview") == "green" and view.replicas["green"] == 2
+    for name, arg in (("resume", None), ("rollback", RollbackRequest())):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(name, arg) if arg else await handle.execute_update(name)
+        assert isinstance(refused.value.cause, ApplicationError)
+
+    await handle.execute_update("approve", ApproveRequest(approver="release-manager", comment="QA signed off"))
+
+    status = await wait_for(handle, lambda s: s.phase == Phase.STANDBY, "standby")
+    assert status.details["approved_by"] == "release-manager"
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update("approve", ApproveRequest(approver="someone"))  # nothing waits any more
+    await handle.execute_update("promote", PromoteRequest())  # ends the standby early
+    result: DeploymentStatus = await handle.result()
+    assert result.phase == Phase.SUCCEEDED
+    assert cluster_view(namespace).replicas == {"blue": 0, "green": 2}
+
+
+async def test_promote_refused_when_nothing_waits(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "never-ready": "true"}})
+    handle = await start(client, queue, request)
+    await wait_for(handle, lambda s: s.step == "health", "health wait")
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("promote", PromoteRequest())
+    assert "nothing waits for promotion" in str(refused.value.cause)
+
+    await handle.signal("abort")  # a signal with no input at all, as `temporal workflow signal --name abort`
+    await expect_rollback(handle)
+    assert_blue_serves_v1(namespace)
+
+
+async def test_cancel_from_the_ui_rolls_back_and_ends_cancelled(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0", promotion={"mode": "manual"}))
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert_blue_serves_v1(namespace)
+    assert cluster_view(namespace).color_of("web-preview") == "blue"
+
+
+async def test_second_start_for_the_same_app_is_refused(env: tuple[Client, str], namespace: str) -> None:
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, "1.0", promotion={"mode": "manual"}))
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await start(
+            client, queue, bluegreen_request(namespace, "9.9"), id_conflict_policy=WorkflowIDConflictPolicy.FAIL
+        )
+    await handle.signal("promote")
+    await handle.result()
+    assert cluster_view(namespace).versions["blue"] == "1.0"
+
+
+# --- bad input through the real client ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"workload": {"image": "web:1.0", "replicas": 0}}, "replicas"),
+        ({"standby": "-1h"}, "standby"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+async def test_bad_payload_from_cli_or_ui_fails_the_run_naming_the_field(
+    env: tuple[Client, str], namespace: str, patch: dict[str, Any], field: str
+) -> None:
+    client, queue = env
+    payload: dict[str, Any] = {
+        "strategy": "blue-green",
+        "target": {"cluster": "sim", "namespace": namespace, "app": "web"},
+        "workload": {"image": "web:1.0"},
+        **patch,
+    }
+    handle = await client.start_workflow(
+        "BlueGreenDeployment", payload, id=f"deploy/sim/{namespace}/web-{uuid.uuid4().hex[:4]}", task_queue=queue
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert field in cause.message
+    assert cluster_view(namespace).replicas == {"blue": None, "green": None}
+    assert cluster_view(namespace).selectors == {"web": None, "web-preview": None}

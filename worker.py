@@ -1,0 +1,97 @@
+"""The deployflow worker: runs every deployment workflow and activity on the `deployments` task queue.
+
+    python worker.py
+
+Temporal connection from the same variables the temporal CLI reads (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH / _KEY_PATH / TEMPORAL_TLS_SERVER_CA_CERT_PATH), the task queue from
+DEPLOYFLOW_TASK_QUEUE. Clusters are kubeconfig contexts (KUBECONFIG) or `in-cluster` (the worker's service account).
+SIGTERM or SIGINT stops polling and gives running activities DEPLOYFLOW_SHUTDOWN_SECONDS (default 30) to finish;
+workflows lose nothing, they continue on another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ALL_ACTIVITIES
+from deployflow.temporal import DEFAULT_TASK_QUEUE, ConnectionSettings, connect
+from workflows import ALL_WORKFLOWS
+
+log = logging.getLogger("deployflow.worker")
+
+# Activities heartbeat about once a second; sending heartbeats that often means a cancel (abort, UI cancel) reaches
+# a waiting activity within about a second instead of after most of its heartbeat timeout.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+
+def build_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    executor: ThreadPoolExecutor,
+    max_concurrent_activities: int = 32,
+    shutdown_timeout: timedelta = timedelta(seconds=30),
+) -> Worker:
+    """The worker with every registered workflow and activity; tests build theirs here too."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=ALL_WORKFLOWS,
+        activities=ALL_ACTIVITIES,
+        activity_executor=executor,
+        max_concurrent_activities=max_concurrent_activities,
+        graceful_shutdown_timeout=shutdown_timeout,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+    )
+
+
+async def run_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    stop_event: asyncio.Event | None = None,
+    *,
+    max_activity_threads: int = 32,
+    shutdown_timeout: timedelta = timedelta(seconds=30),
+) -> None:
+    """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process."""
+    with ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity") as executor:
+        worker = build_worker(
+            client,
+            task_queue,
+            executor=executor,
+            max_concurrent_activities=max_activity_threads,
+            shutdown_timeout=shutdown_timeout,
+        )
+        if stop_event is None:
+            await worker.run()
+            return
+        async with worker:
+            log.info("worker polling %s on %s", task_queue, client.namespace)
+            await stop_event.wait()
+            log.info("worker stopping: finishing running activities")
+
+
+async def main() -> None:
+    logging.basicConfig(level=os.environ.get("DEPLOYFLOW_LOG_LEVEL", "INFO"))
+    settings = ConnectionSettings.from_env()
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shutdown = timedelta(seconds=float(os.environ.get("DEPLOYFLOW_SHUTDOWN_SECONDS", "30")))
+    log.info("connected to %s namespace %s", settings.address, settings.namespace)
+    await run_worker(client, settings.task_queue, stop, shutdown_timeout=shutdown)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,487 @@
+"""Blue-green deployment, as a runbook:
+
+1. Check the request.
+2. Read what runs now: which colour the active Service points at, and its version.
+3. Deploy the new version to the idle colour (`<app>-blue` or `<app>-green`) and wait until every pod is ready.
+4. Point the preview Service at it and run the smoke tests through the preview Service.
+5. Wait at the promotion gate (at once, after a delay, or for a person).
+6. Switch the active Service's selector to the new colour: all traffic moves in one step, to pods already ready.
+7. Keep the old colour running for the standby time; a rollback meanwhile switches straight back.
+8. Scale the old colour to zero.
+
+Any failure, an abort, or a cancellation before step 8 leaves (or puts back) traffic on the old colour, scales the
+new colour to zero, and fails the run with the reason. Terminating the run skips all of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pydantic
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.services import SwitchResult, SwitchServiceInput, switch_service
+    from activities.smoke import SmokeReport, SmokeTestsInput, run_smoke_tests
+    from activities.workloads import (
+        AppliedWorkload,
+        ApplyWorkloadInput,
+        HealthReport,
+        ReadWorkloadsInput,
+        ScaleInput,
+        WaitHealthyInput,
+        WorkloadsSnapshot,
+        apply_workload,
+        read_workloads,
+        scale_workload,
+        wait_healthy,
+    )
+    from deployflow.spec.bluegreen import COLORS, BlueGreenRequest
+    from deployflow.spec.common import describe_validation_error
+    from deployflow.spec.hooks import HookPoint
+    from deployflow.status import DeploymentStatus, Phase
+    from deployflow.workloads import APP_LABEL, COLOR_LABEL
+    from workflows.control import Aborted, DeploymentControl
+    from workflows.hooks import run_hooks
+    from workflows.notify import Notifications
+
+STEPS = ["validate", "snapshot", "deploy", "health", "preview", "smoke", "promotion", "switch", "standby", "finish"]
+
+# What the activities raise for a broken release or request: retrying cannot help, so do not.
+NON_RETRYABLE = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "ProgressDeadlineExceeded",
+    "HealthTimeout",
+    "InvalidManifest",
+    "SelectorMismatch",
+    "ServiceMissing",
+    "ClusterNotFound",
+    "Forbidden",
+    "Unauthorized",
+]
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+QUICK = timedelta(seconds=60)
+HEARTBEAT = timedelta(seconds=15)
+
+
+@dataclass
+class Plan:
+    """What this run does, decided once from the live state."""
+
+    old_color: str | None  # colour serving before; None on a first deployment
+    old_version: str | None
+    old_replicas: int
+    new_color: str
+    active_service_existed: bool
+
+    def deployment(self, app: str, color: str) -> str:
+        return f"{app}-{color}"
+
+    def where_traffic_stays(self) -> str:
+        if self.old_color is None:
+            return "nothing was serving before"
+        return f"{self.old_color} ({self.old_version or 'unknown version'})"
+
+
+@workflow.defn(name="BlueGreenDeployment", failure_exception_types=[pydantic.ValidationError])
+class BlueGreenDeployment(DeploymentControl):
+    @workflow.init
+    def __init__(self, request: BlueGreenRequest) -> None:
+        self._init_control(
+            strategy="blue-green", target=request.target, version=request.version, step_count=len(STEPS)
+        )
+        self._request = request
+        self._notifications = Notifications(request.notifications, request.target, "blue-green", self.event)
+        self._plan: Plan | None = None
+        self._switched = False  # the active Service points at the new colour
+        self._committed = False  # the old colour is being retired: no way back
+
+    @workflow.run
+    async def run(self, request: BlueGreenRequest) -> DeploymentStatus:
+        try:
+            status = await self._run(request)
+        except (Exception, asyncio.CancelledError):
+            await self._shielded(self._notifications.drain())
+            raise
+        await self._notifications.drain()
+        return status
+
+    async def _run(self, request: BlueGreenRequest) -> DeploymentStatus:
+        self._begin("validate", "checking the request")
+        self._validate(request)
+
+        self._begin("snapshot", "reading the live state")
+        plan = self._plan = await self._make_plan(request)
+        # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
+        await self._hooks(request, HookPoint.PRE_DEPLOY)
+
+        try:
+            await self._release(request, plan)
+        except (Exception, asyncio.CancelledError) as err:
+            # Not BaseException: a worker evicting this run from its cache must not trigger a rollback.
+            if self._committed or isinstance(err, ApplicationError) and err.type == "RolledBack":
+                raise
+            reason = self._explain(err)
+            await self._shielded(self._roll_back(request, plan, reason))
+            if is_cancelled_exception(err):
+                raise
+            raise self._rolled_back_error(plan, reason) from err
+
+        return await self.finish(
+            Phase.SUCCEEDED, f"{plan.new_color} ({request.version}) serves {request.active_service_name}"
+        )
+
+    async def _release(self, request: BlueGreenRequest, plan: Plan) -> None:
+        """Steps 3 to 8. Raising anywhere here before the commit rolls back."""
+        app = request.target.app
+        new = plan.deployment(app, plan.new_color)
+        await self.checkpoint()
+
+        self._begin("deploy", f"deploying {request.version} to {plan.new_color} ({new})")
+        applied: AppliedWorkload = await self.interruptible(
+            workflow.execute_activity(
+                apply_workload,
+                ApplyWorkloadInput(
+                    target=request.target,
+                    name=new,
+                    workload=request.workload,
+                    replicas=request.workload.replicas,
+                    selector=self._selector(plan.new_color),
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"apply {new}",
+            )
+        )
+
+        self._begin("health", f"waiting for {request.workload.replicas} ready pods of {new}")
+        health: HealthReport = await self.interruptible(
+            workflow.execute_activity(
+                wait_healthy,
+                WaitHealthyInput(
+                    target=request.target,
+                    name=new,
+                    replicas=request.workload.replicas,
+                    image=applied.image,
+                    pod_selector=self._selector(plan.new_color),
+                    timeout=request.workload.health_timeout,
+                ),
+                start_to_close_timeout=request.workload.health_timeout + QUICK,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=f"wait for {new} to be healthy",
+            )
+        )
+        self.event(f"{new} healthy: {health.summary}")
+        await self.checkpoint()
+
+        self._begin("preview", f"pointing {request.preview_service_name} at {plan.new_color}")
+        await self._switch(request, request.preview_service_name, plan.new_color)
+        await self.checkpoint()
+
+        if request.smoke_tests:
+            self._begin("smoke", f"{len(request.smoke_tests)} smoke test(s) through {request.preview_service_name}")
+            report: SmokeReport = await self.interruptible(
+                workflow.execute_activity(
+                    run_smoke_tests,
+                    SmokeTestsInput(
+                        target=request.target,
+                        service=request.preview_service_name,
+                        port=request.workload.service_port,
+                        tests=request.smoke_tests,
+                    ),
+                    start_to_close_timeout=self._smoke_budget(request),
+                    heartbeat_timeout=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
+                    retry_policy=RETRY,
+                    summary=f"smoke tests via {request.preview_service_name}",
+                )
+            )
+            for result in report.results:
+                self.event(result.message, kind="info" if result.passed else "error")
+            self._status.details["smoke_tests"] = "passed" if report.passed else "failed"
+            if not report.passed:
+                raise ApplicationError(report.failure, type="SmokeTestFailed", non_retryable=True)
+            await self.checkpoint()
+
+        self._begin("promotion", self._gate_message(request))
+        await self._promotion_gate(request)
+        await self.checkpoint()
+
+        await self._hooks(request, HookPoint.PRE_PROMOTE)
+        self._begin("switch", f"switching {request.active_service_name} to {plan.new_color}")
+        await self._switch(request, request.active_service_name, plan.new_color)
+        self._switched = True
+        self._status.details["active_color"] = plan.new_color
+        self._status.weights = {plan.new_color: 100, **({plan.old_color: 0} if plan.old_color else {})}
+        self.event(f"traffic switched to {plan.new_color} ({request.version})", kind="decision")
+        # Post-deploy checks run while the old colour is still up, so their failure switches straight back.
+        await self._hooks(request, HookPoint.POST_DEPLOY)
+
+        if plan.old_color is not None and plan.old_replicas > 0 and request.standby > timedelta(0):
+            self._begin("standby", f"{plan.old_color} ({plan.old_version}) kept for rollback for {request.standby}")
+            outcome = await self.standby(
+                request.standby, message=f"{plan.old_color} ({plan.old_version}) on standby for {request.standby}"
+            )
+            if outcome == "rollback":
+                reason = self.rollback_reason or "rollback requested"
+                await self._shielded(self._roll_back(request, plan, reason))
+                raise self._rolled_back_error(plan, reason)
+            if outcome == "promoted":
+                self.event("standby ended early by promote", kind="decision")
+
+        self._committed = True
+        self._begin("finish", "retiring the old colour")
+        if plan.old_color is not None:
+            old = plan.deployment(app, plan.old_color)
+            await self._scale(request, old, 0)
+            self.event(f"{old} scaled to zero")
+
+    # --- the rollback -------------------------------------------------------------------------------------------
+
+    async def _roll_back(self, request: BlueGreenRequest, plan: Plan, reason: str) -> None:
+        """Puts traffic on the old colour (if any), points preview there too, scales the new colour to zero."""
+        self.set_phase(Phase.ROLLING_BACK, f"rolling back: {reason}")
+        new = plan.deployment(request.target.app, plan.new_color)
+        try:
+            if plan.old_color is not None:
+                if plan.active_service_existed or self._switched:
+                    await self._switch(request, request.active_service_name, plan.old_color)
+                await self._switch(request, request.preview_service_name, plan.old_color, create=False)
+                self._status.details["active_color"] = plan.old_color
+                self._status.weights = {plan.old_color: 100, plan.new_color: 0}
+            await self._scale(request, new, 0)
+        except ActivityError as err:
+            message = (
+                f"rollback failed ({self._explain(err)}) after: {reason}; the cluster needs a person: "
+                f"check {request.active_service_name}'s selector and {new}'s replicas"
+            )
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+        try:
+            await run_hooks(
+                HookPoint.ON_ROLLBACK,
+                request.hooks,
+                request.target,
+                version=request.version,
+                previous_version=plan.old_version,
+                strategy="blue-green",
+                on_event=self.event,
+            )
+        except ActivityError as err:
+            self.event(f"on_rollback hook: {self._explain(err)}", kind="warning")
+        except ApplicationError as err:
+            self.event(f"on_rollback hook: {err.message}", kind="warning")
+        self.set_phase(
+            Phase.ROLLED_BACK,
+            f"rolled back: {reason}; {self._traffic_now(plan)}; {new} scaled to zero",
+        )
+
+    def _rolled_back_error(self, plan: Plan, reason: str) -> ApplicationError:
+        return ApplicationError(
+            f"rolled back: {reason}; {self._traffic_now(plan)}",
+            {"reason": reason, "old_color": plan.old_color, "new_color": plan.new_color},
+            type="RolledBack",
+            non_retryable=True,
+        )
+
+    def _traffic_now(self, plan: Plan) -> str:
+        if plan.old_color is None:
+            return "nothing was serving before, so nothing serves now"
+        verb = "is back on" if self._switched else "stays on"
+        return f"traffic {verb} {plan.where_traffic_stays()}"
+
+    @staticmethod
+    async def _shielded(cleanup: Any) -> None:
+        """Runs cleanup to the end even if the run is cancelled meanwhile."""
+        task = asyncio.ensure_future(cleanup)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    # --- steps --------------------------------------------------------------------------------------------------
+
+    def _validate(self, request: BlueGreenRequest) -> None:
+        """The converter validated the payload already; this catches requests built without validation."""
+        try:
+            BlueGreenRequest.model_validate(request.model_dump(mode="json", exclude_unset=True))
+        except pydantic.ValidationError as err:
+            message = f"invalid spec: {describe_validation_error(err)}"
+            self.set_phase(Phase.FAILED, message)
+            raise ApplicationError(message, type="InvalidSpec", non_retryable=True) from err
+        expected_id = request.target.workflow_id()
+        if workflow.info().workflow_id != expected_id:
+            self.event(
+                f"workflow id {workflow.info().workflow_id!r} is not {expected_id!r}: another run could deploy "
+                "the same app at the same time",
+                kind="warning",
+            )
+
+    async def _make_plan(self, request: BlueGreenRequest) -> Plan:
+        app = request.target.app
+        names = [f"{app}-{color}" for color in COLORS]
+        live: WorkloadsSnapshot = await workflow.execute_activity(
+            read_workloads,
+            ReadWorkloadsInput(
+                target=request.target,
+                deployments=names,
+                services=[request.active_service_name, request.preview_service_name],
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=RETRY,
+            summary="read live state",
+        )
+        active = live.services.get(request.active_service_name)
+        old_color = active.selector.get(COLOR_LABEL) if active is not None else None
+        if old_color not in COLORS:
+            old_color = None
+        old = live.deployments.get(f"{app}-{old_color}") if old_color else None
+        if old_color is not None and old is None:
+            self.event(f"{request.active_service_name} points at {old_color}, which does not exist", kind="warning")
+        new_color = "green" if old_color == "blue" else "blue"
+        plan = Plan(
+            old_color=old_color if old is not None else None,
+            old_version=old.version if old is not None else None,
+            old_replicas=old.replicas if old is not None else 0,
+            new_color=new_color,
+            active_service_existed=active is not None,
+        )
+        self.set_versions(request.version, plan.old_version)
+        self._status.details.update(
+            {
+                "active_color": plan.old_color or "none",
+                "new_color": new_color,
+                "active_service": request.active_service_name,
+                "preview_service": request.preview_service_name,
+            }
+        )
+        if plan.old_color:
+            self._status.weights = {plan.old_color: 100, new_color: 0}
+        self.event(
+            f"live: {plan.where_traffic_stays()}; deploying {request.version} to {new_color}"
+            if plan.old_color
+            else f"first deployment of {app}: deploying {request.version} to {new_color}"
+        )
+        return plan
+
+    async def _hooks(self, request: BlueGreenRequest, point: HookPoint) -> None:
+        if not request.hooks.at(point):
+            return
+        plan = self._plan
+        await self.interruptible(
+            run_hooks(
+                point,
+                request.hooks,
+                request.target,
+                version=request.version,
+                previous_version=plan.old_version if plan else None,
+                strategy="blue-green",
+                on_event=self.event,
+            )
+        )
+
+    def _on_phase(self, phase: Phase, message: str) -> None:
+        self._notifications.on_phase(phase, message, self._status)
+
+    async def _promotion_gate(self, request: BlueGreenRequest) -> None:
+        gate = request.promotion
+        if gate.mode == "auto":
+            return
+        if gate.mode == "after":
+            assert gate.delay is not None
+            early = await self.wait(gate.delay)
+            self.event("promoted before the delay ended" if early else f"promotion delay {gate.delay} passed")
+            return
+        promoted = await self.wait_for_promotion(
+            gate.timeout, message=f"{request.version} is ready on {request.preview_service_name}: promote or abort"
+        )
+        if not promoted:
+            raise ApplicationError(f"nobody promoted within {gate.timeout}", type="PromotionTimeout")
+
+    async def _switch(self, request: BlueGreenRequest, service: str, color: str, *, create: bool = True) -> None:
+        result: SwitchResult = await workflow.execute_activity(
+            switch_service,
+            SwitchServiceInput(
+                target=request.target,
+                service=service,
+                selector=self._selector(color),
+                create_if_missing=create,
+                port=request.workload.service_port,
+                target_port=request.workload.port,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"{service} -> {color}",
+        )
+        if result.created:
+            self.event(f"created Service {service} selecting {color}")
+
+    async def _scale(self, request: BlueGreenRequest, name: str, replicas: int) -> None:
+        await workflow.execute_activity(
+            scale_workload,
+            ScaleInput(target=request.target, name=name, replicas=replicas),
+            start_to_close_timeout=QUICK,
+            retry_policy=RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"scale {name} to {replicas}",
+        )
+
+    def _selector(self, color: str) -> dict[str, str]:
+        return {APP_LABEL: self._request.target.app, COLOR_LABEL: color}
+
+    def _begin(self, step: str, message: str) -> None:
+        phase = self._status.phase if self._status.phase != Phase.PENDING else Phase.PROGRESSING
+        if phase in (Phase.WAITING_PROMOTION, Phase.PAUSED, Phase.STANDBY):
+            phase = Phase.PROGRESSING
+        self.set_phase(phase, message, step=step, step_index=STEPS.index(step) + 1)
+
+    @staticmethod
+    def _gate_message(request: BlueGreenRequest) -> str:
+        gate = request.promotion
+        if gate.mode == "auto":
+            return "promotion: automatic"
+        if gate.mode == "after":
+            return f"promotion: automatic after {gate.delay}"
+        return "promotion: waiting for promote or approve"
+
+    @staticmethod
+    def _smoke_budget(request: BlueGreenRequest) -> timedelta:
+        per_test = [t.attempts * (t.timeout + t.interval) for t in request.smoke_tests]
+        return sum(per_test, timedelta(0)) + QUICK
+
+    @staticmethod
+    def _explain(err: BaseException) -> str:
+        """The sentence a person needs: the innermost reason, not the wrapping."""
+        if isinstance(err, Aborted):
+            return f"aborted: {err.reason}"
+        if is_cancelled_exception(err):
+            return "cancelled"
+        if isinstance(err, ActivityError) and err.cause is not None:
+            cause = err.cause
+            if isinstance(cause, TimeoutError):
+                return f"{err.activity_type} timed out ({cause.type.name if cause.type else 'timeout'})"
+            if isinstance(cause, ApplicationError):
+                return cause.message
+            return str(cause)
+        if isinstance(err, ApplicationError):
+            return err.message
+        return f"{type(err).__name__}: {err}"
