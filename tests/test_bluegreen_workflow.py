@@ -5,8 +5,9 @@ Each test judges the cluster afterwards: which colour the Services select, how m
 
 from __future__ import annotations
 
-import uuid
+import copy
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +16,11 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from deployflow.spec import BlueGreenRequest
 from deployflow.spec.control import AbortRequest, ApproveRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import bluegreen_request, cluster_view, running_worker, start, wait_for
+from tests.test_spec_bluegreen import BAD_SPECS
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
 
@@ -298,31 +301,38 @@ async def test_second_start_for_the_same_app_is_refused(env: tuple[Client, str],
 # --- bad input through the real client ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("patch", "field"),
-    [
-        ({"workload": {"image": "web:1.0", "replicas": 0}}, "replicas"),
-        ({"standby": "-1h"}, "standby"),
-        ({"surprise": True}, "surprise"),
-    ],
-)
+@pytest.mark.parametrize(("name", "data", "field", "reason"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
 async def test_bad_payload_from_cli_or_ui_fails_the_run_naming_the_field(
-    env: tuple[Client, str], namespace: str, patch: dict[str, Any], field: str
+    env: tuple[Client, str], namespace: str, name: str, data: dict[str, Any], field: str, reason: str
 ) -> None:
+    """A raw JSON payload, as `temporal workflow start --input` or the UI sends it: the run fails at once, naming
+    the field, instead of retrying a workflow task forever; nothing in the cluster changes."""
     client, queue = env
-    payload: dict[str, Any] = {
-        "strategy": "blue-green",
-        "target": {"cluster": "sim", "namespace": namespace, "app": "web"},
-        "workload": {"image": "web:1.0"},
-        **patch,
-    }
+    payload = copy.deepcopy(data)
+    if isinstance(payload.get("target"), dict) and payload["target"].get("namespace") == "shop":
+        payload["target"]["namespace"] = namespace
     handle = await client.start_workflow(
-        "BlueGreenDeployment", payload, id=f"deploy/sim/{namespace}/web-{uuid.uuid4().hex[:4]}", task_queue=queue
+        "BlueGreenDeployment", payload, id=f"deploy/sim/{namespace}/web", task_queue=queue
     )
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError)
-    assert field in cause.message
+    assert field.split(".")[-1] in cause.message, cause.message
+    assert cause.type in ("ValidationError", "InvalidSpec")
+    view = cluster_view(namespace)
+    assert view.replicas == {"blue": None, "green": None}
+    assert view.selectors == {"web": None, "web-preview": None}
+
+
+async def test_unvalidated_request_is_refused_before_any_activity(env: tuple[Client, str], namespace: str) -> None:
+    """A request built without validation (model_construct) is caught by the workflow's own check."""
+    client, queue = env
+    good = bluegreen_request(namespace, "1.0")
+    bad = BlueGreenRequest.model_construct(**{**dict(good), "standby": timedelta(seconds=-1)})
+    with pytest.raises(WorkflowFailureError) as failure:
+        await (await start(client, queue, bad)).result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type in ("InvalidSpec", "ValidationError") and "standby" in cause.message
     assert cluster_view(namespace).replicas == {"blue": None, "green": None}
-    assert cluster_view(namespace).selectors == {"web": None, "web-preview": None}
