@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ALL_ACTIVITIES
 from deployflow.temporal import DEFAULT_TASK_QUEUE, ConnectionSettings, connect
@@ -30,6 +31,17 @@ log = logging.getLogger("deployflow.worker")
 # Activities heartbeat about once a second; sending heartbeats that often means a cancel (abort, UI cancel) reaches
 # a waiting activity within about a second instead of after most of its heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with deployflow's own modules passed through.
+
+    Models must be the same classes inside and outside the sandbox (pydantic checks instances by class); passing the
+    packages through here keeps that true even for a workflow module that forgets `imports_passed_through()`.
+    """
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("deployflow", "activities")
+    )
 
 
 def build_worker(
@@ -47,6 +59,7 @@ def build_worker(
         workflows=ALL_WORKFLOWS,
         activities=ALL_ACTIVITIES,
         activity_executor=executor,
+        workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=shutdown_timeout,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
