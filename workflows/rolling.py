@@ -259,12 +259,14 @@ class RollingDeployment(DeploymentControl):
                         restore_strategy=None, timeout_seconds=r.batch_timeout.total_seconds(),
                     ),
                     summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + timedelta(minutes=1),
+                    abortable=False,
                 )
             else:
                 await self._activity(
                     begin_rolling,
                     BeginInput(workload=prep.workload, template=rec.template, replicas=n, recorded=rec),
                     summary=f"target {r.kind} {r.name} back at {back_to}",
+                    abortable=False,
                 )
                 plan = self._rollback_plan(r, n)
                 for j, (count, surge, unavailable) in enumerate(plan, start=1):
@@ -276,12 +278,13 @@ class RollingDeployment(DeploymentControl):
                             workload=prep.workload, count=count, replicas=n, surge=surge, unavailable=unavailable,
                             timeout_seconds=r.batch_timeout.total_seconds(), label=label,
                         ),
-                        summary=label, timeout=r.batch_timeout + timedelta(minutes=1),
+                        summary=label, timeout=r.batch_timeout + timedelta(minutes=1), abortable=False,
                     )
                 await self._activity(
                     finish_rolling,
                     FinishInput(workload=prep.workload, recorded=rec, replicas=n),
                     summary=f"unfreeze {r.kind} {r.name}",
+                    abortable=False,
                 )
         except (ActivityError, ApplicationError) as err:
             message = (
@@ -300,14 +303,16 @@ class RollingDeployment(DeploymentControl):
 
     # ---- pieces ---------------------------------------------------------------------------------------------------
 
-    async def _activity(self, fn: Any, arg: Any, *, summary: str, timeout: timedelta = timedelta(minutes=5)) -> Any:
-        """A cluster-changing activity: interrupted by abort, stopped cleanly before any rollback starts."""
-        return await self.interruptible(
-            workflow.execute_activity(
-                fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=RETRY, cancellation_type=CHANGE, summary=summary,
-            )
+    async def _activity(
+        self, fn: Any, arg: Any, *, summary: str, timeout: timedelta = timedelta(minutes=5), abortable: bool = True
+    ) -> Any:
+        """A cluster-changing activity: interrupted by abort (except the rollback's own steps), and stopped
+        cleanly before any rollback starts."""
+        step = workflow.execute_activity(
+            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RETRY, cancellation_type=CHANGE, summary=summary,
         )
+        return await (self.interruptible(step) if abortable else step)
 
     async def _hooks(self, r: RollingRequest, point: HookPoint) -> None:
         if not r.hooks.at(point):

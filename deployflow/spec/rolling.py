@@ -119,12 +119,10 @@ class RollingRequest(StrictModel):
                 "version: required when the image has no tag that is a valid label value (set version explicitly)"
             )
         if self.kind == "StatefulSet":
+            # max_surge does not apply (pods are replaced in place) and max_unavailable is at least 1; neither is
+            # an error, so a spec survives the round trip through workflow history unchanged.
             if self.mode == "native":
                 raise ValueError("mode: 'native' drives a Deployment's RollingUpdate; StatefulSets roll in batches")
-            if self.max_surge not in (0, "0%") and "max_surge" in self.model_fields_set:
-                raise ValueError("max_surge: a StatefulSet replaces pods in place and cannot surge; leave it unset")
-            if self.max_unavailable in (0, "0%") and "max_unavailable" in self.model_fields_set:
-                raise ValueError("max_unavailable: a StatefulSet takes a pod out of service to replace it; use >= 1")
         elif self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
             raise ValueError("max_surge: max_surge and max_unavailable cannot both be 0, or no pod could move")
         if self.batch_size in (0, "0%"):

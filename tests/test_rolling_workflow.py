@@ -1,0 +1,420 @@
+"""RollingDeployment on the time-skipping server with the real activities against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.analysis import measure
+from activities.hooks import HOOK_ACTIVITIES
+from activities.notify import NOTIFY_ACTIVITIES
+from activities.rolling import ROLLING_ACTIVITIES
+from deployflow.hooks import kubeapi
+from deployflow.sim.controllers.pods import CRASH_LOOP, is_ready
+from deployflow.sim.resources import PODS
+from deployflow.sim.server import Simulator
+from deployflow.spec.rolling import RollingRequest
+from deployflow.status import DeploymentStatus, Phase
+from workflows.rolling import RollingDeployment
+
+CLUSTER = "sim"
+ACTIVITIES: list[Callable[..., Any]] = [*ROLLING_ACTIVITIES, *HOOK_ACTIVITIES, *NOTIFY_ACTIVITIES, measure]
+
+
+# ---- cluster helpers (shared with test_hooks and test_notify) ------------------------------------------------
+
+
+def pod_template(app: str, version: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": {"app": app, "app.kubernetes.io/version": version},
+            "annotations": annotations or {},
+        },
+        "spec": {"containers": [{"name": app, "image": f"registry.example.com/{app}:{version}"}]},
+    }
+
+
+def create_deployment(namespace: str, app: str = "web", replicas: int = 4, version: str = "1.0.0") -> None:
+    kubeapi.create(
+        CLUSTER,
+        kubeapi.apps_path(namespace, "deployments"),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": app, "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": app}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                "template": pod_template(app, version),
+            },
+        },
+    )
+    create_service(namespace, app)
+
+
+def create_statefulset(namespace: str, app: str = "db", replicas: int = 4, version: str = "1.0.0") -> None:
+    kubeapi.create(
+        CLUSTER,
+        kubeapi.apps_path(namespace, "statefulsets"),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": app, "namespace": namespace},
+            "spec": {
+                "replicas": replicas,
+                "serviceName": app,
+                "selector": {"matchLabels": {"app": app}},
+                "template": pod_template(app, version),
+            },
+        },
+    )
+    create_service(namespace, app)
+
+
+def create_service(namespace: str, app: str) -> None:
+    kubeapi.create(
+        CLUSTER,
+        kubeapi.core_path(namespace, "services"),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": app, "namespace": namespace},
+            "spec": {"selector": {"app": app}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+
+
+def pods(sim: Simulator, namespace: str) -> list[dict[str, Any]]:
+    return [p for p in sim.store.list(PODS, namespace) if not p["metadata"].get("deletionTimestamp")]
+
+
+def versions(sim: Simulator, namespace: str) -> dict[str, str]:
+    return {p["metadata"]["name"]: p["metadata"]["labels"]["app.kubernetes.io/version"] for p in pods(sim, namespace)}
+
+
+def ready_versions(sim: Simulator, namespace: str) -> list[str]:
+    return sorted(p["metadata"]["labels"]["app.kubernetes.io/version"] for p in pods(sim, namespace) if is_ready(p))
+
+
+async def wait_for(check: Callable[[], bool], what: str, attempts: int = 400) -> None:
+    for _ in range(attempts):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def wait_ready(sim: Simulator, namespace: str, replicas: int) -> None:
+    await wait_for(lambda: len(ready_versions(sim, namespace)) == replicas == len(pods(sim, namespace)), "pods ready")
+
+
+def workload(namespace: str, plural: str = "deployments", name: str = "web") -> dict[str, Any]:
+    obj = kubeapi.get(CLUSTER, kubeapi.apps_path(namespace, plural, name))
+    assert obj is not None
+    return obj
+
+
+def request(namespace: str, app: str = "web", version: str = "2.0.0", **fields: Any) -> RollingRequest:
+    return RollingRequest.model_validate(
+        {
+            "target": {"cluster": CLUSTER, "namespace": namespace, "app": app},
+            "image": f"registry.example.com/{app}:{version}",
+            **fields,
+        }
+    )
+
+
+@asynccontextmanager
+async def rolling_worker(env: WorkflowEnvironment) -> AsyncIterator[str]:
+    queue = f"rolling-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=queue, workflows=[RollingDeployment], activities=ACTIVITIES):
+        yield queue
+
+
+async def start(env: WorkflowEnvironment, queue: str, req: RollingRequest) -> WorkflowHandle[Any, DeploymentStatus]:
+    return await env.client.start_workflow(
+        RollingDeployment.run, req, id=f"{req.target.workflow_id()}/{uuid.uuid4().hex[:6]}", task_queue=queue
+    )
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> DeploymentStatus:
+    # A query as the very first thing a workflow sees reaches it before its input (the SDK fails the task):
+    # ask only once the first workflow task has completed.
+    if not getattr(handle, "_first_task_done", False):
+        for _ in range(400):
+            events = [e async for e in handle.fetch_history_events()]
+            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events):
+                break
+            await asyncio.sleep(0.02)
+        handle._first_task_done = True  # type: ignore[attr-defined]
+    return await handle.query("status", result_type=DeploymentStatus)
+
+
+async def wait_step(handle: WorkflowHandle[Any, Any], step: str, attempts: int = 400) -> DeploymentStatus:
+    for _ in range(attempts):
+        status = await status_of(handle)
+        if status.step == step:
+            return status
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never reached step {step}; last: {status.step} {status.message}")
+
+
+async def wait_phase(handle: WorkflowHandle[Any, Any], phase: Phase, attempts: int = 400) -> DeploymentStatus:
+    for _ in range(attempts):
+        status = await status_of(handle)
+        if status.phase == phase:
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached {phase}; last: {status.phase} {status.message}")
+
+
+def failure_message(err: WorkflowFailureError) -> str:
+    cause: BaseException | None = err.cause
+    parts = []
+    while cause is not None:
+        parts.append(str(cause))
+        cause = cause.__cause__ if cause.__cause__ is not cause else None
+    return " | ".join(parts)
+
+
+class Sampler:
+    """Watches the simulated cluster from a thread while a rollout runs: the fewest ready pods ever seen."""
+
+    def __init__(self, sim: Simulator, namespace: str) -> None:
+        self.sim, self.namespace = sim, namespace
+        self.min_ready = 10**6
+        self.max_pods = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self.sim.store.lock:
+                current = pods(self.sim, self.namespace)
+            self.min_ready = min(self.min_ready, sum(1 for p in current if is_ready(p)))
+            self.max_pods = max(self.max_pods, len(current))
+            self.samples += 1
+            self._stop.wait(0.005)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---- tests ------------------------------------------------------------------------------------------------------
+
+
+async def test_batches_replace_every_pod_without_losing_capacity(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    no_backend_before = sim.no_backend_requests(namespace=namespace, service="web")
+    async with rolling_worker(time_skipping_env) as queue:
+        req = request(namespace, batch_size=1, max_surge=1, max_unavailable=0)
+        with Sampler(sim, namespace) as sampler:
+            handle = await start(time_skipping_env, queue, req)
+            status = await handle.result()
+    assert status.phase == Phase.SUCCEEDED
+    assert sorted(versions(sim, namespace).values()) == ["2.0.0"] * 4
+    assert ready_versions(sim, namespace) == ["2.0.0"] * 4
+    # Zero downtime: never fewer ready pods than replicas - maxUnavailable, never more than replicas + maxSurge.
+    assert sampler.samples > 10
+    assert sampler.min_ready >= 4
+    assert sampler.max_pods <= 5
+    assert sim.no_backend_requests(namespace=namespace, service="web") == no_backend_before
+    deploy = workload(namespace)
+    assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/web:2.0.0"
+    assert not deploy["spec"].get("paused")
+    assert deploy["spec"]["strategy"]["type"] == "RollingUpdate"  # handed back with the original strategy
+    assert "deployflow.io/rollout" not in (deploy["metadata"].get("annotations") or {})
+    healthy = [e.message for e in status.events if "healthy" in e.message]
+    assert healthy == [f"batch {i}/4 healthy: {i}/4 pods run 2.0.0, all ready" for i in range(1, 5)]
+    assert status.previous_version == "1.0.0" and status.version == "2.0.0"
+
+
+async def test_pause_holds_between_batches_and_resume_continues(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, batch_size=1))
+        await wait_step(handle, "batch 1/4")
+        await handle.signal("pause")
+        status = await wait_phase(handle, Phase.PAUSED)
+        done = status.details.get("updated_replicas", 0)
+        assert 1 <= done < 4
+        # Held between two batches: the finished batches' pods are ready, nothing else is moving.
+        first = versions(sim, namespace)
+        assert sorted(first.values()) == ["1.0.0"] * (4 - done) + ["2.0.0"] * done
+        assert ready_versions(sim, namespace) == sorted(first.values())
+        await asyncio.sleep(0.5)  # 10 simulated seconds
+        assert versions(sim, namespace) == first
+        assert (await status_of(handle)).phase == Phase.PAUSED
+        await handle.signal("resume")
+        final = await handle.result()
+    assert final.phase == Phase.SUCCEEDED
+    assert sorted(versions(sim, namespace).values()) == ["2.0.0"] * 4
+
+
+async def test_abort_mid_rollout_restores_the_recorded_revision(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    before = workload(namespace)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, batch_size=1))
+        await wait_step(handle, "batch 1/4")
+        await handle.signal("pause")
+        await wait_phase(handle, Phase.PAUSED)
+        assert "2.0.0" in versions(sim, namespace).values()
+        await handle.execute_update("abort", {"reason": "wrong build"})
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        final = await status_of(handle)
+    assert "aborted: wrong build" in failure_message(failed.value)
+    assert final.phase == Phase.ROLLED_BACK, [e.message for e in final.events][-4:]
+    await wait_ready(sim, namespace, 4)
+    assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+    after = workload(namespace)
+    assert after["spec"]["template"] == before["spec"]["template"]
+    assert after["spec"]["strategy"] == before["spec"]["strategy"]
+    assert not after["spec"].get("paused")
+
+
+async def test_crash_looping_batch_stops_the_rollout_and_rolls_back(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    async with rolling_worker(time_skipping_env) as queue:
+        req = request(namespace, batch_size=2, pod_annotations={CRASH_LOOP: "true"})
+        with Sampler(sim, namespace) as sampler:
+            handle = await start(time_skipping_env, queue, req)
+            with pytest.raises(WorkflowFailureError) as failed:
+                await handle.result()
+        final = await status_of(handle)
+    message = failure_message(failed.value)
+    assert "batch 1/2" in message and "CrashLoopBackOff" in message
+    assert final.phase == Phase.ROLLED_BACK
+    assert sampler.min_ready >= 4  # maxUnavailable 0: the crash loop never cost a serving pod
+    await wait_ready(sim, namespace, 4)
+    assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+    assert all(CRASH_LOOP not in (p["metadata"].get("annotations") or {}) for p in pods(sim, namespace))
+
+
+async def test_rollback_batch_by_batch_after_a_failed_later_batch(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, batch_size=1, rollback="batches"))
+        await wait_step(handle, "batch 2/4")
+        await handle.signal("pause")
+        await wait_phase(handle, Phase.PAUSED)
+        await handle.signal("abort")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        final = await status_of(handle)
+    steps = [e.message for e in final.events if "rollback " in e.message and "pods back to" in e.message]
+    assert steps, [e.message for e in final.events]
+    assert final.phase == Phase.ROLLED_BACK
+    await wait_ready(sim, namespace, 4)
+    assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+
+
+async def test_statefulset_partitions_move_highest_ordinals_first(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_statefulset(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    async with rolling_worker(time_skipping_env) as queue:
+        req = request(namespace, app="db", kind="StatefulSet", batch_size=2, max_unavailable=1)
+        handle = await start(time_skipping_env, queue, req)
+        order: list[str] = []
+        while not (await status_of(handle)).phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK):
+            for name, version in sorted(versions(sim, namespace).items()):
+                if version == "2.0.0" and name not in order:
+                    order.append(name)
+            await asyncio.sleep(0.01)
+        final = await handle.result()
+    assert final.phase == Phase.SUCCEEDED
+    assert order[:2] == ["db-3", "db-2"] and sorted(order) == ["db-0", "db-1", "db-2", "db-3"]
+    assert versions(sim, namespace) == {f"db-{i}": "2.0.0" for i in range(4)}
+    sts = workload(namespace, "statefulsets", "db")
+    assert sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 0
+    assert sts["status"]["currentRevision"] == sts["status"]["updateRevision"]
+
+
+async def test_statefulset_pause_holds_at_a_partition_and_abort_rolls_back(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_statefulset(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    async with rolling_worker(time_skipping_env) as queue:
+        req = request(namespace, app="db", kind="StatefulSet", batch_size=2, approval={"after_batch": 1})
+        handle = await start(time_skipping_env, queue, req)
+        await wait_phase(handle, Phase.WAITING_PROMOTION)
+        assert versions(sim, namespace) == {"db-0": "1.0.0", "db-1": "1.0.0", "db-2": "2.0.0", "db-3": "2.0.0"}
+        sts = workload(namespace, "statefulsets", "db")
+        assert sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"] == 2
+        await handle.execute_update("abort", {"reason": "stop"})
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    await wait_ready(sim, namespace, 4)
+    assert versions(sim, namespace) == {f"db-{i}": "1.0.0" for i in range(4)}
+
+
+async def test_native_mode_drives_kubernetes_rolling_update(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=3)
+    await wait_ready(sim, namespace, 3)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, mode="native", max_surge=1))
+        final = await handle.result()
+    assert final.phase == Phase.SUCCEEDED
+    await wait_ready(sim, namespace, 3)
+    assert sorted(versions(sim, namespace).values()) == ["2.0.0"] * 3
+    deploy = workload(namespace)
+    assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
+
+
+async def test_missing_workload_fails_before_anything_changes(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, app="nope"))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    assert "Deployment" in failure_message(failed.value) and "does not exist" in failure_message(failed.value)
+
+
+def test_spec_rejects_what_cannot_work() -> None:
+    with pytest.raises(ValueError, match="max_surge"):
+        request("ns", max_surge=0, max_unavailable=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        request("ns", batch_size="150%")
+    with pytest.raises(ValueError, match="mode"):
+        request("ns", kind="StatefulSet", mode="native")
+    assert request("ns", batch_size="25%").batch_plan(10) == [3, 6, 9, 10]
+    assert request("ns", batch_size=4).batch_plan(4) == [4]
