@@ -351,7 +351,7 @@ async def test_statefulset_partitions_move_highest_ordinals_first(
         req = request(namespace, app="db", kind="StatefulSet", batch_size=2, max_unavailable=1)
         handle = await start(time_skipping_env, queue, req)
         order: list[str] = []
-        while not (await status_of(handle)).phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK):
+        while (await status_of(handle)).phase not in (Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK):
             for name, version in sorted(versions(sim, namespace).items()):
                 if version == "2.0.0" and name not in order:
                     order.append(name)
