@@ -56,8 +56,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=ALL_WORKFLOWS,
-        activities=ALL_ACTIVITIES,
+        # Each registry line is added by the strategy that needs it; two strategies may list one activity.
+        workflows=list(dict.fromkeys(ALL_WORKFLOWS)),
+        activities=list(dict.fromkeys(ALL_ACTIVITIES)),
         activity_executor=executor,
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,

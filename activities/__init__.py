@@ -3,6 +3,8 @@
 from collections.abc import Callable
 from typing import Any
 
+from activities.hooks import ask_confirmation, run_http_hook, run_job_hook
+from activities.notify import send_notification
 from activities.services import switch_service
 from activities.smoke import run_smoke_tests
 from activities.workloads import apply_workload, delete_workload, read_workloads, scale_workload, wait_healthy
@@ -15,6 +17,10 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     delete_workload,
     switch_service,
     run_smoke_tests,
+    run_job_hook,
+    run_http_hook,
+    ask_confirmation,
+    send_notification,
 ]
 
 __all__ = ["ALL_ACTIVITIES"]

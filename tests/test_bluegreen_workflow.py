@@ -336,3 +336,38 @@ async def test_unvalidated_request_is_refused_before_any_activity(env: tuple[Cli
     assert isinstance(cause, ApplicationError)
     assert cause.type in ("InvalidSpec", "ValidationError") and "standby" in cause.message
     assert cluster_view(namespace).replicas == {"blue": None, "green": None}
+
+
+# --- hooks and promotion delay -----------------------------------------------------------------------------------
+
+
+async def test_failing_post_deploy_hook_switches_traffic_back(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    hooks = {
+        "pre_promote": [{"kind": "http", "name": "preview-up", "service": "web-preview", "requests": 3}],
+        "post_deploy": [
+            {"kind": "http", "name": "teapot", "service": "web", "requests": 2, "expect_status": [418]},
+        ],
+    }
+    handle = await start(client, queue, bluegreen_request(namespace, "2.0", hooks=hooks))
+
+    cause = await expect_rollback(handle)
+
+    assert "post_deploy hook teapot" in cause.message and "traffic is back on blue (1.0)" in cause.message
+    assert_blue_serves_v1(namespace)
+    status = await handle.query("status", result_type=DeploymentStatus)
+    assert any("pre_promote hook preview-up (http): passed" in e.message for e in status.events)
+    switched = [e.message for e in status.events if e.message.startswith("traffic switched to green")]
+    assert switched, "the hook ran after the switch"
+
+
+async def test_promotion_after_a_delay_switches_without_anyone(env: tuple[Client, str], namespace: str) -> None:
+    await deploy(env, namespace, "1.0")
+
+    status = await deploy(env, namespace, "2.0", promotion={"mode": "after", "delay": "30m"}, standby="0s")
+
+    assert status.phase == Phase.SUCCEEDED
+    assert any(e.message == "promotion delay 0:30:00 passed" for e in status.events)
+    assert cluster_view(namespace).color_of("web") == "green"
+    assert cluster_view(namespace).replicas == {"blue": 0, "green": 2}
