@@ -53,6 +53,7 @@ class Notifications:
         self._strategy = strategy
         self._on_event = on_event
         self._pending: set[asyncio.Task[None]] = set()
+        self._last: dict[int, asyncio.Task[None]] = {}  # per notifier: its messages go out in order
         self._started = False
         self._last_phase: Phase | None = None
 
@@ -88,12 +89,17 @@ class Notifications:
             reason=reason,
             details={k: str(v) for k, v in status.details.items() if isinstance(v, str | int | float | bool)},
         )
-        for notifier in wanted:
-            task = asyncio.get_running_loop().create_task(self._deliver(notifier, message))
+        for index, notifier in enumerate(self._notifiers):
+            if not notifier.wants(event):
+                continue
+            task = asyncio.get_running_loop().create_task(self._deliver(notifier, message, self._last.get(index)))
+            self._last[index] = task
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _deliver(self, notifier: Notifier, message: NotifyMessage) -> None:
+    async def _deliver(self, notifier: Notifier, message: NotifyMessage, after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # never raises: _deliver swallows its failures
         try:
             await workflow.execute_activity(
                 send_notification,
