@@ -16,7 +16,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from deployflow import kube, workloads
 from deployflow.spec import BlueGreenRequest
+from deployflow.spec.common import Workload
 from deployflow.spec.control import AbortRequest, ApproveRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import bluegreen_request, cluster_view, running_worker, start, wait_for
@@ -371,3 +373,32 @@ async def test_promotion_after_a_delay_switches_without_anyone(env: tuple[Client
     assert any(e.message == "promotion delay 0:30:00 passed" for e in status.events)
     assert cluster_view(namespace).color_of("web") == "green"
     assert cluster_view(namespace).replicas == {"blue": 0, "green": 2}
+
+
+async def test_adopting_an_existing_service_restores_its_selector_on_failure(
+    env: tuple[Client, str], namespace: str
+) -> None:
+    """The first blue-green release of an app already served by a plain Deployment: a failure gives the Service
+    back to the pods it selected before."""
+    api = kube.api_client("sim")
+    legacy = {"app": "web", "tier": "legacy"}
+    target = bluegreen_request(namespace).target
+    workloads.apply_deployment(
+        api,
+        workloads.deployment_manifest(
+            target, "web-legacy", Workload(image="web:0.9"), replicas=2, selector=legacy
+        ),
+    )
+    workloads.set_service_selector(
+        api, namespace, "web", legacy, create=workloads.service_manifest(target, "web", legacy, 80, 8080)
+    )
+    client, queue = env
+    teapot = {"kind": "http", "name": "teapot", "service": "web", "requests": 1, "expect_status": [418]}
+    hooks = {"post_deploy": [teapot]}
+
+    cause = await expect_rollback(await start(client, queue, bluegreen_request(namespace, "1.0", hooks=hooks)))
+
+    assert f"the pods selected by {legacy}" in cause.message
+    view = cluster_view(namespace)
+    assert view.selectors["web"] == legacy and view.replicas["blue"] == 0
+    assert workloads.read_deployment(api, namespace, "web-legacy")["spec"]["replicas"] == 2

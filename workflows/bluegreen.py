@@ -88,11 +88,19 @@ class Plan:
     old_replicas: int
     new_color: str
     active_service_existed: bool
+    active_selector: dict[str, str] | None  # what the active Service selected before this run
+
+    @property
+    def adopting(self) -> bool:
+        """The active Service exists but selects pods deployflow does not manage (a first blue-green release)."""
+        return self.old_color is None and bool(self.active_selector)
 
     def deployment(self, app: str, color: str) -> str:
         return f"{app}-{color}"
 
     def where_traffic_stays(self) -> str:
+        if self.adopting:
+            return f"the pods selected by {self.active_selector}"
         if self.old_color is None:
             return "nothing was serving before"
         return f"{self.old_color} ({self.old_version or 'unknown version'})"
@@ -108,8 +116,10 @@ class BlueGreenDeployment(DeploymentControl):
         self._request = request
         self._notifications = Notifications(request.notifications, request.target, "blue-green", self.event)
         self._plan: Plan | None = None
+        self._previewed = False  # the preview Service points at the new colour
         self._switched = False  # the active Service points at the new colour
         self._committed = False  # the old colour is being retired: no way back
+        self._rolled_back = False
 
     @workflow.run
     async def run(self, request: BlueGreenRequest) -> DeploymentStatus:
@@ -125,16 +135,20 @@ class BlueGreenDeployment(DeploymentControl):
         self._begin("validate", "checking the request")
         self._validate(request)
 
-        self._begin("snapshot", "reading the live state")
-        plan = self._plan = await self._make_plan(request)
-        # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
-        await self._hooks(request, HookPoint.PRE_DEPLOY)
+        try:
+            self._begin("snapshot", "reading the live state")
+            plan = self._plan = await self._make_plan(request)
+            # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
+            await self._hooks(request, HookPoint.PRE_DEPLOY)
+        except (Exception, asyncio.CancelledError) as err:
+            self.set_phase(Phase.FAILED, f"{self._explain(err)}; nothing in the cluster was changed")
+            raise
 
         try:
             await self._release(request, plan)
         except (Exception, asyncio.CancelledError) as err:
             # Not BaseException: a worker evicting this run from its cache must not trigger a rollback.
-            if self._committed or isinstance(err, ApplicationError) and err.type == "RolledBack":
+            if self._committed or self._rolled_back:
                 raise
             reason = self._explain(err)
             await self._shielded(self._roll_back(request, plan, reason))
@@ -194,6 +208,7 @@ class BlueGreenDeployment(DeploymentControl):
 
         self._begin("preview", f"pointing {request.preview_service_name} at {plan.new_color}")
         await self._switch(request, request.preview_service_name, plan.new_color)
+        self._previewed = True
         await self.checkpoint()
 
         if request.smoke_tests:
@@ -252,6 +267,12 @@ class BlueGreenDeployment(DeploymentControl):
             old = plan.deployment(app, plan.old_color)
             await self._scale(request, old, 0)
             self.event(f"{old} scaled to zero")
+        elif plan.adopting:
+            self.event(
+                f"the pods {request.active_service_name} selected before ({plan.active_selector}) are not managed "
+                "by deployflow and keep running: retire them when you no longer need a way back",
+                kind="warning",
+            )
 
     # --- the rollback -------------------------------------------------------------------------------------------
 
@@ -263,9 +284,12 @@ class BlueGreenDeployment(DeploymentControl):
             if plan.old_color is not None:
                 if plan.active_service_existed or self._switched:
                     await self._switch(request, request.active_service_name, plan.old_color)
-                await self._switch(request, request.preview_service_name, plan.old_color, create=False)
+                if self._previewed:
+                    await self._switch(request, request.preview_service_name, plan.old_color, create=False)
                 self._status.details["active_color"] = plan.old_color
                 self._status.weights = {plan.old_color: 100, plan.new_color: 0}
+            elif plan.adopting and self._switched and plan.active_selector:
+                await self._switch(request, request.active_service_name, selector=plan.active_selector)
             await self._scale(request, new, 0)
         except ActivityError as err:
             message = (
@@ -288,6 +312,7 @@ class BlueGreenDeployment(DeploymentControl):
             self.event(f"on_rollback hook: {self._explain(err)}", kind="warning")
         except ApplicationError as err:
             self.event(f"on_rollback hook: {err.message}", kind="warning")
+        self._rolled_back = True
         self.set_phase(
             Phase.ROLLED_BACK,
             f"rolled back: {reason}; {self._traffic_now(plan)}; {new} scaled to zero",
@@ -302,7 +327,7 @@ class BlueGreenDeployment(DeploymentControl):
         )
 
     def _traffic_now(self, plan: Plan) -> str:
-        if plan.old_color is None:
+        if plan.old_color is None and not plan.adopting:
             return "nothing was serving before, so nothing serves now"
         verb = "is back on" if self._switched else "stays on"
         return f"traffic {verb} {plan.where_traffic_stays()}"
@@ -363,6 +388,7 @@ class BlueGreenDeployment(DeploymentControl):
             old_replicas=old.replicas if old is not None else 0,
             new_color=new_color,
             active_service_existed=active is not None,
+            active_selector=dict(active.selector) if active is not None else None,
         )
         self.set_versions(request.version, plan.old_version)
         self._status.details.update(
@@ -416,13 +442,22 @@ class BlueGreenDeployment(DeploymentControl):
         if not promoted:
             raise ApplicationError(f"nobody promoted within {gate.timeout}", type="PromotionTimeout")
 
-    async def _switch(self, request: BlueGreenRequest, service: str, color: str, *, create: bool = True) -> None:
+    async def _switch(
+        self,
+        request: BlueGreenRequest,
+        service: str,
+        color: str = "",
+        *,
+        create: bool = True,
+        selector: dict[str, str] | None = None,
+    ) -> None:
+        selector = selector or self._selector(color)
         result: SwitchResult = await workflow.execute_activity(
             switch_service,
             SwitchServiceInput(
                 target=request.target,
                 service=service,
-                selector=self._selector(color),
+                selector=selector,
                 create_if_missing=create,
                 port=request.workload.service_port,
                 target_port=request.workload.port,
@@ -430,10 +465,10 @@ class BlueGreenDeployment(DeploymentControl):
             start_to_close_timeout=QUICK,
             retry_policy=RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            summary=f"{service} -> {color}",
+            summary=f"{service} -> {color or selector}",
         )
         if result.created:
-            self.event(f"created Service {service} selecting {color}")
+            self.event(f"created Service {service} selecting {color or selector}")
 
     async def _scale(self, request: BlueGreenRequest, name: str, replicas: int) -> None:
         await workflow.execute_activity(
