@@ -878,8 +878,17 @@ def demo(
 
 
 def main() -> None:
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    code: int = 0
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    # The Temporal client's native runtime threads can still call into Python while the interpreter finalizes,
+    # which aborts the process (SIGABRT) after the command already succeeded. Nothing is left to clean up here
+    # (every command stops what it started before returning), so leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
