@@ -62,6 +62,7 @@ class StepResult:
     seconds: float = 0.0
     detail: str = ""
     ok: bool = False
+    no_backend: int | None = None  # requests that found no ready backend while this release ran
 
 
 def available_strategies() -> set[str]:
@@ -108,7 +109,7 @@ def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep
         ]
     if "rolling" in strategies:
         steps.append(
-            DemoStep("catalog v1 → v2: rolling with a migration", "rolling.yaml", Phase.SUCCEEDED, ns,
+            DemoStep("catalog v1 → v2: rolling + migration", "rolling.yaml", Phase.SUCCEEDED, ns,
                      "catalog v1 runs as a plain 4-replica Deployment. Its database migration Job runs first, "
                      "then the pods move to v2 one batch at a time, each batch healthy before the next.",
                      manifests="manifests/catalog.yaml"),
@@ -151,15 +152,30 @@ def requests_by_version(sim_url: str, namespace: str) -> dict[str, tuple[int, in
     return {k: (v[0], v[1]) for k, v in sorted(out.items())}
 
 
-def apply_manifests(kubeconfig: Path, path: Path, namespace: str) -> None:
-    """Creates the objects of a manifest file (what `kubectl apply -f` would do for a new app)."""
-    from kubernetes import config, utils
+def apply_manifests(kubeconfig: Path, path: Path, namespace: str, timeout: float) -> None:
+    """Creates the objects of a manifest file (what `kubectl apply -f` would do for a new app) and waits until its
+    Deployments are ready, so the release starts from an app that serves."""
+    from kubernetes import client, config, utils
 
     api = config.new_client_from_config(config_file=str(kubeconfig), context="sim")
+    deployments = []
     for doc in yaml.safe_load_all(path.read_text()):
         if doc:
             doc.setdefault("metadata", {})["namespace"] = namespace
             utils.create_from_dict(api, doc, namespace=namespace)
+            if doc.get("kind") == "Deployment":
+                deployments.append(doc["metadata"]["name"])
+    apps = client.AppsV1Api(api)
+    deadline = time.monotonic() + timeout
+    for name in deployments:
+        while True:
+            dep = apps.read_namespaced_deployment(name, namespace)
+            ready = dep.status.ready_replicas if dep.status else 0
+            if (ready or 0) >= ((dep.spec.replicas if dep.spec else 0) or 0):
+                break
+            if time.monotonic() > deadline:
+                raise CliError(f"{path.name}: Deployment {name} did not become ready within {timeout:.0f}s")
+            time.sleep(0.2)
 
 
 def create_namespace(kubeconfig: Path, name: str) -> None:
@@ -177,8 +193,9 @@ def create_namespace(kubeconfig: Path, name: str) -> None:
 async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: float) -> StepResult:
     result = StepResult(step)
     if step.manifests:
-        apply_manifests(stack.kubeconfig, EXAMPLES / step.manifests, NAMESPACE)
-        console.print(f"[dim]applied examples/{step.manifests}[/dim]")
+        await asyncio.to_thread(apply_manifests, stack.kubeconfig, EXAMPLES / step.manifests, NAMESPACE, timeout)
+        console.print(f"[dim]applied examples/{step.manifests}; its pods are ready[/dim]")
+    before = no_backend_requests(stack.sim_url, NAMESPACE)
     source = (EXAMPLES / step.example).read_text()
     doc = deep_merge(yaml.safe_load(source), step.overrides)
     try:
@@ -187,7 +204,7 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
         result.detail = str(err)
         return result
     result.strategy = loaded.strategy
-    result.version = getattr(loaded.spec, "version", "")
+    result.version = getattr(loaded.spec, "version", None) or getattr(loaded.spec, "resolved_version", None) or ""
     result.workflow_id = loaded.workflow_id
     client = await stack.client()
     started = time.monotonic()
@@ -204,6 +221,9 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
             await handle.cancel()
         return result
     result.seconds = time.monotonic() - started
+    after = no_backend_requests(stack.sim_url, NAMESPACE)
+    if before is not None and after is not None:
+        result.no_backend = after - before
     phase = outcome.status.phase if outcome.status else None
     if phase is None:
         phase = Phase.SUCCEEDED if outcome.succeeded else Phase.FAILED
@@ -216,7 +236,8 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
         result.detail = f"{m.metric}={m.value} {m.condition} → {m.verdict}"
     elif outcome.status and outcome.status.message:
         result.detail = outcome.status.message
-    result.ok = phase == step.expect and (step.expect != Phase.SUCCEEDED or outcome.succeeded)
+    result.ok = (phase == step.expect and (step.expect != Phase.SUCCEEDED or outcome.succeeded)
+                 and not result.no_backend)
     colour = "green" if result.ok else "red"
     expected = "" if result.ok else f" (expected {step.expect})"
     console.print(f"[{colour}]{result.phase}{expected}[/{colour}] in {result.seconds:.1f}s"
@@ -226,11 +247,13 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
 
 def summary_table(results: list[StepResult]) -> Table:
     table = Table(title="deployflow demo: summary", title_justify="left")
-    for col in ("release", "strategy", "version", "outcome", "expected", "took"):
+    for col in ("release", "strategy", "version", "outcome", "expected", "took", "no-backend requests"):
         table.add_column(col)
     for r in results:
+        no_backend = "-" if r.no_backend is None else str(r.no_backend)
         table.add_row(r.step.title, r.strategy or "-", r.version or "-",
-                      f"[{'green' if r.ok else 'red'}]{r.phase}[/]", str(r.step.expect), f"{r.seconds:.1f}s")
+                      f"[{'green' if r.ok else 'red'}]{r.phase}[/]", str(r.step.expect), f"{r.seconds:.1f}s",
+                      f"[{'green' if not r.no_backend else 'red'}]{no_backend}[/]")
     return table
 
 
@@ -279,7 +302,6 @@ async def run_demo(
         for r in results:
             if r.detail:
                 console.print(f"  [bold]{r.step.title}[/bold]: {r.detail}")
-        no_backend = no_backend_requests(stack.sim_url, NAMESPACE)
         traffic = requests_by_version(stack.sim_url, NAMESPACE)
         if traffic:
             t = Table(title=f"traffic served in namespace {NAMESPACE}", title_justify="left", show_edge=False)
@@ -289,14 +311,16 @@ async def run_demo(
             for key, (n, errors) in traffic.items():
                 t.add_row(key, str(n), str(errors))
             console.print(t)
-        if no_backend is None:
+        counted = [r.no_backend for r in results if r.no_backend is not None]
+        if not counted:
             console.print("requests that found no ready backend: not exported by this simulator build")
         else:
-            style = "green" if no_backend == 0 else "red"
-            console.print(f"requests that found no ready backend: [{style}]{no_backend}[/{style}]")
+            total = sum(counted)
+            style = "green" if total == 0 else "red"
+            console.print(f"requests that found no ready backend during the releases: [{style}]{total}[/{style}]")
         console.print(f"Temporal UI: {stack.ui_url}/namespaces/default/workflows   "
                       f"(total {time.monotonic() - began:.0f}s)")
-        ok = bool(results) and all(r.ok for r in results) and len(results) == len(steps) and not no_backend
+        ok = bool(results) and all(r.ok for r in results) and len(results) == len(steps)
         if keep_running:
             console.print("The stack keeps running (Ctrl-C stops it):")
             console.print(f"  export {' '.join(f'{k}={v}' for k, v in stack.child_env().items())}")
