@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,9 @@ import pytest
 
 from deployflow import kube
 from deployflow.sim.config import SimConfig
+from deployflow.sim.resources import NAMESPACES
 from deployflow.sim.server import Simulator
+from deployflow.sim.store import StoreError
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +47,13 @@ def kubeconfig(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture
-def namespace(sim: Simulator, kubeconfig: str) -> str:
-    """A fresh namespace in the simulator for one test."""
+def namespace(sim: Simulator, kubeconfig: str) -> Iterator[str]:
+    """A fresh namespace in the simulator for one test, deleted (with everything in it) afterwards.
+
+    Deleting keeps the session's simulator from reconciling and generating traffic for every earlier test.
+    """
     name = f"t-{uuid.uuid4().hex[:8]}"
     sim.create_namespace(name)
-    return name
+    yield name
+    with contextlib.suppress(StoreError):
+        sim.store.delete(NAMESPACES, None, name)
