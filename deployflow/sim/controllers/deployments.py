@@ -136,6 +136,7 @@ class DeploymentController:
         for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
             self._progress_at.pop(uid, None)
             del self._ns[uid]
+            self.events.forget(uid)
 
     # ---- one deployment ----------------------------------------------------------------------------------
 
@@ -325,9 +326,10 @@ class DeploymentController:
             cut = min(unhealthy, max_scale_down - scaled)
             self._scale(d, ro, rs, have - cut)
             scaled += cut
-        # Then healthy old pods, oldest first, as far as the available count allows.
+        # Then healthy old pods, oldest first, as far as the available count allows (the pods dropped
+        # above were not available, so they do not count against it).
         available = sum(int(rs.get("status", {}).get("availableReplicas", 0)) for rs in ro.all())
-        allowed = available - min_available - scaled
+        allowed = available - min_available
         if allowed > 0:
             for rs in sorted(ro.old, key=revision_of):
                 if allowed <= 0:
