@@ -136,7 +136,18 @@ def main() -> None:
     pods = len(core.list_namespaced_pod(NS).items)
     print(f"created {n} Deployments + Services in {created:.1f}s; all {pods} pods ready {ready:.1f}s later")
 
-    # Idle but serving: every Service is a traffic entry point.
+    # Idle: no API calls, only the traffic stream through every Service.
+    cpu0, tr0, sim0 = controllers.seconds, traffic.seconds, sim.clock.now()
+    passes0, req0 = sim.controllers.passes, sim.traffic.requests_generated
+    time.sleep(args.steady_seconds / 2)
+    sim_s = sim.clock.now() - sim0
+    print(f"\nidle phase: {sim_s:.0f} simulated s, {sim.controllers.passes - passes0} controller passes, "
+          f"{sim.traffic.requests_generated - req0} synthetic requests")
+    print(f"  controllers CPU per simulated second: {(controllers.seconds - cpu0) / sim_s:.4f} s; traffic: "
+          f"{(traffic.seconds - tr0) / sim_s:.4f} s = {(traffic.seconds - tr0) / (sim_s / args.time_factor):.1%} "
+          "of one core in real time")
+
+    # Busy API, no rollouts: reads and annotation patches (each patch wakes the controllers).
     cpu0, tr0, sim0, proc0 = controllers.seconds, traffic.seconds, sim.clock.now(), time.process_time()
     passes0, req0 = sim.controllers.passes, sim.traffic.requests_generated
     end = time.monotonic() + args.steady_seconds
@@ -152,7 +163,7 @@ def main() -> None:
         i += 1
     sim_s = sim.clock.now() - sim0
     ctl_cpu, tr_cpu = controllers.seconds - cpu0, traffic.seconds - tr0
-    print(f"\nsteady phase: {sim_s:.0f} simulated s, {sim.controllers.passes - passes0} controller passes, "
+    print(f"\nAPI-busy phase: {sim_s:.0f} simulated s, {sim.controllers.passes - passes0} controller passes, "
           f"{sim.traffic.requests_generated - req0} synthetic requests, {len(sim.traffic.entry_points())} "
           "entry points")
     print(f"  controllers CPU per simulated second: {ctl_cpu / sim_s:.4f} s")
