@@ -13,6 +13,7 @@ from deployflow.sim.controllers import ControllerManager
 from deployflow.sim.controllers.deployments import HASH_LABEL, REVISION, fenceposts, template_hash
 from deployflow.sim.controllers.pods import LOG, PodBehaviour, is_ready, lifecycle
 from deployflow.sim.resources import DEPLOYMENTS, ENDPOINTS, EVENTS, JOBS, PODS, REPLICASETS, SERVICES
+from deployflow.sim.selectors import LabelIndex, SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Store
 from deployflow.sim.traffic import NO_BACKEND, Traffic
 
@@ -581,3 +582,31 @@ def test_passes_cover_only_namespaces_that_changed_or_have_timers_due(cluster: S
     # A timer in the quiet namespace still fires while the busy one is idle.
     cluster.store.mutate(DEPLOYMENTS, "other", "web", lambda d: d["spec"].__setitem__("replicas", 3))
     cluster.run_until(lambda: cluster.store.get(DEPLOYMENTS, "other", "web")["status"]["availableReplicas"] == 3)
+
+
+def test_label_selectors_match_like_the_apiserver() -> None:
+    sel = from_label_selector({"matchLabels": {"app": "web"},
+                               "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
+                                                    {"key": "legacy", "operator": "DoesNotExist"}]})
+    assert matches(sel, {"app": "web", "tier": "a"})
+    assert not matches(sel, {"app": "web", "tier": "c"})
+    assert not matches(sel, {"app": "web", "tier": "a", "legacy": "yes"})
+    assert matches(from_label_selector({}), {"anything": "x"})
+    with pytest.raises(SelectorError):
+        from_label_selector({"matchExpressions": [{"key": "a", "operator": "Near"}]})
+    index = LabelIndex()
+    index.add(NS, "p1", {"app": "web", "v": "1"})
+    index.add(NS, "p2", {"app": "web", "v": "2"})
+    index.add("other", "p3", {"app": "web", "v": "1"})
+    assert index.select_map(NS, {"app": "web"}) == {"p1", "p2"}
+    assert index.select_map(NS, {"app": "web", "v": "1"}) == {"p1"}
+    assert index.select_map(NS, {}) == set()
+
+
+def test_a_deployment_whose_selector_misses_its_template_is_left_alone(cluster: SimCluster) -> None:
+    body = {"metadata": {"name": "bad", "namespace": NS},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "other"}}, "template": _template("bad", "v1")}}
+    cluster.store.create(DEPLOYMENTS, body)
+    for _ in range(5):
+        cluster.step()
+    assert cluster.replicasets() == [] and cluster.pods() == []

@@ -18,6 +18,7 @@ from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_stat
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import owner_reference
 from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
+from deployflow.sim.selectors import SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
 
 REVISION = "deployment.kubernetes.io/revision"
@@ -143,8 +144,15 @@ class DeploymentController:
     def _sync(self, d: Obj, rss: list[Obj], now: float) -> None:
         spec = d.get("spec", {})
         template = spec.get("template") or {}
-        if not spec.get("selector") or not template:
-            return  # the API layer rejects these; nothing sensible to do with one that slipped through
+        labels = (template.get("metadata") or {}).get("labels")
+        try:
+            selects_template = bool(spec.get("selector")) and matches(from_label_selector(spec["selector"]), labels)
+        except SelectorError:
+            selects_template = False
+        if not selects_template:
+            # The apiserver rejects these ("selector does not match template labels"); one that slipped
+            # through would create pods its own ReplicaSet could never count, so leave it alone.
+            return
         rss = sorted(rss, key=lambda r: (revision_of(r), r["metadata"].get("creationTimestamp", "")))
         new = next((rs for rs in rss if without_hash(rs["spec"].get("template")) == template), None)
         ro = _Rollout(new, [rs for rs in rss if rs is not new])
