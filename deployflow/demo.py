@@ -30,6 +30,7 @@ from deployflow.status import Phase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMESPACE = "demo"
+DEV_PROMETHEUS = "http://127.0.0.1:9090"
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep
         ),
     ]
     if "canary" in strategies and prometheus_url:
-        canary = deep_merge(ns, {"error_rate": {"prometheus_address": prometheus_url}})
+        canary = ns
         steps += [
             DemoStep("cart v1: first release", "canary.yaml", Phase.SUCCEEDED,
                      deep_merge(canary, {"workload": {"image": "registry.example.com/shop/cart:1.0.0"}}),
@@ -197,6 +198,8 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
         console.print(f"[dim]applied examples/{step.manifests}; its pods are ready[/dim]")
     before = no_backend_requests(stack.sim_url, NAMESPACE)
     source = (EXAMPLES / step.example).read_text()
+    if stack.prometheus_url:  # the examples name `deployflow dev`'s default Prometheus; this stack has its own port
+        source = source.replace(DEV_PROMETHEUS, stack.prometheus_url)
     doc = deep_merge(yaml.safe_load(source), step.overrides)
     try:
         loaded = validate_spec(doc, origin=f"examples/{step.example}")
@@ -229,13 +232,13 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
         phase = Phase.SUCCEEDED if outcome.succeeded else Phase.FAILED
     result.phase = str(phase)
     verdicts = [m for m in (outcome.status.measurements if outcome.status else []) if m.verdict != "Successful"]
-    if outcome.failure:
+    if outcome.status and outcome.status.message:
+        result.detail = outcome.status.message  # says what happened and why, verdicts included
+    elif outcome.failure:
         result.detail = outcome.failure
     elif verdicts:
         m = verdicts[-1]
         result.detail = f"{m.metric}={m.value} {m.condition} → {m.verdict}"
-    elif outcome.status and outcome.status.message:
-        result.detail = outcome.status.message
     result.ok = (phase == step.expect and (step.expect != Phase.SUCCEEDED or outcome.succeeded)
                  and not result.no_backend)
     colour = "green" if result.ok else "red"
