@@ -126,3 +126,17 @@ def test_dev_stack_refuses_a_taken_port(tmp_path: Path, ports: DevPorts) -> None
         )
     assert result.returncode == 1
     assert f"simulator port {ports.sim} already in use" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_every_release_ends_as_expected(tmp_path: Path) -> None:
+    """What `make demo` runs: it must finish by itself, exit 0 and print the summary."""
+    result = subprocess.run(
+        [*deployflow_cmd(), "demo", "--state-dir", str(tmp_path / "demo"), "--step-timeout", "120"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "deployflow demo: summary" in out
+    assert "shop v1 → v2: blue-green" in out
+    assert "requests that found no ready backend during the releases: 0" in out
