@@ -12,6 +12,7 @@ import copy
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
@@ -109,6 +110,8 @@ class DeploymentController:
         self.events = events
         self._progress_at: dict[str, float] = {}  # deployment uid -> simulated time of the last progress
         self._ns: dict[str, str] = {}
+        self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a Deployment's last sync read
+        self._due: dict[str, float] = {}  # when a Deployment's progress deadline needs a look
         self._wakeups = Wakeups()
 
     scoped = True
@@ -128,15 +131,27 @@ class DeploymentController:
                     by_owner.setdefault(ref["uid"], []).append(rs)
         seen = set()
         for d in list(in_scope(self.store, DEPLOYMENTS, scope)):
-            seen.add(d["metadata"]["uid"])
-            self._ns[d["metadata"]["uid"]] = d["metadata"]["namespace"]
-            try:
-                self._sync(d, by_owner.get(d["metadata"]["uid"], []), now)
-            except StoreError:
+            uid, ns = d["metadata"]["uid"], d["metadata"]["namespace"]
+            seen.add(uid)
+            self._ns[uid] = ns
+            rss = by_owner.get(uid, [])
+            # Nothing this Deployment reads changed and its deadline is not due: the last sync still holds.
+            inputs = (d["metadata"].get("resourceVersion"), tuple(sorted(rs["metadata"].get("resourceVersion", "")
+                                                                         for rs in rss)))
+            due = self._due.get(uid, math.inf)
+            if self._inputs.get(uid) == inputs and now < due:
+                self._wakeups.note(ns, due)
                 continue
+            self._due[uid] = math.inf
+            try:
+                self._sync(d, rss, now)
+            except StoreError:
+                self._inputs.pop(uid, None)
+                continue
+            self._inputs[uid] = inputs
         for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
-            self._progress_at.pop(uid, None)
-            del self._ns[uid]
+            for table in (self._progress_at, self._ns, self._inputs, self._due):
+                table.pop(uid, None)
             self.events.forget(uid)
 
     # ---- one deployment ----------------------------------------------------------------------------------
@@ -442,7 +457,8 @@ class DeploymentController:
                 prog = _condition(prog_old, "Progressing", "False", "ProgressDeadlineExceeded",
                                   f'ReplicaSet "{rs_name}" has timed out progressing.', stamp)
             else:
-                self._wakeups.note(meta["namespace"], since + float(deadline) + 1e-6)
+                self._due[uid] = since + float(deadline) + 1e-6
+                self._wakeups.note(meta["namespace"], self._due[uid])
         status["conditions"] = [c for c in (avail, prog) if c]
         if status != old:
             write_status(self.store, DEPLOYMENTS, d, status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Any
 
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
@@ -42,6 +43,9 @@ class ReplicaSetController:
         self.factory = factory
         self.events = events
         self._wakeups = Wakeups()
+        self._ns: dict[str, str] = {}
+        self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a ReplicaSet's last sync read
+        self._due: dict[str, float] = {}  # when a ready pod of it reaches minReadySeconds
 
     scoped = True
 
@@ -54,11 +58,29 @@ class ReplicaSetController:
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)
         owned = pods_by_controller(self.store, scope)
+        seen = set()
         for rs in list(in_scope(self.store, REPLICASETS, scope)):
+            uid, ns = rs["metadata"]["uid"], rs["metadata"]["namespace"]
+            seen.add(uid)
+            self._ns[uid] = ns
+            pods = [p for p in owned.get(uid, []) if is_active(p)]
+            # Neither the ReplicaSet nor its pods changed, and no pod is about to become available.
+            inputs = (rs["metadata"].get("resourceVersion"), tuple(p["metadata"].get("resourceVersion")
+                                                                   for p in pods))
+            due = self._due.get(uid, math.inf)
+            if self._inputs.get(uid) == inputs and now < due:
+                self._wakeups.note(ns, due)
+                continue
+            self._due[uid] = math.inf
             try:
-                self._sync(rs, [p for p in owned.get(rs["metadata"]["uid"], []) if is_active(p)], now)
+                self._sync(rs, pods, now)
             except StoreError:
+                self._inputs.pop(uid, None)
                 continue  # deleted while we worked on it
+            self._inputs[uid] = inputs
+        for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
+            for table in (self._ns, self._inputs, self._due):
+                table.pop(uid, None)
 
     def _sync(self, rs: Obj, pods: list[Obj], now: float) -> None:
         meta, spec = rs["metadata"], rs.get("spec", {})
@@ -84,6 +106,7 @@ class ReplicaSetController:
             else:
                 since = self.pods.ready_since(p["metadata"]["uid"])
                 if since is not None:
+                    self._due[meta["uid"]] = min(self._due.get(meta["uid"], math.inf), since + min_ready)
                     self._wakeups.note(ns, since + min_ready)
         status = {
             "replicas": len(pods),
