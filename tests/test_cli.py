@@ -262,3 +262,45 @@ async def test_status_of_an_unknown_app_says_so(dev_env: WorkflowEnvironment, wo
     code, out = await deployflow(dev_env, "status", "no-such-app")
     assert code == 1
     assert "no deployment found for app 'no-such-app'" in out
+
+
+async def test_approve_then_rollback_after_the_switch(
+    dev_env: WorkflowEnvironment, worker: None, sim: Any, namespace: str, tmp_path: Path
+) -> None:
+    workflow_id = f"deploy/sim/{namespace}/shop"
+    v1 = write_spec(tmp_path, bluegreen_doc(namespace, version="1.0.0"), "v1.yaml")
+    code, out = await deployflow(dev_env, "start", str(v1), "--wait")
+    assert code == 0, out
+    v2 = write_spec(tmp_path, bluegreen_doc(namespace, version="2.0.0", standby="10m",
+                                            promotion={"mode": "manual"}), "v2.yaml")
+    code, out = await deployflow(dev_env, "start", str(v2))
+    assert code == 0, out
+
+    # Rollback makes no sense before the switch: refused with the reason.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while (await status_json(dev_env, workflow_id))["phase"] != "WaitingPromotion":
+        assert loop.time() < deadline, "v2 never reached the manual gate"
+        await asyncio.sleep(0.2)
+    code, out = await deployflow(dev_env, "rollback", workflow_id)
+    assert code == 1, out
+    assert "rollback refused" in out
+
+    code, out = await deployflow(dev_env, "approve", workflow_id, "--approver", "alice", "--comment", "LGTM")
+    assert code == 0, out
+    deadline = loop.time() + WAIT
+    while (await status_json(dev_env, workflow_id))["phase"] != "Standby":
+        assert loop.time() < deadline, "v2 never went live"
+        await asyncio.sleep(0.2)
+    assert served_version(sim.url, namespace) == "2.0.0"
+    events = " ".join(e["message"] for e in (await status_json(dev_env, workflow_id))["events"])
+    assert "alice" in events
+
+    code, out = await deployflow(dev_env, "rollback", "shop", "-n", namespace, "--reason", "latency regression")
+    assert code == 0, out
+    code, out = await deployflow(dev_env, "wait", workflow_id)
+    assert code == 1, out
+    assert "latency regression" in out
+    assert (await status_json(dev_env, workflow_id))["phase"] == "RolledBack"
+    for _ in range(5):
+        assert served_version(sim.url, namespace) == "1.0.0"
