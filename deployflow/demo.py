@@ -271,7 +271,8 @@ async def run_demo(
 ) -> bool:
     """Runs the demo; True when every release ended as expected and no request found the app without a backend."""
     shutil.rmtree(state_dir, ignore_errors=True)
-    stack = DevStack(DevPorts.free(), state_dir=state_dir, time_factor=time_factor, persistent=False)
+    stack = DevStack(DevPorts.free(), state_dir=state_dir, time_factor=time_factor, persistent=False,
+                     namespaces=(NAMESPACE,))
     console.rule("[bold]deployflow demo")
     console.print(f"Starting the local stack (Temporal dev server, simulator ×{time_factor:g}, Prometheus, worker)…")
     began = time.monotonic()
@@ -284,7 +285,6 @@ async def run_demo(
     try:
         stack.print_addresses(console)
         os.environ.update(stack.child_env())
-        create_namespace(stack.kubeconfig, NAMESPACE)
         steps = plan(available_strategies(), stack.prometheus_url)
         skipped = {"canary", "rolling"} - available_strategies()
         if skipped:

@@ -102,6 +102,7 @@ class DevStack:
     prometheus: bool = True
     persistent: bool = True  # keep Temporal's history in state_dir/temporal.db across restarts
     task_queue: str = DEFAULT_TASK_QUEUE
+    namespaces: tuple[str, ...] = ("demo",)  # created in the simulator, so the examples run as they are
     parts: list[Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     prometheus_url: str | None = None
@@ -144,6 +145,7 @@ class DevStack:
         self._check_ports()
         await self._start_temporal()
         await self._start_simulator()
+        await asyncio.to_thread(self._create_namespaces)
         if self.prometheus:
             await self._start_prometheus()
         await self._start_worker()
@@ -269,6 +271,18 @@ class DevStack:
             return resp.status_code == 200 and self.kubeconfig.exists()
 
         await self._wait_ready(part, ready, f"Kubernetes API on {self.sim_url}")
+
+    def _create_namespaces(self) -> None:
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        api = client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig), context="sim"))
+        for name in self.namespaces:
+            try:
+                api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            except ApiException as err:
+                if err.status != 409:
+                    raise StackError(f"could not create namespace {name} in the simulator: {err.reason}") from err
 
     async def _start_prometheus(self) -> None:
         if importlib.util.find_spec("deployflow.prometheus") is None:

@@ -89,6 +89,7 @@ def test_dev_stack_starts_serves_kubectl_and_stops_every_child_on_sigint(tmp_pat
                                     capture_output=True, text=True, timeout=60)
             assert result.returncode == 0, result.stderr
             assert "kube-system" in result.stdout
+            assert "demo" in result.stdout.split()  # created so the examples run as they are
         else:
             resp = httpx.get(f"http://127.0.0.1:{ports.sim}/api/v1/namespaces", timeout=10)
             assert "kube-system" in resp.text
