@@ -212,7 +212,8 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
     client = await stack.client()
     started = time.monotonic()
     handle = await start_deployment(client, loaded)
-    console.print(f"[dim]workflow[/dim] {handle.id}   [dim]UI[/dim] {stack.ui_workflow_url(handle.id)}")
+    link = stack.ui_workflow_url(handle.id, handle.result_run_id)
+    console.print(f"[dim]workflow[/dim] {handle.id}   [dim]UI[/dim] {link}")
     try:
         outcome: Outcome = await asyncio.wait_for(follow(handle, console), timeout=timeout)
     except TimeoutError:

@@ -125,10 +125,11 @@ class DevStack:
     def kubeconfig(self) -> Path:
         return (self.state_dir / "kubeconfig").resolve()
 
-    def ui_workflow_url(self, workflow_id: str, namespace: str = "default") -> str:
+    def ui_workflow_url(self, workflow_id: str, run_id: str | None = None, namespace: str = "default") -> str:
         from urllib.parse import quote
 
-        return f"{self.ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
+        url = f"{self.ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
+        return f"{url}/{run_id}/history" if run_id else url
 
     def child_env(self) -> dict[str, str]:
         """The environment a shell needs to use this stack: the same variables the temporal CLI and kubectl read."""
