@@ -683,7 +683,10 @@ def _message(name: str, ref: str, payload: BaseModel, no_wait: bool, namespace: 
         except WorkflowUpdateFailedError as err:
             fail(f"{name} refused by {wf_id}: {_failure_chain(err.cause)}")
         except Exception as err:
-            fail(f"{name} to {wf_id} failed: {_failure_chain(err)}")
+            reason = _failure_chain(err)
+            if "already completed" in reason or "not found" in reason.lower():
+                fail(f"{name} refused: deployment {wf_id} is not running ({reason}); see `deployflow status {wf_id}`")
+            fail(f"{name} to {wf_id} failed: {reason}")
         console.print(f"[green]{name}[/green] accepted by {wf_id}")
         try:
             st = DeploymentStatus.model_validate(result)
