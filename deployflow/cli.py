@@ -191,7 +191,7 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
         err_console.print(f"[red]error:[/red] {err}", markup=True, soft_wrap=True)
         raise typer.Exit(err.code) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print("interrupted (a deployment that started keeps running: see `deployflow status`)")
         raise typer.Exit(130) from None
 
 
