@@ -250,6 +250,22 @@ def _failure_chain(err: BaseException | None) -> str:
     return ": ".join(parts) or "unknown failure"
 
 
+async def has_pollers(client: Client, queue: str) -> bool:
+    """Whether a worker polls the task queue now (False when it cannot be told)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    try:
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue),
+                                     task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
+        )
+    except Exception:
+        return True  # not allowed to look (e.g. a restricted API key): do not warn on a guess
+    return len(resp.pollers) > 0
+
+
 async def query_status(handle: WorkflowHandle[Any, Any]) -> DeploymentStatus:
     return await handle.query("status", result_type=DeploymentStatus)
 
@@ -554,6 +570,9 @@ def start(
         client = await connect_client()
         handle = await start_deployment(client, loaded, workflow_id)
         console.print(f"started {loaded.workflow_type} [bold]{handle.id}[/bold] (run {handle.result_run_id})")
+        if not await has_pollers(client, task_queue()):
+            err_console.print(f"[yellow]warning:[/yellow] no worker polls task queue {task_queue()}: the deployment "
+                              "waits until one does (`deployflow worker`, or `deployflow dev` locally)")
         if wait:
             st = await watch(handle)
             console.print(f"[green]{st.phase}[/green]: {handle.id}")

@@ -304,3 +304,18 @@ async def test_approve_then_rollback_after_the_switch(
     assert (await status_json(dev_env, workflow_id))["phase"] == "RolledBack"
     for _ in range(5):
         assert served_version(sim.url, namespace) == "1.0.0"
+
+
+async def test_start_warns_when_no_worker_polls(dev_env: WorkflowEnvironment, namespace: str, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, bluegreen_doc(namespace, version="1.0.0"))
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "DEPLOYFLOW_TASK_QUEUE": f"nobody-polls-{namespace}", "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "deployflow.cli", "start", str(spec), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await asyncio.wait_for(proc.communicate(), timeout=WAIT))[0].decode()
+    assert proc.returncode == 0, out
+    assert f"no worker polls task queue nobody-polls-{namespace}" in out
+    # Nothing ran, so nothing needs rolling back: terminating this never-started run is safe.
+    await dev_env.client.get_workflow_handle(f"deploy/sim/{namespace}/shop").terminate("test cleanup")
