@@ -100,7 +100,12 @@ def pods(sim: Simulator, namespace: str) -> list[dict[str, Any]]:
 
 
 def versions(sim: Simulator, namespace: str) -> dict[str, str]:
-    return {p["metadata"]["name"]: p["metadata"]["labels"]["app.kubernetes.io/version"] for p in pods(sim, namespace)}
+    """Version of every app pod (hook Jobs' pods carry no version label)."""
+    return {
+        p["metadata"]["name"]: p["metadata"]["labels"]["app.kubernetes.io/version"]
+        for p in pods(sim, namespace)
+        if "app.kubernetes.io/version" in p["metadata"].get("labels", {})
+    }
 
 
 def ready_versions(sim: Simulator, namespace: str) -> list[str]:
