@@ -5,6 +5,7 @@ from typing import Any
 
 from activities.hooks import ask_confirmation, run_http_hook, run_job_hook
 from activities.notify import send_notification
+from activities.rolling import ROLLING_ACTIVITIES
 from activities.services import switch_service
 from activities.smoke import run_smoke_tests
 from activities.workloads import apply_workload, delete_workload, read_workloads, scale_workload, wait_healthy
@@ -21,6 +22,7 @@ ALL_ACTIVITIES: list[Callable[..., Any]] = [
     run_http_hook,
     ask_confirmation,
     send_notification,
+    *ROLLING_ACTIVITIES,
 ]
 
 __all__ = ["ALL_ACTIVITIES"]
