@@ -22,6 +22,7 @@ import math
 import re
 
 from deployflow.sim.config import SimConfig
+from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import PodController, PodFactory, controller_uid, is_ready, owner_reference
 from deployflow.sim.resources import CONTROLLERREVISIONS, PODS, STATEFULSETS
@@ -56,23 +57,34 @@ class StatefulSetController:
         self.pods = pods
         self.factory = factory
         self.events = events
+        self._wakeups = Wakeups()
         self._wakeup = math.inf
 
     def next_wakeup(self) -> float:
         return self._wakeup
 
-    def reconcile(self, now: float) -> None:
-        self._wakeup = math.inf
+    scoped = True  # a pass looks only at the namespaces that changed (see ControllerManager)
+
+    def due_namespaces(self, now: float) -> set[str]:
+        return self._wakeups.due(now)
+
+    def reconcile(self, now: float, scope: Scope = None) -> None:
+        self._wakeups.reset(scope)
+        statefulsets = list(in_scope(self.store, STATEFULSETS, scope))
+        if not statefulsets:
+            self._wakeup = self._wakeups.next()
+            return
         owned: dict[str, list[Obj]] = {}
-        for pod in self.store.peek(PODS):
+        for pod in in_scope(self.store, PODS, scope):
             uid = controller_uid(pod)
             if uid:
                 owned.setdefault(uid, []).append(pod)
-        for sts in list(self.store.peek(STATEFULSETS)):
+        for sts in statefulsets:
             try:
                 self._sync(copy.deepcopy(sts), owned.get(sts["metadata"]["uid"], []), now)
             except StoreError:
                 continue  # deleted while we worked on it
+        self._wakeup = self._wakeups.next()
 
     # ---- revisions -----------------------------------------------------------------------------------
 
@@ -188,7 +200,7 @@ class StatefulSetController:
         for p in ready:
             since = self.pods.ready_since(p["metadata"]["uid"])
             if since is not None and now - since < min_ready:
-                self._wakeup = min(self._wakeup, since + min_ready)
+                self._wakeups.note(ns, since + min_ready)
         current_name = current_rev["metadata"]["name"]
         updated = sum(1 for p in live if p["metadata"].get("labels", {}).get(REVISION_LABEL) == update_name)
         current = sum(1 for p in live if p["metadata"].get("labels", {}).get(REVISION_LABEL) == current_name)
