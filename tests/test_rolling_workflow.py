@@ -244,6 +244,8 @@ async def test_batches_replace_every_pod_without_losing_capacity(
     assert sampler.min_ready >= 4
     assert sampler.max_pods <= 5
     assert sim.no_backend_requests(namespace=namespace, service="web") == no_backend_before
+    served = sim.request_counts(namespace)["web"]
+    assert sum(served["1.0.0"].values()) > 0 and sum(served["2.0.0"].values()) > 0  # users were served throughout
     deploy = workload(namespace)
     assert deploy["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/web:2.0.0"
     assert not deploy["spec"].get("paused")
@@ -345,6 +347,55 @@ async def test_rollback_batch_by_batch_after_a_failed_later_batch(
     assert final.phase == Phase.ROLLED_BACK
     await wait_ready(sim, namespace, 4)
     assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+
+
+async def test_cancel_from_the_ui_rolls_back_too(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=3)
+    await wait_ready(sim, namespace, 3)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, request(namespace, batch_size=1))
+        await wait_step(handle, "batch 2/3")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        final = await status_of(handle)
+    assert "cancel" in failure_message(failed.value).lower()
+    assert final.phase == Phase.ROLLED_BACK
+    await wait_ready(sim, namespace, 3)
+    assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 3
+    assert not workload(namespace)["spec"].get("paused")
+
+
+async def test_analysis_between_batches_decides(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=2)
+    await wait_ready(sim, namespace, 2)
+    healthy = {
+        "metrics": [
+            {"name": "ready", "provider": {"kind": "kubernetes", "measure": "ready-ratio"},
+             "success_condition": "result >= 1", "count": 2, "interval": "30s"}
+        ]
+    }
+    failing = {
+        "metrics": [
+            {"name": "restarts", "provider": {"kind": "kubernetes", "measure": "restarts"},
+             "failure_condition": "result >= 0"}
+        ]
+    }
+    async with rolling_worker(time_skipping_env) as queue:
+        first = await start(time_skipping_env, queue, request(namespace, batch_size=1, analysis=healthy))
+        final = await first.result()
+        assert final.phase == Phase.SUCCEEDED
+        assert [m.verdict for m in final.measurements] == ["Successful"] * 4  # two measurements after each batch
+        handle = await start(time_skipping_env, queue, request(namespace, version="3.0.0", analysis=failing))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    assert "analysis failed" in failure_message(failed.value) and "restarts" in failure_message(failed.value)
+    await wait_ready(sim, namespace, 2)
+    assert sorted(versions(sim, namespace).values()) == ["2.0.0", "2.0.0"]
 
 
 async def test_statefulset_partitions_move_highest_ordinals_first(
