@@ -39,14 +39,7 @@ def job_manifest(target: Target, hook: JobHook, context: HookContext) -> Obj:
         meta.setdefault("labels", {}).update(labels)
         job.setdefault("spec", {}).setdefault("backoffLimit", hook.backoff_limit)
         return job
-    env: list[Obj] = []
-    for var in hook.env:
-        if var.secret_name:
-            env.append(
-                {"name": var.name, "valueFrom": {"secretKeyRef": {"name": var.secret_name, "key": var.secret_key}}}
-            )
-        else:
-            env.append({"name": var.name, "value": var.value or ""})
+    env = [var.manifest() for var in hook.env]
     container: Obj = {"name": hook.name, "image": hook.image}
     if hook.command:
         container["command"] = hook.command

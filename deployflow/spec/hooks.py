@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from deployflow.spec.common import DnsLabel, StrictModel
+from deployflow.spec.common import DnsLabel, EnvVar, StrictModel, check_env_list
 
 
 class HookPoint(StrEnum):
@@ -50,23 +50,6 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
-class EnvVar(StrictModel):
-    """An environment variable of a hook Job. Secrets are referenced, never copied into the spec."""
-
-    name: str = Field(min_length=1)
-    value: str | None = None
-    secret_name: str | None = Field(default=None, description="Secret in the target namespace holding the value")
-    secret_key: str | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EnvVar:
-        if self.secret_name is not None and self.value is not None:
-            raise ValueError("set either 'value' or 'secret_name'/'secret_key', not both")
-        if (self.secret_name is None) != (self.secret_key is None):
-            raise ValueError("'secret_name' and 'secret_key' go together")
-        return self
-
-
 class JobHook(StrictModel):
     kind: Literal["job"] = "job"
     name: DnsLabel = Field(description="names the hook in events and errors, and its Job")
@@ -74,7 +57,7 @@ class JobHook(StrictModel):
     image: str | None = Field(default=None, min_length=1, description="image of a one-container Job")
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list, description="secrets by valueFrom.secretKeyRef, never literal")
     service_account: str | None = None
     backoff_limit: int = Field(default=0, ge=0, le=10, description="pod retries before the Job counts as failed")
     timeout_seconds: int = Field(default=600, ge=1, le=86_400, description="time allowed to complete")
@@ -92,6 +75,8 @@ class JobHook(StrictModel):
                 raise ValueError("manifest: spec.template.spec.containers must list at least one container")
             if self.command or self.args or self.env:
                 raise ValueError("command/args/env go into the manifest when 'manifest' is given")
+            for i, container in enumerate(containers):
+                check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
         return self
 
 
