@@ -155,7 +155,7 @@ async def test_failed_first_deployment_leaves_nothing_running(env: tuple[Client,
 # --- operator control --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["paused-before-deploy", "health", "promotion", "standby"])
+@pytest.mark.parametrize("phase", ["paused-before-deploy", "health", "smoke", "promotion", "standby"])
 async def test_abort_at_each_phase_puts_traffic_back_on_blue(
     env: tuple[Client, str], namespace: str, phase: str
 ) -> None:
@@ -167,12 +167,16 @@ async def test_abort_at_each_phase_puts_traffic_back_on_blue(
         start_args = {"start_signal": "pause"}
     if phase == "health":
         fields["workload"] = {"pod_annotations": {FAULT + "never-ready": "true"}}
+    if phase == "smoke":  # a smoke test that keeps failing and retrying until the abort
+        fields["workload"] = {"pod_annotations": {FAULT + "error-rate": "1.0"}}
+        fields["smoke_tests"] = [{"path": "/health", "attempts": 100, "interval": "0.5s"}]
     if phase == "promotion":
         fields["promotion"] = {"mode": "manual"}
     handle = await start(client, queue, bluegreen_request(namespace, "2.0", **fields), **start_args)
     wanted = {
         "paused-before-deploy": lambda s: s.phase == Phase.PAUSED,
         "health": lambda s: s.step == "health",
+        "smoke": lambda s: s.step == "smoke",
         "promotion": lambda s: s.phase == Phase.WAITING_PROMOTION,
         "standby": lambda s: s.phase == Phase.STANDBY,
     }[phase]
