@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from deployflow.sim.server import Simulator
@@ -67,6 +68,12 @@ async def test_switch_under_traffic_never_leaves_users_without_a_backend(
         assert attributes.get(DEPLOY_APP) == "web"
         assert attributes.get(DEPLOY_PHASE) == "Succeeded"
         assert attributes.get(DEPLOY_VERSION) == "2.0"
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert "**Succeeded**" in metadata.current_details and "`2.0` (previous `1.0`)" in metadata.current_details
+        controls = {"pause", "resume", "abort", "promote", "approve", "rollback"}
+        assert controls <= {d.name for d in metadata.definition.signal_definitions}
+        assert controls <= {d.name for d in metadata.definition.update_definitions}
+        assert "status" in {d.name for d in metadata.definition.query_definitions}
 
 
 @pytest.fixture(autouse=True)
