@@ -233,6 +233,27 @@ def test_strategic_merge_merges_containers_by_name(apps: client.AppsV1Api, names
     assert [c.name for c in got] == ["app"] and [e.name for e in got[0].env] == ["B"]
 
 
+def test_strategic_merge_directives(apps: client.AppsV1Api, namespace: str) -> None:
+    apps.create_namespaced_deployment(namespace, deployment("dir", args=["--a", "--b"]))
+    sidecar = {"name": "sidecar", "image": "proxy:1"}
+    apps.patch_namespaced_deployment("dir", namespace, {"spec": {
+        # What `kubectl apply` sends when switching to Recreate: rollingUpdate must go.
+        "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+        "template": {"spec": {
+            "$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}],
+            "containers": [sidecar, {"name": "app", "args": ["--c"]}],
+        }},
+    }})
+    got = apps.read_namespaced_deployment("dir", namespace).spec
+    assert got.strategy.type == "Recreate" and got.strategy.rolling_update is None
+    assert [c.name for c in got.template.spec.containers] == ["sidecar", "app"]
+    assert got.template.spec.containers[1].args == ["--c"]  # args is atomic: replaced, not merged
+    apps.patch_namespaced_deployment("dir", namespace, {"metadata": {"finalizers": ["a", "b"]}})
+    apps.patch_namespaced_deployment("dir", namespace, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"],
+                                                                     "finalizers": ["c"]}})
+    assert apps.read_namespaced_deployment("dir", namespace).metadata.finalizers == ["b", "c"]
+
+
 def apply(api: client.ApiClient, path: str, body: dict[str, Any], manager: str, force: bool = False) -> Any:
     """A server-side apply of a Deployment; `path` is '<namespace>/<name>'. Returns the object as JSON."""
     namespace, name = path.split("/")
