@@ -298,7 +298,8 @@ def assess(deployment: Obj, pods: list[Obj], *, replicas: int, image: str | None
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
             health.failure_reason = "ProgressDeadlineExceeded"
-            health.failure_message = condition.get("message") or "the rollout exceeded its progress deadline"
+            detail = condition.get("message") or "the rollout exceeded its progress deadline"
+            health.failure_message = f"ProgressDeadlineExceeded ({detail.rstrip('.')})"
     for pod in pods:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             continue
@@ -357,7 +358,10 @@ def wait_healthy(
         health = assess(deployment, list_pods(api, namespace, pod_selector), replicas=replicas, image=image)
         progress(health)
         if health.failure_reason is not None:
-            raise WorkloadError(health.failure_reason, f"{namespace}/{name}: {health.failure_message}")
+            raise WorkloadError(
+                health.failure_reason,
+                f"{namespace}/{name}: {health.failure_message}; {health.ready_replicas}/{health.replicas} ready",
+            )
         if health.ready:
             return health
         remaining = deadline - time.monotonic()

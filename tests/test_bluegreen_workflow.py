@@ -406,3 +406,20 @@ async def test_adopting_an_existing_service_restores_its_selector_on_failure(
     view = cluster_view(namespace)
     assert view.selectors["web"] == legacy and view.replicas["blue"] == 0
     assert workloads.read_deployment(api, namespace, "web-legacy")["spec"]["replicas"] == 2
+
+
+async def test_never_ready_version_hits_the_progress_deadline_and_is_rolled_back(
+    env: tuple[Client, str], namespace: str
+) -> None:
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(
+        namespace,
+        "2.0",
+        workload={"pod_annotations": {FAULT + "never-ready": "true"}, "health_timeout": "30s"},
+    )
+
+    cause = await expect_rollback(await start(client, queue, request))
+
+    assert "ProgressDeadlineExceeded" in cause.message and "0/2 ready" in cause.message
+    assert_blue_serves_v1(namespace)
