@@ -791,13 +791,19 @@ def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
 @app.command()
 def worker() -> None:
     """Run a worker for the deployment workflows and activities (stops gracefully on SIGINT/SIGTERM)."""
+    import logging
+    from datetime import timedelta
+
     from worker import run_worker
+
+    logging.basicConfig(level=os.environ.get("DEPLOYFLOW_LOG_LEVEL", "INFO"))
+    shutdown = timedelta(seconds=float(os.environ.get("DEPLOYFLOW_SHUTDOWN_SECONDS", "30")))
 
     async def go() -> None:
         client = await connect_client()
         stop = _stop_event_on_signals(asyncio.get_running_loop())
         err_console.print(f"worker polling task queue {task_queue()} at {client.service_client.config.target_host}")
-        await run_worker(client, task_queue(), stop_event=stop)
+        await run_worker(client, task_queue(), stop_event=stop, shutdown_timeout=shutdown)
 
     run_async(go)
 

@@ -323,7 +323,8 @@ class DevStack:
 
     async def _start_worker(self) -> None:
         argv = [sys.executable, "-m", "deployflow.cli", "worker"]
-        env = {**self.child_env(), "PYTHONUNBUFFERED": "1"}
+        # Activities get 10 s to finish on Ctrl-C, inside the 15 s the stack waits before it kills a part.
+        env = {**self.child_env(), "PYTHONUNBUFFERED": "1", "DEPLOYFLOW_SHUTDOWN_SECONDS": "10"}
         if self.prometheus_url:
             env["DEPLOYFLOW_PROMETHEUS_URL"] = self.prometheus_url
         part = await self._spawn("worker", argv, env)
