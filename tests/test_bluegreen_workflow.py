@@ -423,3 +423,37 @@ async def test_never_ready_version_hits_the_progress_deadline_and_is_rolled_back
 
     assert "ProgressDeadlineExceeded" in cause.message and "0/2 ready" in cause.message
     assert_blue_serves_v1(namespace)
+
+
+async def test_full_manifest_is_deployed_under_managed_name_selector_and_labels(
+    env: tuple[Client, str], namespace: str
+) -> None:
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "ignored", "labels": {"team": "checkout"}},
+        "spec": {
+            "selector": {"matchLabels": {"ignored": "yes"}},
+            "template": {
+                "metadata": {"labels": {"team": "checkout"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "registry.example.com/shop/web:5.1",
+                            "env": [{"name": "LOG_LEVEL", "value": "debug"}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    await deploy(env, namespace, "5.1", workload={"image": None, "manifest": manifest})
+
+    live = workloads.read_deployment(kube.api_client("sim"), namespace, "web-blue")
+    assert live is not None
+    assert live["spec"]["selector"] == {"matchLabels": {"app": "web", "deployflow.io/color": "blue"}}
+    labels = live["spec"]["template"]["metadata"]["labels"]
+    assert labels["team"] == "checkout" and labels["app.kubernetes.io/version"] == "5.1"
+    assert live["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "debug"}]
+    assert cluster_view(namespace).color_of("web") == "blue"
