@@ -457,3 +457,38 @@ async def test_full_manifest_is_deployed_under_managed_name_selector_and_labels(
     assert labels["team"] == "checkout" and labels["app.kubernetes.io/version"] == "5.1"
     assert live["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "debug"}]
     assert cluster_view(namespace).color_of("web") == "blue"
+
+
+async def test_notifications_follow_the_release_and_its_rollback(
+    env: tuple[Client, str], namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_notify import serve_receiver
+
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    async with serve_receiver() as receiver:
+        monkeypatch.setenv("BLUEGREEN_HOOK_URL", f"{receiver.url}/hook")
+        notify = [{"kind": "webhook", "url_env": "BLUEGREEN_HOOK_URL"}]
+        handle = await start(
+            client, queue, bluegreen_request(namespace, "2.0", notifications=notify, promotion={"mode": "manual"})
+        )
+        await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
+        await handle.execute_update("approve", ApproveRequest(approver="alice"))
+        assert (await handle.result()).phase == Phase.SUCCEEDED
+
+        broken = bluegreen_request(
+            namespace, "3.0", notifications=notify, workload={"pod_annotations": {FAULT + "crash-loop": "true"}}
+        )
+        await expect_rollback(await start(client, queue, broken))
+
+    events = [(b["event"], b["version"]) for b in receiver.bodies("/hook")]
+    assert events == [
+        ("started", "2.0"),
+        ("waiting-approval", "2.0"),
+        ("promoted", "2.0"),
+        ("succeeded", "2.0"),
+        ("started", "3.0"),
+        ("rolled-back", "3.0"),
+    ]
+    rolled_back = receiver.bodies("/hook")[-1]
+    assert "CrashLoopBackOff" in rolled_back["reason"] and rolled_back["details"]["active_color"] == "green"
