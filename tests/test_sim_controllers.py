@@ -610,3 +610,17 @@ def test_a_deployment_whose_selector_misses_its_template_is_left_alone(cluster: 
     for _ in range(5):
         cluster.step()
     assert cluster.replicasets() == [] and cluster.pods() == []
+
+
+def test_replicaset_names_that_are_taken_bump_the_collision_count(cluster: SimCluster) -> None:
+    d = cluster.deploy(replicas=1)
+    squatter = {"metadata": {"name": f"web-{template_hash(d['spec']['template'])}", "namespace": NS},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "squatter"}},
+                         "template": _template("squatter", "v0")}}
+    cluster.store.create(REPLICASETS, squatter)
+    cluster.run_until(cluster.complete)
+    d = cluster.deployment()
+    assert d["status"]["collisionCount"] == 1
+    owned = [rs for rs in cluster.replicasets() if rs["metadata"].get("ownerReferences")]
+    assert [rs["metadata"]["name"] for rs in owned] == [f"web-{template_hash(d['spec']['template'], 1)}"]
+    assert cluster.versions() == {"v1": 1}

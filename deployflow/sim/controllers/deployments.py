@@ -92,6 +92,7 @@ class _Rollout:
 
     new: Obj | None
     old: list[Obj]
+    collision_count: int = 0
     scale: dict[str, int] = field(default_factory=dict)
 
     def replicas(self, rs: Obj) -> int:
@@ -170,7 +171,7 @@ class DeploymentController:
             return
         rss = sorted(rss, key=lambda r: (revision_of(r), r["metadata"].get("creationTimestamp", "")))
         new = next((rs for rs in rss if without_hash(rs["spec"].get("template")) == template), None)
-        ro = _Rollout(new, [rs for rs in rss if rs is not new])
+        ro = _Rollout(new, [rs for rs in rss if rs is not new], int(d.get("status", {}).get("collisionCount") or 0))
         event: str | None = None
         if spec.get("paused"):
             # A paused Deployment still scales (kubectl scale works) when one ReplicaSet holds all pods.
@@ -182,7 +183,7 @@ class DeploymentController:
             return
         max_rev = max((revision_of(rs) for rs in rss), default=0)
         if new is None:
-            ro.new = self._create_rs(d, template, max_rev + 1)
+            ro.new = self._create_rs(d, ro, template, max_rev + 1)
             event = "NewReplicaSetCreated"
         elif revision_of(new) < max_rev or revision_of(new) == 0:
             # A rollback (`kubectl rollout undo`) points the template back at an old ReplicaSet: reuse it,
@@ -197,21 +198,22 @@ class DeploymentController:
             self._rolling(d, ro)
         self._sync_status(d, ro, now, event)
 
-    def _create_rs(self, d: Obj, template: Obj, revision: int) -> Obj:
+    def _create_rs(self, d: Obj, ro: _Rollout, template: Obj, revision: int) -> Obj:
         meta, spec = d["metadata"], d["spec"]
-        collisions = int(d.get("status", {}).get("collisionCount") or 0)
         while True:
-            h = template_hash(template, collisions)
+            h = template_hash(template, ro.collision_count)
             name = f"{meta['name']}-{h}"
             existing = self.store.get(REPLICASETS, meta["namespace"], name)
             if existing is None:
                 break
-            if without_hash(existing["spec"].get("template")) == template:
-                return existing  # adopted below by its owner reference already
-            collisions += 1  # same hash, different template: what status.collisionCount is for
-        if collisions:
-            self.store.mutate(DEPLOYMENTS, meta["namespace"], meta["name"],
-                              lambda o: o.setdefault("status", {}).__setitem__("collisionCount", collisions))
+            owners = [r for r in existing["metadata"].get("ownerReferences") or [] if r.get("controller")]
+            if not owners and without_hash(existing["spec"].get("template")) == template:
+                # An orphan of ours (say, left by `kubectl delete --cascade=orphan`): adopt it, as the real
+                # controller does, instead of creating a twin.
+                return self.store.mutate(
+                    REPLICASETS, meta["namespace"], name,
+                    lambda o: o["metadata"].__setitem__("ownerReferences", [owner_reference(d)]))
+            ro.collision_count += 1  # the name is taken by something else: what status.collisionCount is for
         rs_template = copy.deepcopy(template)
         rs_template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
         selector = copy.deepcopy(spec["selector"])
@@ -399,8 +401,8 @@ class DeploymentController:
             "availableReplicas": available,
             "unavailableReplicas": max(spec_total - available, 0),
         }
-        if old.get("collisionCount"):
-            status["collisionCount"] = old["collisionCount"]
+        if ro.collision_count:
+            status["collisionCount"] = ro.collision_count
         # Zero counts are omitted on the wire by the real apiserver (omitempty), except replicas-ish fields
         # clients read with defaults anyway; keep them explicit, the Python client tolerates both.
         conds = {c["type"]: c for c in old.get("conditions") or []}
