@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
 
 from deployflow.temporal import (
@@ -16,6 +17,11 @@ from deployflow.temporal import (
 )
 
 pytest_plugins = ["tests.fixtures_sim"]
+
+# The time-skipping server does not advertise a heartbeat-details capability, so the SDK core warns once per worker;
+# only errors are worth reading in test output.
+_quiet = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=_quiet)), error_if_already_set=False)
 
 
 @pytest.fixture(scope="session")
