@@ -208,10 +208,14 @@ def test_rolling_update_surge_one_unavailable_zero_never_drops_capacity_or_a_req
         for version, n in cluster.traffic.send(NS, "web", 20).items():
             served[version] = served.get(version, 0) + n
         assert NO_BACKEND not in served
+        cluster.traffic.tick(cluster.clock.t)  # and the steady stream, drawn in aggregate
 
+    cluster.traffic.tick(cluster.clock.t)
     cluster.run_until(cluster.complete, each=check)
     assert cluster.versions() == {"v2": replicas}
     assert served.get("v1") and served.get("v2")  # traffic moved over while the rollout ran
+    streamed = cluster.traffic.counts(NS)["web"]
+    assert sum(streamed["v1"].values()) > served["v1"] and sum(streamed["v2"].values()) > served["v2"]
     assert max(seen_total) == replicas + 1  # it did surge
     new, old = sorted(cluster.replicasets(), key=lambda rs: -int(rs["metadata"]["annotations"][REVISION]))
     assert new["spec"]["replicas"] == replicas and old["spec"]["replicas"] == 0
@@ -258,7 +262,9 @@ def test_percentages_round_surge_up_and_unavailable_down(cluster: SimCluster) ->
 
 def test_recreate_removes_every_old_pod_before_starting_new_ones(cluster: SimCluster) -> None:
     cluster.deploy(replicas=3, strategy={"type": "Recreate"})
+    cluster.service("web", {"app": "web"})
     cluster.run_until(cluster.complete)
+    cluster.traffic.tick(cluster.clock.t)
     cluster.set_version("web", "v2")
     saw_empty = []
 
@@ -266,10 +272,13 @@ def test_recreate_removes_every_old_pod_before_starting_new_ones(cluster: SimClu
         versions = cluster.versions(ready_only=False)
         assert len(versions) <= 1, versions
         saw_empty.append(not versions)
+        cluster.traffic.tick(cluster.clock.t)
 
     cluster.run_until(cluster.complete, each=check)
     assert any(saw_empty)
     assert cluster.versions() == {"v2": 3}
+    # Recreate has downtime by design, and the no-backend counter sees it.
+    assert cluster.traffic.no_backend(NS, "web") > 0
 
 
 def test_paused_deployment_does_not_roll_out_until_resumed(cluster: SimCluster) -> None:
