@@ -423,10 +423,15 @@ class PodController:
         elif state.waiting:
             cs["state"] = {"waiting": {"reason": state.waiting, "message": _waiting_message(state, pod, name, image)}}
         if state.crashed_before:
+            # lastState describes the latest crash: it changes exactly when the container exits again.
             prev_last = (prev.get("lastState") or {}).get("terminated")
-            cs["lastState"] = {"terminated": prev_last if prev_last and prev.get("restartCount") == state.restart_count
-                               and not state.running else {"exitCode": 1, "reason": "Error",
-                                                            "startedAt": stamp, "finishedAt": stamp}}
+            prev_running = (prev.get("state") or {}).get("running")
+            if prev_last and not (state.waiting and prev_running):
+                cs["lastState"] = {"terminated": prev_last}
+            else:
+                started = (prev_running or {}).get("startedAt") or stamp
+                cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started,
+                                                  "finishedAt": stamp, "containerID": cs.get("containerID", "")}}
         return cs
 
     def _record_events(self, pod: Obj, state: PodState, previous: tuple[Any, ...] | None, b: PodBehaviour) -> None:
