@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -145,4 +147,4 @@ async def ask_confirmation(req: ConfirmInput) -> ConfirmResult:
     return ConfirmResult(confirmed=answer.confirmed, detail=answer.detail)
 
 
-HOOK_ACTIVITIES = [run_job_hook, run_http_hook, ask_confirmation]
+HOOK_ACTIVITIES: list[Callable[..., Any]] = [run_job_hook, run_http_hook, ask_confirmation]

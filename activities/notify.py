@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity
@@ -37,4 +39,4 @@ async def send_notification(req: NotificationInput) -> None:
         raise ApplicationError(f"{req.notifier.describe()}: {err}", type="NotifyDeliveryFailed") from None
 
 
-NOTIFY_ACTIVITIES = [send_notification]
+NOTIFY_ACTIVITIES: list[Callable[..., Any]] = [send_notification]

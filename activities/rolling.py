@@ -635,4 +635,10 @@ async def native_rollout(req: NativeInput) -> str:
     return detail
 
 
-ROLLING_ACTIVITIES = [prepare_rolling, begin_rolling, move_pods, finish_rolling, native_rollout]
+ROLLING_ACTIVITIES: list[Callable[..., Any]] = [
+    prepare_rolling,
+    begin_rolling,
+    move_pods,
+    finish_rolling,
+    native_rollout,
+]

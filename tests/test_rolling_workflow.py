@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -361,7 +361,9 @@ async def test_cancel_from_the_ui_rolls_back_too(
         with pytest.raises(WorkflowFailureError) as failed:
             await handle.result()
         final = await status_of(handle)
+        description = await handle.describe()
     assert "cancel" in failure_message(failed.value).lower()
+    assert description.status == WorkflowExecutionStatus.CANCELED
     assert final.phase == Phase.ROLLED_BACK
     await wait_ready(sim, namespace, 3)
     assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 3

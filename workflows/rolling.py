@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic
 from temporalio import workflow
@@ -112,6 +112,8 @@ class RollingDeployment(DeploymentControl):
                 )
             )
         except (ActivityError, Aborted) as err:
+            if is_cancelled_exception(err):
+                raise asyncio.CancelledError("cancelled before anything changed") from None
             return await self._fail_unchanged(_reason(err))
         rec = prep.recorded
         n = rec.replicas
@@ -136,7 +138,8 @@ class RollingDeployment(DeploymentControl):
                 await self._approval(r, "before the first batch")
         except (ApplicationError, ActivityError) as err:
             if is_cancelled_exception(err):
-                raise
+                self.set_phase(Phase.FAILED, "cancelled before anything changed")
+                raise asyncio.CancelledError("cancelled before anything changed") from None
             return await self._fail_unchanged(_reason(err))
         except asyncio.CancelledError:
             self.set_phase(Phase.FAILED, "cancelled before anything changed")
@@ -153,8 +156,9 @@ class RollingDeployment(DeploymentControl):
             await self.interruptible(self._hooks(r, HookPoint.POST_DEPLOY))
         except (ApplicationError, ActivityError) as err:
             if is_cancelled_exception(err):
+                # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
                 await asyncio.shield(self._roll_back(r, prep, "cancelled"))
-                raise
+                raise asyncio.CancelledError("cancelled and rolled back") from None
             reason = _reason(err)
             await asyncio.shield(self._roll_back(r, prep, reason))
             raise RolledBack(f"rolled back to {rec.version or rec.revision}: {reason}") from None
@@ -367,6 +371,6 @@ class RollingDeployment(DeploymentControl):
                     break
                 await self.wait(metric.interval, promotable=False)
 
-    async def _fail_unchanged(self, reason: str) -> DeploymentStatus:
+    async def _fail_unchanged(self, reason: str) -> NoReturn:
         self.set_phase(Phase.FAILED, f"{reason} (nothing was changed)")
         raise ApplicationError(f"{reason} (nothing was changed)", type="DeploymentFailed", non_retryable=True)
