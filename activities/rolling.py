@@ -39,7 +39,10 @@ from deployflow.hooks.kubeapi import KubeError, Obj
 from deployflow.spec.common import Target
 from deployflow.spec.rolling import RollingRequest
 
-POLL_SECONDS = 0.25
+# Looks come quickly while pods are changing and slow down while nothing does, which keeps the load on a
+# large cluster's API server low during long waits (a slow image pull) without delaying a fast rollout.
+POLL_MIN_SECONDS = 0.1
+POLL_MAX_SECONDS = 2.0
 
 WORKLOAD_NOT_FOUND = "WorkloadNotFound"
 INVALID_WORKLOAD = "InvalidWorkload"
@@ -196,8 +199,10 @@ def _owned_by(obj: Obj, owner: Obj) -> bool:
     return any(r.get("uid") == uid and r.get("controller") for r in obj["metadata"].get("ownerReferences") or [])
 
 
-def _list(cluster: str, path: str, label_selector: str | None = None) -> list[Obj]:
-    query = [("labelSelector", label_selector)] if label_selector else None
+def _list(cluster: str, path: str, owner: Obj | None = None) -> list[Obj]:
+    """Items at `path`; with `owner`, only those its selector matches (a smaller answer on busy namespaces)."""
+    labels = ((owner or {}).get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+    query = [("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(labels.items())))] if labels else None
     return list(kubeapi.request(cluster, "GET", path, query=query).get("items", []))
 
 
@@ -234,7 +239,7 @@ def _heartbeat(details: str) -> None:
 async def _poll_until(check: Callable[[], tuple[bool, str]], timeout: float, what: str) -> str:
     """Runs a blocking `check` in a thread until it says done; heartbeats; raises after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    detail = ""
+    previous, interval = "", POLL_MIN_SECONDS
     while True:
         done, detail = await asyncio.to_thread(check)
         _heartbeat(detail)
@@ -242,7 +247,9 @@ async def _poll_until(check: Callable[[], tuple[bool, str]], timeout: float, wha
             return detail
         if time.monotonic() >= deadline:
             raise _non_retryable(f"{what} not healthy within {timeout:g}s: {detail}", BATCH_TIMED_OUT)
-        await asyncio.sleep(POLL_SECONDS)
+        interval = POLL_MIN_SECONDS if detail != previous else min(interval * 1.5, POLL_MAX_SECONDS)
+        previous = detail
+        await asyncio.sleep(interval)
 
 
 # ---- prepare ----------------------------------------------------------------------------------------------------
@@ -425,12 +432,12 @@ def _deployment_step(req: MoveInput) -> tuple[bool, str]:
     deploy = kubeapi.get(cluster, w.path())
     if deploy is None:
         raise _non_retryable(f"{w.describe()} was deleted during the rollout", WORKLOAD_NOT_FOUND)
-    rss = [rs for rs in _list(cluster, kubeapi.apps_path(ns, "replicasets")) if _owned_by(rs, deploy)]
+    rss = [rs for rs in _list(cluster, kubeapi.apps_path(ns, "replicasets"), deploy) if _owned_by(rs, deploy)]
     target = _ensure_rs(cluster, deploy, rss)
     others = [
         rs for rs in rss if rs["metadata"]["name"] != target["metadata"]["name"] and int(rs["spec"].get("replicas", 0))
     ]
-    pods = _list(cluster, kubeapi.core_path(ns, "pods"))
+    pods = _list(cluster, kubeapi.core_path(ns, "pods"), deploy)
     target_pods = [p for p in pods if _owned_by(p, target) and not p["metadata"].get("deletionTimestamp")]
     problems = _pod_problems(target_pods)
     if problems:
@@ -506,7 +513,7 @@ def _statefulset_step(req: MoveInput) -> tuple[bool, str]:
     if int(status.get("observedGeneration", 0)) < int(sts["metadata"].get("generation", 1)) or not update_rev:
         return False, "waiting for the StatefulSet controller to observe the change"
     name = sts["metadata"]["name"]
-    pods = {p["metadata"]["name"]: p for p in _list(cluster, kubeapi.core_path(ns, "pods")) if _owned_by(p, sts)}
+    pods = {p["metadata"]["name"]: p for p in _list(cluster, kubeapi.core_path(ns, "pods"), sts) if _owned_by(p, sts)}
     moving = [pods[f"{name}-{i}"] for i in range(partition, n) if f"{name}-{i}" in pods]
     problems = _pod_problems(moving)
     if problems:
@@ -601,12 +608,12 @@ def _native_step(req: NativeInput, started: list[bool]) -> tuple[bool, str]:
             raise _non_retryable(
                 f"{w.describe()}: {cond.get('message', 'progress deadline exceeded')}", BATCH_TIMED_OUT
             )
-    rss = [rs for rs in _list(cluster, kubeapi.apps_path(ns, "replicasets")) if _owned_by(rs, deploy)]
+    rss = [rs for rs in _list(cluster, kubeapi.apps_path(ns, "replicasets"), deploy) if _owned_by(rs, deploy)]
     current = [
         rs for rs in rss if _without_hash(rs["spec"].get("template")) == _without_hash(deploy["spec"]["template"])
     ]
     if current:
-        pods = [p for p in _list(cluster, kubeapi.core_path(ns, "pods")) if _owned_by(p, current[0])]
+        pods = [p for p in _list(cluster, kubeapi.core_path(ns, "pods"), deploy) if _owned_by(p, current[0])]
         problems = _pod_problems(pods)
         if problems:
             raise _non_retryable(f"new pods are failing: {'; '.join(problems[:5])}", BATCH_UNHEALTHY)
