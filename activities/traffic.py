@@ -225,10 +225,11 @@ async def set_weight(request: WeightRequest) -> WeightResult:
             tracks.scale(CANARY, canary_n)
         if router.scales_stable and stable_n < stable.replicas:
             tracks.scale(STABLE, stable_n)
+        # Without a mesh the split is the pod ratio, which holds only once surplus pods are gone; with one, this
+        # makes "canary at N pods" true when the step ends, not a little later.
+        tracks.wait_scaled_down(CANARY, canary_n, timeout, _heartbeat)
         if router.scales_stable:
-            # The split is the pod ratio: it holds only once the surplus pods are gone.
             tracks.wait_scaled_down(STABLE, stable_n, timeout, _heartbeat)
-            tracks.wait_scaled_down(CANARY, canary_n, timeout, _heartbeat)
         return WeightResult(weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n)
 
     return await _run(shift)

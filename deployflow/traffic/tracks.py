@@ -56,6 +56,7 @@ class TrackState:
     replicas: int = 0
     ready: int = 0
     updated: int = 0
+    pods: int = 0  # live pods of any version: more than `replicas` while an update or scale-down finishes
     version: str | None = None
     image: str | None = None
     template: dict[str, Any] | None = None  # the pod template, to restore a previous version on rollback
@@ -145,7 +146,8 @@ class Tracks:
         # Readiness is counted from the pods themselves: a pod counts when it runs the current version and image
         # and is Ready, which holds whether or not the Deployment's status has caught up yet.
         updated = ready = 0
-        for pod in self._pods(track):
+        pods = self._pods(track)
+        for pod in pods:
             labels = pod.get("metadata", {}).get("labels") or {}
             images = [c.get("image") for c in pod.get("spec", {}).get("containers", [])]
             if labels.get(VERSION_LABEL) != version or (image is not None and image not in images):
@@ -160,6 +162,7 @@ class Tracks:
             replicas=raw["spec"].get("replicas", 1),
             ready=ready,
             updated=updated,
+            pods=len(pods),
             version=version,
             image=image,
             template=template,
@@ -229,7 +232,8 @@ class Tracks:
             state = self.read(track)
             if not state.exists:
                 raise TrackError(f"Deployment {deployment_name(self.target.app, track)} does not exist", "NotFound")
-            if state.ready >= replicas and state.updated >= replicas:
+            # Settled: enough ready pods of this template, and the pods of the one before it are gone.
+            if state.ready >= replicas and state.updated >= replicas and state.pods <= max(replicas, state.replicas):
                 return state
             heartbeat(f"{track}: {state.ready}/{replicas} ready")
             checks += 1
