@@ -271,3 +271,8 @@ async def scale_track(request: ScaleRequest) -> None:
             tracks.scale(request.track, request.replicas)
 
     await _run(scale)
+
+
+TRAFFIC_ACTIVITIES: list[Callable[..., Any]] = [
+    inspect_release, prepare_routing, deploy_track, set_weight, rollback_traffic, scale_track,
+]

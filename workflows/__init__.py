@@ -1,11 +1,13 @@
 """Deployment workflows, one module per strategy. The worker registers exactly `ALL_WORKFLOWS`."""
 
 from workflows.bluegreen import BlueGreenDeployment
+from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
 
 ALL_WORKFLOWS: list[type] = [
     BlueGreenDeployment,
     RollingDeployment,
+    CanaryDeployment,
 ]
 
 __all__ = ["ALL_WORKFLOWS"]

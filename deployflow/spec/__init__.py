@@ -9,6 +9,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field, TypeAdapter
 
 from deployflow.spec.bluegreen import BlueGreenRequest, PromotionGate
+from deployflow.spec.canary import CanaryRequest
 from deployflow.spec.common import (
     EnvVar,
     HttpProbe,
@@ -23,10 +24,11 @@ from deployflow.spec.rolling import RollingRequest
 STRATEGIES: dict[str, tuple[str, type[StrictModel]]] = {
     "blue-green": ("BlueGreenDeployment", BlueGreenRequest),
     "rolling": ("RollingDeployment", RollingRequest),
+    "canary": ("CanaryDeployment", CanaryRequest),
 }
 
 DeploymentSpec = Annotated[
-    Union[BlueGreenRequest, RollingRequest],  # noqa: UP007 - other strategies join this union
+    Union[BlueGreenRequest, RollingRequest, CanaryRequest],  # noqa: UP007 - other strategies join this union
     Field(discriminator="strategy"),
 ]
 
