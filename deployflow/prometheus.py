@@ -48,15 +48,20 @@ def scrape_config(targets: Sequence[str], interval_seconds: float = 1.0) -> dict
                 "job_name": f"target-{i}",
                 "scheme": url.scheme or "http",
                 "metrics_path": url.path or "/metrics",
-                "scrape_interval": f"{interval_seconds:g}s",
-                "scrape_timeout": f"{max(interval_seconds * 0.9, 0.5):g}s",
+                "scrape_interval": _duration(interval_seconds),
+                "scrape_timeout": _duration(max(interval_seconds * 0.9, 0.5)),
                 "static_configs": [{"targets": [url.netloc]}],
             }
         )
     return {
-        "global": {"scrape_interval": f"{interval_seconds:g}s", "evaluation_interval": f"{interval_seconds:g}s"},
+        "global": {"scrape_interval": _duration(interval_seconds), "evaluation_interval": _duration(interval_seconds)},
         "scrape_configs": jobs,
     }
+
+
+def _duration(seconds: float) -> str:
+    # Prometheus durations take whole units only ("900ms", not "0.9s").
+    return f"{round(seconds * 1000)}ms"
 
 
 class PrometheusServer:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Generator
+from typing import Any
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -17,6 +19,18 @@ from deployflow.temporal import (
 )
 
 pytest_plugins = ["tests.fixtures_sim"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Under CI=true a skipped Prometheus test is a failure: CI installs prometheus, so a skip there means the
+    analysis was never checked against a real one."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") == "true" and item.get_closest_marker("prometheus") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where prometheus must be installed: {report.longrepr}"
+
 
 # The time-skipping server does not advertise a heartbeat-details capability, so the SDK core warns once per worker;
 # only errors are worth reading in test output.

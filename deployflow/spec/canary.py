@@ -24,9 +24,11 @@ from deployflow.spec.common import DnsLabel, Duration, PositiveDuration, StrictM
 
 ROUTERS = ("replicas", "gateway-api", "istio", "nginx")
 
-# Share of 5xx answers of one version over the last 30 s, from the metrics every HTTP app in the mesh exports.
+# Share of 5xx answers of one version over the last 30 s. A healthy version has no 5xx series at all, hence
+# `or vector(0)`; a version with no traffic has no total either, which stays "no data".
 DEFAULT_ERROR_RATE_QUERY = (
-    'sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}",code=~"5.."}[30s]))'
+    '(sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}",code=~"5.."}[30s]))'
+    " or vector(0))"
     ' / sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}"}[30s]))'
 )
 
