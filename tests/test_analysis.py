@@ -354,3 +354,43 @@ async def test_prometheus_provider_errors_are_error_measurements(web_server: tup
     )
     judged = await measure(MeasureInput(target=TARGET, metric=m, version="v2"))
     assert judged.verdict == "Error" and "parse error" in judged.message
+
+
+# --- the kubernetes provider, against the simulator -------------------------------------------------------------
+
+
+async def test_kubernetes_provider_reads_the_measured_versions_pods(namespace: str) -> None:
+    import asyncio
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.traffic import TrackRequest, deploy_track
+    from deployflow.spec.common import Workload
+
+    target = Target(cluster="sim", namespace=namespace, app="web")
+    env = ActivityEnvironment()
+    await env.run(deploy_track, TrackRequest(target=target, track="stable", workload=Workload(image="web:v1"),
+                                             replicas=3, timeout_seconds=30))
+    crashing = Workload(image="web:v2", pod_annotations={"sim.deployflow.io/crash-loop": "true"})
+    await env.run(deploy_track, TrackRequest(target=target, track="canary", workload=crashing, replicas=2,
+                                             wait=False))
+
+    def pods(measure_what: str, **fields: Any) -> Metric:
+        return Metric.model_validate({"name": measure_what, "provider": {"kind": "kubernetes",
+                                                                          "measure": measure_what}, **fields})
+
+    ready = pods("ready-ratio", success_condition="result == 1")
+    assert (await measure(MeasureInput(target=target, metric=ready, version="v1"))).verdict == "Successful"
+    judged = await measure(MeasureInput(target=target, metric=ready, version="v2"))
+    assert judged.verdict == "Failed" and judged.value == 0.0, judged
+
+    restarts = pods("restarts", failure_condition="result > 0")
+    for _ in range(200):  # until the crash loop has restarted a container at least once
+        judged = await measure(MeasureInput(target=target, metric=restarts, version="v2"))
+        if judged.verdict != "Successful":
+            break
+        await asyncio.sleep(0.05)
+    assert judged.verdict == "Failed" and judged.value is not None and judged.value >= 1, judged
+    assert (await measure(MeasureInput(target=target, metric=restarts, version="v1"))).verdict == "Successful"
+    nobody = await measure(MeasureInput(target=target, metric=restarts, version="v9"))
+    assert nobody.verdict == "Inconclusive" and "no data" in nobody.message
