@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.analysis import measure
 from activities.traffic import deploy_track, inspect_release, prepare_routing, rollback_traffic, scale_track, set_weight
@@ -172,8 +173,16 @@ async def test_first_deployment_skips_the_steps(release: Release) -> None:
     assert release.rates.calls == {}  # nothing measured: there was nothing to compare against
 
 
+async def replays(handle: WorkflowHandle[Any, DeploymentStatus]) -> None:
+    """The recorded history replays against today's code: the workflow is deterministic."""
+    history = await handle.fetch_history()
+    await Replayer(workflows=[CanaryDeployment], data_converter=pydantic_data_converter).replay_workflow(history)
+
+
 async def test_seed_stages_complete_and_promote(release: Release) -> None:
-    status = await release.deploy(release.spec("v2", stages=SEED_STAGES))
+    handle = await release.start(release.spec("v2", stages=SEED_STAGES))
+    status = await handle.result()
+    await replays(handle)
     assert status.phase == Phase.SUCCEEDED
     assert status.version == "v2" and status.previous_version == "v1"
     release.assert_serving("v2")
@@ -235,6 +244,17 @@ async def test_abort_at_each_step_rolls_back(release: Release, step: int, weight
     release.assert_serving("v1")
     status: DeploymentStatus = await handle.query("status", result_type=DeploymentStatus)
     assert status.phase == Phase.ROLLED_BACK and status.weights == {"stable": 100, "canary": 0}
+
+
+async def test_abort_during_an_analysis_step(release: Release) -> None:
+    steps = [{"set_weight": 30}, analysis_step(release, interval="1h", count=3)]
+    handle = await release.start(release.spec("v2", steps=steps))
+    await release.wait_for(handle, lambda s: len(s.measurements) == 1)
+    await handle.execute_update("abort", AbortRequest(reason="enough"))
+    err = await release.fails(handle)
+    assert err.message.startswith("rolled back at step 2 (30%): aborted: enough"), err.message
+    await replays(handle)
+    release.assert_serving("v1")
 
 
 async def test_abort_is_refused_once_finished(release: Release) -> None:
@@ -353,7 +373,9 @@ async def test_background_analysis_failure_rolls_back(release: Release) -> None:
             "failure_condition": "result > 0.05",
         }]}},
     )
-    err = await release.fails(spec)
+    handle = await release.start(spec)
+    err = await release.fails(handle)
+    await replays(handle)
     assert err.message.startswith(
         "rolled back at step 2 (25%): background analysis: error_rate 0.2 > 0.05, 1 of 4 measurements failed"
     ), err.message
