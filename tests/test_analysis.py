@@ -381,7 +381,11 @@ async def test_kubernetes_provider_reads_the_measured_versions_pods(namespace: s
 
     ready = pods("ready-ratio", success_condition="result == 1")
     assert (await measure(MeasureInput(target=target, metric=ready, version="v1"))).verdict == "Successful"
-    judged = await measure(MeasureInput(target=target, metric=ready, version="v2"))
+    for _ in range(200):  # until the controller has created the canary's pods
+        judged = await measure(MeasureInput(target=target, metric=ready, version="v2"))
+        if judged.verdict != "Inconclusive":
+            break
+        await asyncio.sleep(0.05)
     assert judged.verdict == "Failed" and judged.value == 0.0, judged
 
     restarts = pods("restarts", failure_condition="result > 0")
@@ -394,3 +398,33 @@ async def test_kubernetes_provider_reads_the_measured_versions_pods(namespace: s
     assert (await measure(MeasureInput(target=target, metric=restarts, version="v1"))).verdict == "Successful"
     nobody = await measure(MeasureInput(target=target, metric=restarts, version="v9"))
     assert nobody.verdict == "Inconclusive" and "no data" in nobody.message
+
+
+async def test_header_from_a_secret(web_server: tuple[str, _Answers], namespace: str) -> None:
+    import base64
+
+    from kubernetes import client
+
+    from deployflow.kube import api_client
+
+    base, answers = web_server
+    answers.routes["/secret-auth"] = (200, {"data": {"rate": 0.0}})
+    client.CoreV1Api(api_client("sim")).create_namespaced_secret(namespace, {  # type: ignore[arg-type]
+        "metadata": {"name": "metrics-token"},
+        "data": {"token": base64.b64encode(b"Bearer from-secret").decode()},
+    })
+    target = Target(cluster="sim", namespace=namespace, app="web")
+
+    def with_key(key: str) -> Metric:
+        return Metric.model_validate(
+            {"name": "error_rate",
+             "provider": {"kind": "web", "url": f"{base}/secret-auth", "json_path": "$.data.rate",
+                          "headers": [{"name": "Authorization",
+                                       "value_from": {"secret": {"name": "metrics-token", "key": key}}}]}}
+        )
+
+    judged = await measure(MeasureInput(target=target, metric=with_key("token"), version="v2"))
+    assert judged.verdict == "Successful", judged
+    assert answers.seen[-1][1].get("Authorization") == "Bearer from-secret"
+    judged = await measure(MeasureInput(target=target, metric=with_key("missing"), version="v2"))
+    assert judged.verdict == "Error" and "has no key missing" in judged.message
