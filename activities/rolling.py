@@ -449,9 +449,12 @@ def _deployment_step(req: MoveInput) -> tuple[bool, str]:
         status = rs.get("status") or {}
         return min(int(status.get("availableReplicas", 0)), int(rs["spec"].get("replicas", 0)))
 
-    n, count = req.replicas, req.count
-    want_other = n - count
+    n = req.replicas
     t_spec = int(target["spec"].get("replicas", 0))
+    # Pods already at the target template stay: a rollback that finds more old pods than its plan expected keeps
+    # them serving rather than removing one to match the plan.
+    count = max(req.count, min(t_spec, n))
+    want_other = n - count
     o_spec = sum(int(rs["spec"]["replicas"]) for rs in others)
     t_avail = avail(target)
     o_avail = sum(avail(rs) for rs in others)
@@ -465,7 +468,6 @@ def _deployment_step(req: MoveInput) -> tuple[bool, str]:
         and int(t_status.get("replicas", -1)) == count
         and len(target_pods) == count
         and all(int((rs.get("status") or {}).get("replicas", 0)) == int(rs["spec"]["replicas"]) for rs in others)
-        and o_avail >= want_other
     )
     detail = f"{revision}: {t_avail}/{count} new available; others {o_avail} available of {o_spec} (want {want_other})"
     if settled:
@@ -475,8 +477,6 @@ def _deployment_step(req: MoveInput) -> tuple[bool, str]:
         room = n + req.surge - (t_spec + o_spec)
         if room > 0:
             _scale_rs(cluster, ns, target, t_spec + min(room, count - t_spec))
-    elif t_spec > count and o_spec + t_spec > n:
-        _scale_rs(cluster, ns, target, max(count, n - o_spec))
     # Shrink the others without dropping below replicas - maxUnavailable available pods.
     if o_spec > want_other:
         min_available = n - req.unavailable

@@ -349,6 +349,26 @@ async def test_rollback_batch_by_batch_after_a_failed_later_batch(
     assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
 
 
+async def test_batch_rollback_of_crash_looping_pods_keeps_every_old_pod_serving(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=4)
+    await wait_ready(sim, namespace, 4)
+    req = request(namespace, batch_size="50%", rollback="batches", pod_annotations={CRASH_LOOP: "true"})
+    async with rolling_worker(time_skipping_env) as queue:
+        with Sampler(sim, namespace) as sampler:
+            handle = await start(time_skipping_env, queue, req)
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+        final = await status_of(handle)
+    assert final.phase == Phase.ROLLED_BACK
+    # The old pods were never scaled down (maxUnavailable 0 and the new pod never became available), so the
+    # rollback only removes the crash-looping pods: no serving pod is touched on the way back.
+    assert sampler.min_ready >= 4
+    await wait_ready(sim, namespace, 4)
+    assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+
+
 async def test_cancel_from_the_ui_rolls_back_too(
     time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
 ) -> None:
