@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.analysis import measure
 from activities.hooks import HOOK_ACTIVITIES
@@ -254,6 +255,13 @@ async def test_batches_replace_every_pod_without_losing_capacity(
     healthy = [e.message for e in status.events if "healthy" in e.message]
     assert healthy == [f"batch {i}/4 healthy: {i}/4 pods run 2.0.0, all ready" for i in range(1, 5)]
     assert status.previous_version == "1.0.0" and status.version == "2.0.0"
+    await replay(handle)
+
+
+async def replay(handle: WorkflowHandle[Any, Any]) -> None:
+    """The recorded history replays against the current code: the workflow is deterministic."""
+    replayer = Replayer(workflows=[RollingDeployment], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def test_pause_holds_between_batches_and_resume_continues(
@@ -301,6 +309,7 @@ async def test_abort_mid_rollout_restores_the_recorded_revision(
     assert final.phase == Phase.ROLLED_BACK, [e.message for e in final.events][-4:]
     await wait_ready(sim, namespace, 4)
     assert sorted(versions(sim, namespace).values()) == ["1.0.0"] * 4
+    await replay(handle)
     after = workload(namespace)
     assert after["spec"]["template"] == before["spec"]["template"]
     assert after["spec"]["strategy"] == before["spec"]["strategy"]
