@@ -15,6 +15,13 @@ end (`finish_rolling`), when the Deployment is unpaused and adopts the result as
 
 A rollback is the same movement with the recorded template as the target.
 
+Two things to know on a real cluster: the recorded revision (template, strategy, pause flag) is kept in the
+`deployflow.io/rollout` annotation while deployflow drives, so a later run (or a person) can always tell what to
+restore; and nobody should unpause the Deployment by hand meanwhile, because under `Recreate` Kubernetes would then
+replace every remaining old pod at once. With maxSurge 0 the very first move shrinks the old ReplicaSet before the
+new one has any pod; a paused Deployment whose only active ReplicaSet is smaller than `replicas` gets it scaled
+back once, which the next look notices and corrects (one pod of churn, no loss of capacity).
+
 StatefulSets use their own mechanism: `updateStrategy.rollingUpdate.partition`. With partition = replicas -
 count, the StatefulSet controller replaces exactly the `count` highest ordinals (one pod at a time) and leaves the
 others alone, so between batches nothing changes either.
