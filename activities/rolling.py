@@ -20,7 +20,8 @@ Two things to know on a real cluster: the recorded revision (template, strategy,
 restore; and nobody should unpause the Deployment by hand meanwhile, because under `Recreate` Kubernetes would then
 replace every remaining old pod at once. With maxSurge 0 the very first move shrinks the old ReplicaSet before the
 new one has any pod; a paused Deployment whose only active ReplicaSet is smaller than `replicas` gets it scaled
-back once, which the next look notices and corrects (one pod of churn, no loss of capacity).
+back once; the next look notices and corrects it, at the cost of recreating those pods and, for that moment,
+exceeding maxSurge by the batch size. The simulator's controller does not do this; a real one may.
 
 StatefulSets use their own mechanism: `updateStrategy.rollingUpdate.partition`. With partition = replicas -
 count, the StatefulSet controller replaces exactly the `count` highest ordinals (one pod at a time) and leaves the
