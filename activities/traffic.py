@@ -250,7 +250,11 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
             # Without a mesh the canary pods are the only backends until stable pods are ready again.
             tracks.scale(STABLE, request.replicas)
             tracks.wait_ready(STABLE, 1, request.timeout_seconds, _heartbeat)
-        if router.weight() is not None or router.scales_stable:
+        try:
+            routed = router.weight() is not None
+        except RouterError:
+            routed = False  # a route that never pointed at our Services carries none of our traffic
+        if routed or router.scales_stable:
             router.set_weight(0)
         if stable.replicas < request.replicas:
             tracks.scale(STABLE, request.replicas)

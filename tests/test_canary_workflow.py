@@ -436,6 +436,22 @@ async def test_gateway_api_release(release: Release) -> None:
     release.assert_serving("v2")
 
 
+async def test_foreign_route_fails_before_anything_changes(release: Release) -> None:
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(api_client("sim"))
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "web", "namespace": release.namespace},
+             "spec": {"rules": [{"backendRefs": [{"name": "legacy", "port": 80}]}]}}
+    api.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", release.namespace, "httproutes", route)
+    err = await release.fails(release.spec("v2", traffic={"router": "gateway-api"}, steps=[{"set_weight": 50}]))
+    assert "before the first step" in err.message and "no rule with a backendRef to web-stable" in err.message
+    kept = api.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", release.namespace, "httproutes", "web")
+    assert kept["spec"]["rules"][0]["backendRefs"] == [{"name": "legacy", "port": 80}]
+    assert not release.tracks().read("canary").exists
+    release.assert_serving("v1")
+
+
 def test_bad_spec_names_the_field() -> None:
     base = {"target": {"cluster": "sim", "namespace": "shop", "app": "web"}, "workload": {"image": "web:v2"}}
     cases = [
