@@ -31,7 +31,9 @@ from tests.test_rolling_workflow import (
     start,
     status_of,
     versions,
+    wait_phase,
     wait_ready,
+    wait_step,
 )
 
 
@@ -130,6 +132,29 @@ async def test_slack_and_webhook_receive_each_event_of_a_deployment(
     )
     assert "is waiting for approval" in slack[1]["text"]
     assert slack[-1]["attachments"][0]["color"] == "#2EB886"
+
+
+async def test_pause_and_resume_are_notified(
+    time_skipping_env: WorkflowEnvironment,
+    sim: Simulator,
+    namespace: str,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_HOOK_URL", f"{receiver.url}/hook")
+    create_deployment(namespace, replicas=2)
+    await wait_ready(sim, namespace, 2)
+    req = request(namespace, batch_size=1, notify=[{"kind": "webhook", "url_env": "TEST_HOOK_URL"}])
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, req)
+        await wait_step(handle, "batch 1/2")
+        await handle.execute_update("pause", {"reason": "lunch"})
+        await wait_phase(handle, Phase.PAUSED)
+        await handle.execute_update("resume")
+        assert (await handle.result()).phase == Phase.SUCCEEDED
+    events = [b["event"] for b in receiver.bodies("/hook")]
+    assert events == ["started", "paused", "resumed", "promoted", "succeeded"]
+    assert receiver.bodies("/hook")[1]["reason"] == "paused: lunch"
 
 
 async def test_a_rollback_is_notified_with_its_reason_and_the_url_can_come_from_a_secret(
