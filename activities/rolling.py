@@ -78,7 +78,9 @@ Kind = Literal["Deployment", "StatefulSet"]
 # ---- models -------------------------------------------------------------------------------------------------
 
 
-class Workload(BaseModel):
+class WorkloadRef(BaseModel):
+    """Which workload a rollout changes."""
+
     target: Target
     kind: Kind
     name: str
@@ -108,14 +110,14 @@ class PrepareInput(BaseModel):
 
 
 class PrepareResult(BaseModel):
-    workload: Workload
+    workload: WorkloadRef
     recorded: RecordedRevision
     template: dict[str, Any]  # the new pod template
     up_to_date: bool  # the workload already runs exactly this template
 
 
 class BeginInput(BaseModel):
-    workload: Workload
+    workload: WorkloadRef
     template: dict[str, Any]
     replicas: int
     recorded: RecordedRevision | None = Field(
@@ -124,7 +126,7 @@ class BeginInput(BaseModel):
 
 
 class MoveInput(BaseModel):
-    workload: Workload
+    workload: WorkloadRef
     count: int = Field(description="pods that must run the workload's current template when this returns")
     replicas: int
     surge: int
@@ -140,14 +142,14 @@ class MoveResult(BaseModel):
 
 
 class FinishInput(BaseModel):
-    workload: Workload
+    workload: WorkloadRef
     recorded: RecordedRevision
     replicas: int
     timeout_seconds: float = 300.0
 
 
 class NativeInput(BaseModel):
-    workload: Workload
+    workload: WorkloadRef
     template: dict[str, Any]
     strategy: dict[str, Any]
     replicas: int
@@ -265,7 +267,7 @@ async def _poll_until(check: Callable[[], tuple[bool, str]], timeout: float, wha
 
 def _prepare(request: RollingRequest) -> PrepareResult:
     target = request.target
-    workload = Workload(target=target, kind=request.kind, name=request.name)
+    workload = WorkloadRef(target=target, kind=request.kind, name=request.name)
     obj = kubeapi.get(target.cluster, workload.path())
     if obj is None:
         raise _non_retryable(
