@@ -77,7 +77,8 @@ async def run_worker(
     shutdown_timeout: timedelta = timedelta(seconds=30),
 ) -> None:
     """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process."""
-    with ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity") as executor:
+    executor = ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity")
+    try:
         worker = build_worker(
             client,
             task_queue,
@@ -92,6 +93,10 @@ async def run_worker(
             log.info("worker polling %s on %s", task_queue, client.namespace)
             await stop_event.wait()
             log.info("worker stopping: finishing running activities")
+    finally:
+        # The worker has already waited (graceful shutdown) and cancelled what still ran; joining threads here
+        # would block the event loop of a process that hosts more than the worker (`deployflow dev`).
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from activities._errors import api_for
 from deployflow.smoke import run_smoke_test
@@ -36,6 +37,13 @@ class SmokeReport(BaseModel):
         return "; ".join(r.message for r in self.results if not r.passed)
 
 
+def _pause(seconds: float) -> None:
+    """Waits between attempts, but wakes at once when the activity is cancelled (an abort)."""
+    activity.wait_for_cancelled_sync(seconds)
+    if activity.is_cancelled():
+        raise CancelledError("smoke tests cancelled")
+
+
 @activity.defn(name="run_smoke_tests")
 def run_smoke_tests(request: SmokeTestsInput) -> SmokeReport:
     """Runs each test in order and stops at the first failure (later tests would only repeat the verdict)."""
@@ -45,9 +53,17 @@ def run_smoke_tests(request: SmokeTestsInput) -> SmokeReport:
 
         def on_attempt(attempt: int, outcome: str, label: str = test.label) -> None:
             activity.heartbeat(f"{label}: attempt {attempt}: {outcome}")
+            if activity.is_cancelled():
+                raise CancelledError(f"smoke tests stopped at {label}, attempt {attempt}")
 
         result = run_smoke_test(
-            api, request.target.namespace, request.service, request.port, test, on_attempt=on_attempt
+            api,
+            request.target.namespace,
+            request.service,
+            request.port,
+            test,
+            on_attempt=on_attempt,
+            sleep=_pause,
         )
         report.results.append(SmokeTestResult(**vars(result)))
         if not result.passed:

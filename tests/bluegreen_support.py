@@ -40,9 +40,12 @@ def bluegreen_request(namespace: str, version: str = "1.0", **fields: Any) -> Bl
 async def running_worker(client: Client) -> AsyncIterator[str]:
     """The production worker (same workflows, activities and settings) on a task queue of its own."""
     task_queue = f"bluegreen-{uuid.uuid4().hex[:8]}"
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    executor = ThreadPoolExecutor(max_workers=16)
+    try:
         async with build_worker(client, task_queue, executor=executor, max_concurrent_activities=16):
             yield task_queue
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def start(client: Client, task_queue: str, request: BlueGreenRequest, **kwargs: Any) -> WorkflowHandle[Any, Any]:

@@ -225,6 +225,8 @@ class BlueGreenDeployment(DeploymentControl):
                     start_to_close_timeout=self._smoke_budget(request),
                     heartbeat_timeout=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
                     retry_policy=RETRY,
+                    # Wait for the checks to stop before rolling back, so no request is in flight meanwhile.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     summary=f"smoke tests via {request.preview_service_name}",
                 )
             )
