@@ -305,8 +305,9 @@ class DeploymentControl:
     async def interruptible(self, awaitable: Awaitable[T]) -> T:
         """Awaits an activity (or any step) but gives up at once on abort: the step is cancelled, then `Aborted`.
 
-        Activities that change the cluster must use WAIT_CANCELLATION_COMPLETED, so the cancelled step has stopped
-        before the strategy starts its rollback.
+        Give the activities run here WAIT_CANCELLATION_COMPLETED: a cluster-changing step has then stopped before
+        the rollback starts, and no cancelled activity is left running unseen (on the shared time-skipping test
+        server such an orphan also stops time from skipping for every later test).
         """
         self._raise_if_aborted()
         step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
