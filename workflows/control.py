@@ -27,13 +27,14 @@ Messages (the same names work as signals and as updates; signals accept no input
 
 - `pause` / `resume`: take effect at the next `checkpoint()`. Updates refuse pause when already paused or finished,
   and resume when not paused.
-- `abort(reason)`: raises `Aborted` from the next `checkpoint()`, from `wait_for_promotion`, `wait`, `standby`
-  and from `interruptible(...)` at once. The strategy catches it, rolls back, and fails the run. Refused when
-  finished or already aborting.
+- `abort(reason)`: raises `Aborted` from the next `checkpoint()`, from `wait_for_promotion` and `wait`, and from
+  `interruptible(...)` at once (during `standby()` it counts as a rollback). The strategy catches it, rolls back,
+  and fails the run. Refused when finished or already aborting.
 - `promote(full)`: opens whatever gate waits (`wait_for_promotion`, `wait`, or ends `standby` early). Refused when
   nothing waits. `promote_full` tells the strategy to skip its remaining steps (canary).
 - `approve(approver, comment)`: opens a `wait_for_promotion` gate and records who approved. Refused otherwise.
-- `rollback(reason)`: only while `standby()` holds the previous version; `standby` returns "rollback" at once.
+- `rollback(reason)`: only while `await self.standby(duration)` holds the previous version after the switch;
+  `standby` then returns "rollback" at once ("promoted" when promote ended it early, "elapsed" otherwise).
 - query `status` -> `DeploymentStatus`.
 
 State the strategy updates: `set_phase(phase, message, step=..., step_index=..., step_count=...)` (also upserts the
