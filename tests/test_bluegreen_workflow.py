@@ -492,3 +492,51 @@ async def test_notifications_follow_the_release_and_its_rollback(
     ]
     rolled_back = receiver.bodies("/hook")[-1]
     assert "CrashLoopBackOff" in rolled_back["reason"] and rolled_back["details"]["active_color"] == "green"
+
+
+# --- health judgement, from raw objects ---------------------------------------------------------------------------
+
+
+def _pod(name: str, image: str, *, ready: bool, waiting: str | None = None, deleting: bool = False) -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    meta: dict[str, Any] = {"name": name}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"containers": [{"name": "web", "image": image}]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": "web", "image": image, "state": state, "restartCount": 3 if waiting else 0}],
+        },
+    }
+
+
+def _deployment(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"generation": 2}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2, **status}}
+
+
+def test_health_waits_for_terminating_old_pods_and_ignores_their_crashes() -> None:
+    pods = [
+        _pod("new-1", "web:2", ready=True),
+        _pod("new-2", "web:2", ready=True),
+        _pod("old-1", "web:1", ready=False, waiting="CrashLoopBackOff"),
+    ]
+    health = workloads.assess(_deployment(updatedReplicas=2, replicas=3), pods, replicas=2, image="web:2")
+    assert health.failure_reason is None and not health.ready  # the old pod still exists
+    pods[2] = _pod("old-1", "web:1", ready=False, deleting=True)
+    health = workloads.assess(_deployment(updatedReplicas=2, replicas=2), pods, replicas=2, image="web:2")
+    assert health.ready
+
+
+def test_health_fails_fast_on_a_crash_loop_and_on_the_progress_deadline() -> None:
+    crashing = [_pod("new-1", "web:2", ready=False, waiting="CrashLoopBackOff")]
+    health = workloads.assess(_deployment(updatedReplicas=2, replicas=2), crashing, replicas=2, image="web:2")
+    assert health.failure_reason == "CrashLoopBackOff" and "3 restarts" in health.failure_message
+    stalled = _deployment(
+        updatedReplicas=2,
+        replicas=2,
+        conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+    )
+    health = workloads.assess(stalled, [], replicas=2, image="web:2")
+    assert health.failure_reason == "ProgressDeadlineExceeded" and not health.ready
