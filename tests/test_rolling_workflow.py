@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -155,15 +154,6 @@ async def start(env: WorkflowEnvironment, queue: str, req: RollingRequest) -> Wo
 
 
 async def status_of(handle: WorkflowHandle[Any, Any]) -> DeploymentStatus:
-    # A query as the very first thing a workflow sees reaches it before its input (the SDK fails the task):
-    # ask only once the first workflow task has completed.
-    if not getattr(handle, "_first_task_done", False):
-        for _ in range(400):
-            events = [e async for e in handle.fetch_history_events()]
-            if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events):
-                break
-            await asyncio.sleep(0.02)
-        handle._first_task_done = True  # type: ignore[attr-defined]
     return await handle.query("status", result_type=DeploymentStatus)
 
 
