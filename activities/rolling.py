@@ -652,10 +652,23 @@ async def native_rollout(req: NativeInput) -> str:
     return detail
 
 
+class PauseInput(BaseModel):
+    workload: WorkloadRef
+    paused: bool
+
+
+@activity.defn
+async def set_paused(req: PauseInput) -> None:
+    """Pauses or resumes a Deployment's own rollout (native mode): Kubernetes stops moving pods where they are."""
+    w = req.workload
+    await asyncio.to_thread(kubeapi.merge_patch, w.target.cluster, w.path(), {"spec": {"paused": req.paused}})
+
+
 ROLLING_ACTIVITIES: list[Callable[..., Any]] = [
     prepare_rolling,
     begin_rolling,
     move_pods,
     finish_rolling,
     native_rollout,
+    set_paused,
 ]

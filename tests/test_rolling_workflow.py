@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -143,7 +144,11 @@ def request(namespace: str, app: str = "web", version: str = "2.0.0", **fields: 
 @asynccontextmanager
 async def rolling_worker(env: WorkflowEnvironment) -> AsyncIterator[str]:
     queue = f"rolling-{uuid.uuid4().hex[:8]}"
-    async with Worker(env.client, task_queue=queue, workflows=[RollingDeployment], activities=ACTIVITIES):
+    async with Worker(
+        env.client, task_queue=queue, workflows=[RollingDeployment], activities=ACTIVITIES,
+        # As worker.py: heartbeats leave at least every second, so a cancel reaches a waiting activity quickly.
+        max_heartbeat_throttle_interval=timedelta(seconds=1), default_heartbeat_throttle_interval=timedelta(seconds=1),
+    ):
         yield queue
 
 
@@ -474,6 +479,32 @@ async def test_native_mode_drives_kubernetes_rolling_update(
     assert sorted(versions(sim, namespace).values()) == ["2.0.0"] * 3
     deploy = workload(namespace)
     assert deploy["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": "25%", "maxUnavailable": "25%"}
+
+
+async def test_native_mode_pause_pauses_the_deployment_mid_rollout(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str
+) -> None:
+    create_deployment(namespace, replicas=3)
+    await wait_ready(sim, namespace, 3)
+    slow = {"sim.deployflow.io/ready-delay-seconds": "20"}  # one simulated second per 50 ms: 1 s per new pod
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(
+            time_skipping_env, queue, request(namespace, mode="native", max_surge=1, pod_annotations=slow)
+        )
+        await wait_for(lambda: "2.0.0" in versions(sim, namespace).values(), "the first new pod")
+        await handle.signal("pause")
+        await wait_phase(handle, Phase.PAUSED)
+        assert workload(namespace)["spec"]["paused"] is True
+        held = versions(sim, namespace)
+        assert sorted(held.values()).count("1.0.0") >= 2  # stopped part-way
+        await asyncio.sleep(2.0)  # long enough for a pod or two to have been replaced had it not been paused
+        assert versions(sim, namespace) == held
+        await handle.signal("resume")
+        final = await handle.result()
+    assert final.phase == Phase.SUCCEEDED
+    await wait_ready(sim, namespace, 3)
+    assert sorted(versions(sim, namespace).values()) == ["2.0.0"] * 3
+    assert not workload(namespace)["spec"].get("paused")
 
 
 async def test_missing_workload_fails_before_anything_changes(

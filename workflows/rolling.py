@@ -15,12 +15,13 @@ The runbook
    means "no pod is changing", is explained in `activities/rolling.py`.
 
 In `native` mode step 4 is one step: Kubernetes' own RollingUpdate with the chosen maxSurge/maxUnavailable,
-watched to the end; a pause then takes effect only once that rollout is done.
+watched to the end; a pause pauses the Deployment itself (`spec.paused`) wherever its rollout stands.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         FinishInput,
         MoveInput,
         NativeInput,
+        PauseInput,
         PrepareInput,
         PrepareResult,
         begin_rolling,
@@ -49,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         move_pods,
         native_rollout,
         prepare_rolling,
+        set_paused,
     )
     from deployflow.analysis.judge import Verdict, judge_metric
     from deployflow.spec.analysis import Analysis
@@ -223,16 +226,44 @@ class RollingDeployment(DeploymentControl):
         )
         await self.interruptible(self._hooks(r, HookPoint.PRE_PROMOTE))
         self._attempted = n
-        await self._activity(
-            native_rollout,
-            NativeInput(
-                workload=prep.workload, template=prep.template, replicas=n,
-                strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
-                restore_strategy=prep.recorded.strategy, timeout_seconds=r.batch_timeout.total_seconds(),
-            ),
-            summary=f"RollingUpdate of {r.kind} {r.name}",
-            timeout=r.batch_timeout + timedelta(minutes=1),
+        native = NativeInput(
+            workload=prep.workload, template=prep.template, replicas=n,
+            strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}},
+            restore_strategy=prep.recorded.strategy, timeout_seconds=r.batch_timeout.total_seconds(),
         )
+        # No batches to stop between: a pause pauses the Deployment itself (spec.paused), mid-rollout, and resume
+        # sets the same template again and unpauses it.
+        while True:
+            rollout = workflow.execute_activity(
+                native_rollout, native, start_to_close_timeout=r.batch_timeout + timedelta(minutes=1),
+                heartbeat_timeout=timedelta(seconds=30), retry_policy=RETRY, cancellation_type=CHANGE,
+                summary=f"RollingUpdate of {r.kind} {r.name}",
+            )
+            if await self.interruptible(self._unless_paused(rollout)):
+                return
+            await self._activity(
+                set_paused, PauseInput(workload=prep.workload, paused=True), summary=f"pause {r.kind} {r.name}"
+            )
+            self.event(f"{r.kind} {r.name} paused mid-rollout (spec.paused)", kind="decision")
+            await self.checkpoint()
+
+    async def _unless_paused(self, step: Awaitable[Any]) -> bool:
+        """True when `step` completed; False when a pause came first, once the step has stopped."""
+        task = asyncio.ensure_future(step)
+        pause = asyncio.ensure_future(workflow.wait_condition(lambda: self.status.paused))
+        try:
+            await workflow.wait([task, pause], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            await self._stop(task)
+            raise
+        finally:
+            if not pause.done():
+                pause.cancel()
+        if task.done():
+            task.result()
+            return True
+        await self._stop(task)
+        return False
 
     # ---- rollback -------------------------------------------------------------------------------------------------
 
