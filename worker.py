@@ -12,17 +12,23 @@ workflows lose nothing, they continue on another worker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pydantic
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
+from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ALL_ACTIVITIES
+from deployflow.spec.common import describe_validation_error
 from deployflow.temporal import DEFAULT_TASK_QUEUE, ConnectionSettings, connect
 from workflows import ALL_WORKFLOWS
 
@@ -31,6 +37,33 @@ log = logging.getLogger("deployflow.worker")
 # Activities heartbeat about once a second; sending heartbeats that often means a cancel (abort, UI cancel) reaches
 # a waiting activity within about a second instead of after most of its heartbeat timeout.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
+
+class SpecFailureConverter(DefaultFailureConverter):
+    """Reports a payload that does not validate as `InvalidSpec`, one line per field, never to be retried.
+
+    A workflow started from the temporal CLI or the UI with a bad spec fails while its input is decoded, before any
+    workflow code runs; this gives that failure the same type and wording as the workflow's own checks.
+    """
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        if isinstance(exception, pydantic.ValidationError):
+            title = exception.title
+            invalid = ApplicationError(
+                f"invalid {title}: {describe_validation_error(exception)}", type="InvalidSpec", non_retryable=True
+            )
+            invalid.__traceback__ = exception.__traceback__
+            exception = invalid
+        super().to_failure(exception, payload_converter, failure)
+
+
+def worker_client(client: Client) -> Client:
+    """The same connection, with failures of bad input reported as `InvalidSpec` (see SpecFailureConverter)."""
+    config = client.config()
+    config["data_converter"] = dataclasses.replace(
+        config["data_converter"], failure_converter_class=SpecFailureConverter
+    )
+    return Client(**config)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
@@ -54,7 +87,7 @@ def build_worker(
 ) -> Worker:
     """The worker with every registered workflow and activity; tests build theirs here too."""
     return Worker(
-        client,
+        worker_client(client),
         task_queue=task_queue,
         # Each registry line is added by the strategy that needs it; two strategies may list one activity.
         workflows=list(dict.fromkeys(ALL_WORKFLOWS)),
