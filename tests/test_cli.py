@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -155,22 +156,37 @@ WAIT = 60.0  # bounds a hang; not a speed assertion
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[None]:
-    from worker import run_worker
+async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
+    """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
+    from deployflow.cli import has_pollers
 
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(run_worker(dev_env.client, DEFAULT_TASK_QUEUE, stop_event=stop))
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "DEPLOYFLOW_TASK_QUEUE": queue, "KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "deployflow.cli", "worker", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        yield
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not await has_pollers(dev_env.client, queue):
+            assert proc.returncode is None, "the worker exited while starting"
+            assert loop.time() < deadline, "the worker never polled its task queue"
+            await asyncio.sleep(0.1)
+        yield queue
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
-async def deployflow(dev_env: WorkflowEnvironment, *args: str) -> tuple[int, str]:
+async def deployflow(dev_env: WorkflowEnvironment, *args: str, queue: str = "") -> tuple[int, str]:
     """The installed CLI as a user runs it: a separate process, configured by the environment."""
     env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "DEPLOYFLOW_TASK_QUEUE": DEFAULT_TASK_QUEUE, "COLUMNS": "200"}
+           "DEPLOYFLOW_TASK_QUEUE": queue or DEFAULT_TASK_QUEUE, "COLUMNS": "200"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "deployflow.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -193,23 +209,23 @@ async def status_json(dev_env: WorkflowEnvironment, ref: str, *extra: str) -> di
 
 
 async def test_start_status_pause_abort_leave_the_stable_version_serving(
-    dev_env: WorkflowEnvironment, worker: None, sim: Any, namespace: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, worker: str, sim: Any, namespace: str, tmp_path: Path
 ) -> None:
     workflow_id = f"deploy/sim/{namespace}/shop"
     v1 = write_spec(tmp_path, bluegreen_doc(namespace, version="1.0.0"), "v1.yaml")
-    code, out = await deployflow(dev_env, "start", str(v1), "--wait")
+    code, out = await deployflow(dev_env, "start", str(v1), "--wait", queue=worker)
     assert code == 0, out
     assert workflow_id in out and "Succeeded" in out
     assert served_version(sim.url, namespace) == "1.0.0"
 
     v2 = write_spec(tmp_path, bluegreen_doc(namespace, version="2.0.0", standby="10m",
                                             promotion={"mode": "manual"}), "v2.yaml")
-    code, out = await deployflow(dev_env, "start", str(v2))
+    code, out = await deployflow(dev_env, "start", str(v2), queue=worker)
     assert code == 0, out
     assert f"started BlueGreenDeployment {workflow_id}" in out
 
     # A second release of the same app is refused while the first runs, naming it.
-    code, out = await deployflow(dev_env, "start", str(v2))
+    code, out = await deployflow(dev_env, "start", str(v2), queue=worker)
     assert code == 1, out
     assert f"already running as workflow {workflow_id}" in out
 
@@ -258,22 +274,22 @@ async def test_start_status_pause_abort_leave_the_stable_version_serving(
     assert {r["status"] for r in runs} == {"FAILED", "COMPLETED"}
 
 
-async def test_status_of_an_unknown_app_says_so(dev_env: WorkflowEnvironment, worker: None) -> None:
+async def test_status_of_an_unknown_app_says_so(dev_env: WorkflowEnvironment, worker: str) -> None:
     code, out = await deployflow(dev_env, "status", "no-such-app")
     assert code == 1
     assert "no deployment found for app 'no-such-app'" in out
 
 
 async def test_approve_then_rollback_after_the_switch(
-    dev_env: WorkflowEnvironment, worker: None, sim: Any, namespace: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, worker: str, sim: Any, namespace: str, tmp_path: Path
 ) -> None:
     workflow_id = f"deploy/sim/{namespace}/shop"
     v1 = write_spec(tmp_path, bluegreen_doc(namespace, version="1.0.0"), "v1.yaml")
-    code, out = await deployflow(dev_env, "start", str(v1), "--wait")
+    code, out = await deployflow(dev_env, "start", str(v1), "--wait", queue=worker)
     assert code == 0, out
     v2 = write_spec(tmp_path, bluegreen_doc(namespace, version="2.0.0", standby="10m",
                                             promotion={"mode": "manual"}), "v2.yaml")
-    code, out = await deployflow(dev_env, "start", str(v2))
+    code, out = await deployflow(dev_env, "start", str(v2), queue=worker)
     assert code == 0, out
 
     # Rollback makes no sense before the switch: refused with the reason.

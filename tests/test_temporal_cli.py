@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
+import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,12 +45,14 @@ def command(commands: list[list[str]], *words: str) -> list[str]:
     raise AssertionError(f"the README has no `temporal workflow {' '.join(words)}` command")
 
 
-async def run_temporal(argv: list[str], address: str, workflow_id: str, spec_file: Path) -> tuple[int, str]:
+async def run_temporal(argv: list[str], address: str, workflow_id: str, spec_file: Path,
+                       queue: str = DEFAULT_TASK_QUEUE) -> tuple[int, str]:
     assert argv[:2] == ["temporal", "workflow"], argv
     # --address goes right after the subcommand ("update execute" has two words).
     sub = 4 if argv[2] == "update" else 3
     args = [temporal_cli_path(), *argv[1:sub], "--address", address, *argv[sub:]]
-    args = [workflow_id if a == README_ID else str(spec_file) if a == "spec.json" else a for a in args]
+    subst = {README_ID: workflow_id, "spec.json": str(spec_file), DEFAULT_TASK_QUEUE: queue}
+    args = [subst.get(a, a) for a in args]
     proc = await asyncio.create_subprocess_exec(
         *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -81,19 +86,34 @@ def served_version(sim_url: str, namespace: str, service: str = "shop") -> str:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[None]:
-    from worker import run_worker
+async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
+    """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
+    from deployflow.cli import has_pollers
 
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(run_worker(dev_env.client, DEFAULT_TASK_QUEUE, stop_event=stop))
+    queue = f"temporal-cli-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "DEPLOYFLOW_TASK_QUEUE": queue, "KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "deployflow.cli", "worker", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        yield
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not await has_pollers(dev_env.client, queue):
+            assert proc.returncode is None, "the worker exited while starting"
+            assert loop.time() < deadline, "the worker never polled its task queue"
+            await asyncio.sleep(0.1)
+        yield queue
     finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
-async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker: None, sim: Any, namespace: str,
+async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker: str, sim: Any, namespace: str,
                                             tmp_path: Path) -> None:
     client = dev_env.client
     address = client.service_client.config.target_host
@@ -101,11 +121,11 @@ async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker
     commands = readme_commands()
 
     async def run(argv: list[str]) -> tuple[int, str]:
-        return await run_temporal(argv, address, workflow_id, spec_file)
+        return await run_temporal(argv, address, workflow_id, spec_file, worker)
 
     # v1 is live first, so the release under test has a stable version to return to.
     v1 = await client.execute_workflow("BlueGreenDeployment", spec(namespace, "1.0.0", standby="0s"),
-                                       id=workflow_id, task_queue=DEFAULT_TASK_QUEUE,
+                                       id=workflow_id, task_queue=worker,
                                        result_type=DeploymentStatus)
     assert v1.phase == Phase.SUCCEEDED
     assert served_version(sim.url, namespace) == "1.0.0"
@@ -165,7 +185,7 @@ async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker
         assert served_version(sim.url, namespace) == "1.0.0"
 
 
-async def test_refused_update_exits_non_zero_with_the_reason(dev_env: WorkflowEnvironment, worker: None,
+async def test_refused_update_exits_non_zero_with_the_reason(dev_env: WorkflowEnvironment, worker: str,
                                                              namespace: str, tmp_path: Path) -> None:
     client = dev_env.client
     address = client.service_client.config.target_host
@@ -173,7 +193,7 @@ async def test_refused_update_exits_non_zero_with_the_reason(dev_env: WorkflowEn
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(spec(namespace, "1.0.0", promotion={"mode": "manual"}).model_dump_json())
     handle = await client.start_workflow("BlueGreenDeployment", json.loads(spec_file.read_text()),
-                                         id=workflow_id, task_queue=DEFAULT_TASK_QUEUE)
+                                         id=workflow_id, task_queue=worker)
     try:
         # resume when nothing is paused makes no sense: the update is refused, the CLI says why and exits 1.
         code, out = await run_temporal(
