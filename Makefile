@@ -8,7 +8,7 @@ demo: bootstrap
 	.venv/bin/deployflow demo
 
 test: bootstrap lint
-	.venv/bin/python -m pytest -q -p no:cacheprovider
+	.venv/bin/python -m pytest -q -rfE --durations=15 -p no:cacheprovider
 
 test-slow: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
