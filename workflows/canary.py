@@ -22,6 +22,7 @@ Terminating the run skips all of this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -181,7 +182,7 @@ class CanaryDeployment(DeploymentControl):
                 await self._shift(request, 100)
         finally:
             if background is not None:
-                background.cancel()
+                await self._stop_task(background)
         await self._promote(request)
 
     async def _run_step(self, request: CanaryRequest, step: Step) -> None:
@@ -268,7 +269,6 @@ class CanaryDeployment(DeploymentControl):
                     summary=f"measure {metric.name}",
                     timeout=timedelta(seconds=getattr(metric.provider, "timeout_seconds", 30) * 2 + 30),
                     retry=MEASURE_RETRY,
-                    cancellation=ActivityCancellationType.TRY_CANCEL,
                 )
                 taken.append(measurement)
                 self._record(measurement)
@@ -350,7 +350,7 @@ class CanaryDeployment(DeploymentControl):
         outcome = await self.standby(
             watch.window, message=f"watching {request.version} for {watch.window}; {previous.version} can be restored"
         )
-        task.cancel()
+        await self._stop_task(task)
         if outcome != "rollback":
             ended = "passed" if outcome == "elapsed" else "ended by promote"
             self.event(f"post-promotion watch {ended}")
@@ -406,6 +406,14 @@ class CanaryDeployment(DeploymentControl):
             raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
         self.set_versions(previous.version or "", request.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back after promotion: {reason}; {previous.version} serves again")
+
+    @staticmethod
+    async def _stop_task(task: asyncio.Task[None]) -> None:
+        """Cancels a concurrent analysis and waits until its measurement in flight has ended, so no activity is
+        left running unseen after the step it belonged to."""
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ActivityError):
+            await task
 
     @staticmethod
     async def _shielded(cleanup: Any) -> None:
