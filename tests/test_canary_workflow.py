@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
@@ -87,6 +87,7 @@ class Release:
         self.env, self.sim, self.namespace, self.rates = env, sim, namespace, rates
         self.metrics_url = f"{base}/{key}/{{{{ args.version }}}}"
         self.task_queue = task_queue
+        self.started: list[WorkflowHandle[Any, DeploymentStatus]] = []
 
     def spec(self, version: str, **fields: Any) -> CanaryRequest:
         body: dict[str, Any] = {
@@ -101,10 +102,22 @@ class Release:
         return CanaryRequest.model_validate(body)
 
     async def start(self, request: CanaryRequest) -> WorkflowHandle[Any, DeploymentStatus]:
-        return await self.env.client.start_workflow(
+        handle = await self.env.client.start_workflow(
             CanaryDeployment.run, request, id=request.target.workflow_id() + "/" + uuid.uuid4().hex[:6],
             task_queue=self.task_queue, execution_timeout=timedelta(days=3),
         )
+        self.started.append(handle)
+        return handle
+
+    async def still_running(self) -> list[str]:
+        """Runs a test left open; they are terminated, since their timers would move the shared test server's
+        clock for every later test."""
+        running = []
+        for handle in self.started:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                running.append(handle.id)
+                await handle.terminate("left running by a test")
+        return running
 
     async def deploy(self, request: CanaryRequest) -> DeploymentStatus:
         handle = await self.start(request)
@@ -159,6 +172,7 @@ async def release(
         first = await r.deploy(r.spec("v1"))
         assert first.phase == Phase.SUCCEEDED and "first deployment" in first.message
         yield r
+        assert await r.still_running() == []
 
 
 SEED_STAGES = [
