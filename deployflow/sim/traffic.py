@@ -8,6 +8,13 @@ Service by weight, then one of its ready pods uniformly (kube-proxy), and the po
 The steady stream is drawn in aggregate (binomial splits per tick rather than one draw per request),
 so hundreds of entry points at tens of requests per second cost little CPU; `send()` and `proxy()`
 simulate single requests.
+
+Each request picks its backend at random, as the data planes do (ingress-nginx draws per request against the
+canary weight, Envoy against the weighted clusters): the split of N requests is binomial, with a spread of
+sqrt(w(1-w)/N), 1.1 points at 50% over 2,000 requests. A check of the split must send enough requests for its
+bound to be several spreads wide. Single requests draw from their own generator, not the steady stream's, so a
+sequence of `send()` calls on a fresh simulator gives the same answers however often the stream ticked between
+them: a surprising split can be replayed.
 """
 
 from __future__ import annotations
@@ -95,7 +102,8 @@ class Traffic:
         self.clock = clock
         self.config = config
         self.metrics = Metrics()
-        self._rng = random.Random(config.seed)
+        self._rng = random.Random(config.seed)  # the steady stream's draws, made on the simulator's thread
+        self._request_rng = random.Random(f"{config.seed}/requests")  # send() and proxy(), from callers' threads
         self._lock = threading.RLock()
         self._view = _View()
         self._dirty: set[str] = set()
@@ -135,7 +143,7 @@ class Traffic:
                     self.metrics.record_no_backend(backend.namespace, backend.service, 1)
                     out[NO_BACKEND] = out.get(NO_BACKEND, 0) + 1
                     continue
-                pod = pods[self._rng.randrange(len(pods))]
+                pod = pods[self._request_rng.randrange(len(pods))]
                 self._serve_one(backend, pod)
                 out[pod.version] = out.get(pod.version, 0) + 1
             self.requests_generated += n
@@ -151,7 +159,7 @@ class Traffic:
             if not pods:
                 self.metrics.record_no_backend(namespace, service, 1)
                 return 503, {"error": "no ready endpoints", "service": service}
-            pod = pods[self._rng.randrange(len(pods))]
+            pod = pods[self._request_rng.randrange(len(pods))]
             code = self._serve_one(Backend(namespace, service, 1), pod)
             self.requests_generated += 1
             body: dict[str, Any] = {"version": pod.version, "pod": pod.name, "path": "/" + path.lstrip("/")}
@@ -235,13 +243,14 @@ class Traffic:
                                     rng.random())
 
     def _serve_one(self, backend: Backend, pod: _Pod) -> int:
-        code = 500 if self._rng.random() < pod.error_rate else 200
-        seconds = pod.latency * (0.5 + self._rng.random())
+        rng = self._request_rng
+        code = 500 if rng.random() < pod.error_rate else 200
+        seconds = pod.latency * (0.5 + rng.random())
         self.metrics.record(backend.namespace, backend.service, pod.version, code, 1, seconds, seconds, 0.0)
         return code
 
     def _pick(self, backends: tuple[Backend, ...], weights: list[float], total: float) -> Backend:
-        x = self._rng.random() * total
+        x = self._request_rng.random() * total
         for backend, w in zip(backends, weights, strict=True):
             if x < w:
                 return backend
