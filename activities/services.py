@@ -34,7 +34,7 @@ def switch_service(request: SwitchServiceInput) -> SwitchResult:
         if request.create_if_missing
         else None
     )
-    with as_activity_errors(f"switch Service {request.service}"):
+    with as_activity_errors(f"switch Service {request.service}", request.target):
         previous = workloads.set_service_selector(
             api, request.target.namespace, request.service, request.selector, create=create
         )

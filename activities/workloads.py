@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import CancelledError
 
-from activities._errors import api_for, as_activity_errors
+from activities._errors import api_for, as_activity_errors, require_namespace
 from deployflow import workloads
 from deployflow.spec.common import Target, Workload
 
@@ -91,8 +91,10 @@ class DeleteInput(BaseModel):
 def read_workloads(request: ReadWorkloadsInput) -> WorkloadsSnapshot:
     api = api_for(request.target)
     ns = request.target.namespace
+    # The snapshot comes before any change, so a wrong namespace fails the run with nothing touched.
+    require_namespace(api, request.target)
     snapshot = WorkloadsSnapshot()
-    with as_activity_errors("read live state"):
+    with as_activity_errors("read live state", request.target):
         for name in request.deployments:
             live = workloads.read_deployment(api, ns, name)
             if live is None:
@@ -130,7 +132,7 @@ def apply_workload(request: ApplyWorkloadInput) -> AppliedWorkload:
         selector=request.selector,
         extra_labels=request.labels,
     )
-    with as_activity_errors(f"apply Deployment {request.name}"):
+    with as_activity_errors(f"apply Deployment {request.name}", request.target):
         applied = workloads.apply_deployment(api, manifest)
     return AppliedWorkload(
         name=request.name,
@@ -150,7 +152,7 @@ def wait_healthy(request: WaitHealthyInput) -> HealthReport:
         if activity.is_cancelled():
             raise CancelledError(f"stopped waiting for {request.name}: cancelled")
 
-    with as_activity_errors(f"wait for Deployment {request.name}"):
+    with as_activity_errors(f"wait for Deployment {request.name}", request.target):
         health = workloads.wait_healthy(
             api,
             request.target.namespace,
@@ -169,12 +171,12 @@ def wait_healthy(request: WaitHealthyInput) -> HealthReport:
 @activity.defn(name="scale_workload")
 def scale_workload(request: ScaleInput) -> bool:
     api = api_for(request.target)
-    with as_activity_errors(f"scale Deployment {request.name}"):
+    with as_activity_errors(f"scale Deployment {request.name}", request.target):
         return workloads.scale_deployment(api, request.target.namespace, request.name, request.replicas)
 
 
 @activity.defn(name="delete_workload")
 def delete_workload(request: DeleteInput) -> bool:
     api = api_for(request.target)
-    with as_activity_errors(f"delete Deployment {request.name}"):
+    with as_activity_errors(f"delete Deployment {request.name}", request.target):
         return workloads.delete_deployment(api, request.target.namespace, request.name)

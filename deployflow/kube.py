@@ -11,8 +11,13 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 IN_CLUSTER = "in-cluster"
+
+
+class UnknownCluster(ConfigException):
+    """The kubeconfig has no context by the requested name, or there is no kubeconfig to read: no retry finds one."""
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], client.ApiClient] = {}
@@ -35,9 +40,42 @@ def api_client(cluster: str) -> client.ApiClient:
             config.load_incluster_config(client_configuration=cfg)
             api = client.ApiClient(cfg)
         else:
+            _check_context(kubeconfig, cluster)
             api = config.new_client_from_config(config_file=kubeconfig, context=cluster)
         _clients[key] = api
         return api
+
+
+def _check_context(kubeconfig: str, cluster: str) -> None:
+    """Raises UnknownCluster naming the contexts there are, rather than the client's bare "expected object"."""
+    try:
+        contexts, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+    except (ConfigException, OSError) as err:
+        raise UnknownCluster(f"cluster {cluster!r}: cannot read kubeconfig {kubeconfig}: {err}") from err
+    names = sorted(str(c.get("name")) for c in contexts or [])
+    if cluster not in names:
+        raise UnknownCluster(
+            f"cluster {cluster!r}: kubeconfig {kubeconfig} has no context of that name "
+            f"(available: {', '.join(names) or 'none'})"
+        )
+
+
+def missing_namespace(err: ApiException) -> str | None:
+    """The namespace an API error says does not exist, if that is what it says.
+
+    Creating an object in a namespace that does not exist answers 404 with `details.kind: namespaces` (a read
+    answers 404 about the object itself, so reads cannot tell).
+    """
+    if err.status != 404 or not err.body:
+        return None
+    try:
+        status = json.loads(err.body)
+    except (TypeError, ValueError):
+        return None
+    details = status.get("details") if isinstance(status, dict) else None
+    if isinstance(details, dict) and details.get("kind") == "namespaces":
+        return str(details.get("name") or "")
+    return None
 
 
 def reset_clients() -> None:

@@ -125,6 +125,17 @@ def _services(namespace: str, name: str = "") -> str:
     return f"/api/v1/namespaces/{namespace}/services" + (f"/{name}" if name else "")
 
 
+def namespace_exists(api: client.ApiClient, namespace: str) -> bool | None:
+    """Whether the namespace exists; None when the worker may not read namespaces (a namespace-scoped Role),
+    in which case writes into it report a missing namespace instead."""
+    try:
+        return kube.get_or_none(api, f"/api/v1/namespaces/{namespace}") is not None
+    except ApiException as err:
+        if err.status == 403:
+            return None
+        raise
+
+
 def read_deployment(api: client.ApiClient, namespace: str, name: str) -> Obj | None:
     return kube.get_or_none(api, _deployments(namespace, name))
 

@@ -141,7 +141,14 @@ class BlueGreenDeployment(DeploymentControl):
             # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
             await self._hooks(request, HookPoint.PRE_DEPLOY)
         except (Exception, asyncio.CancelledError) as err:
-            self.set_phase(Phase.FAILED, f"{self._explain(err)}; nothing in the cluster was changed")
+            message = f"{self._explain(err)}; nothing in the cluster was changed"
+            self.set_phase(Phase.FAILED, message)
+            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
+                # The run's failure says what went wrong (a missing namespace, an unknown cluster), not just
+                # that an activity failed.
+                cause = err.cause
+                kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "SnapshotFailed"
+                raise ApplicationError(message, type=kind, non_retryable=True) from err
             raise
 
         try:
