@@ -134,7 +134,7 @@ async def one_run(env: WorkflowEnvironment, sim: Simulator, metrics_url: str, ro
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--routers", default="replicas,gateway-api")
+    parser.add_argument("--routers", default="replicas,gateway-api,istio,nginx")
     args = parser.parse_args()
 
     sim = Simulator(SimConfig(time_factor=20.0, ready_delay_seconds=1.0))
