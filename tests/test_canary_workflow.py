@@ -235,6 +235,33 @@ async def test_failure_limit_counts_failed_measurements(release: Release) -> Non
     release.assert_serving("v1")
 
 
+async def test_stage_measurements_start_one_interval_after_each_weight_change(release: Release) -> None:
+    """Never at the moment a weight changes, when Prometheus has not yet scraped the canary pods at that weight
+    and a query answers no data (inconclusive, a pause): the first measurement waits one interval, the rest
+    follow every interval until the stage's duration is reached."""
+    stages = [{"weight": 25, "duration": "90s", "max_error_rate": 0.02},
+              {"weight": 50, "duration": "1m", "max_error_rate": 0.02}]
+    handle = await release.start(release.spec("v2", stages=stages))
+    status = await handle.result()
+    assert status.phase == Phase.SUCCEEDED and len(status.measurements) == 5
+    # The run's own record of what it did after each weight change: activities, and the timers it waited on.
+    timeline: list[str] = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            timeline.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif event.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            seconds = event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+            timeline.append(f"wait {seconds:g}s")
+    first = timeline.index("set_weight")
+    promotion = timeline.index("inspect_release", first)
+    assert timeline[first:promotion] == [
+        "set_weight", "wait 30s", "measure", "wait 30s", "measure", "wait 30s", "measure",
+        "set_weight", "wait 30s", "measure", "wait 30s", "measure",
+        "set_weight",  # promotion begins
+    ], " | ".join(timeline)
+    await replays(handle)
+
+
 STEPS = [
     {"set_weight": 20},
     {"pause": {}},

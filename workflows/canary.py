@@ -94,7 +94,10 @@ class AnalysisFailed(ApplicationError):
 class CanaryDeployment(DeploymentControl):
     @workflow.init
     def __init__(self, request: CanaryRequest) -> None:
-        self._steps: list[Step] = request.expanded_steps()
+        # Stages wait before their first measurement since this patch; runs that began before keep the expansion
+        # they started with, so their histories replay.
+        delayed = not request.stages or workflow.patched("stage-measurement-delay")
+        self._steps: list[Step] = request.expanded_steps(delayed_measurements=delayed)
         self._init_control(strategy="canary", target=request.target, version=request.version,
                            step_count=len(self._steps))
         self._status.details["router"] = request.traffic.router

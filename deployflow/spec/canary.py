@@ -2,7 +2,7 @@
 
 Steps are one kind each, as in Argo Rollouts: `set_weight`, `pause` (for a duration, or until `promote`), and
 `analysis` (blocks: success goes on, failure rolls back, inconclusive pauses for a decision). The compact form
-`stages: [{weight: 5, duration: 5m, max_error_rate: 0.02}, ...]` expands into those steps.
+`stages: [{weight: 5, duration: 5m, max_error_rate: 0.02}, ...]` expands into those steps: see `Stage`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ ROUTERS = ("replicas", "gateway-api", "istio", "nginx")
 
 # Share of 5xx answers of one version over the last 30 s. A healthy version has no 5xx series at all, hence
 # `or vector(0)`; a version with no traffic has no total either, which stays "no data".
+DEFAULT_QUERY_WINDOW = timedelta(seconds=30)
 DEFAULT_ERROR_RATE_QUERY = (
     '(sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}",code=~"5.."}[30s]))'
     " or vector(0))"
@@ -95,6 +96,13 @@ class ErrorRate(StrictModel):
     )
     prometheus_address: str | None = Field(default=None, description="Prometheus HTTP API for the default query")
     interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
+    initial_delay: Duration | None = Field(
+        default=None,
+        description="how long a stage waits after setting its weight before the first measurement, so that "
+        "Prometheus has scraped traffic at the new weight into the query's window (a query over pods it has not "
+        "scraped yet answers no data, which pauses the release as inconclusive); default: the interval, at least "
+        "30 s (the default query's rate window). Raise it when Prometheus scrapes less often than every 15 s",
+    )
     failure_limit: int = Field(default=0, ge=0, description="failed measurements tolerated per stage")
     baseline_factor: float | None = Field(
         default=None,
@@ -102,6 +110,12 @@ class ErrorRate(StrictModel):
         description="fail when the canary's error rate exceeds factor x the stable version's (max_error_rate is "
         "then the floor): result > max(factor * baseline, max_error_rate)",
     )
+
+    def first_measurement_after(self) -> timedelta:
+        """The delay before a stage's first measurement (`initial_delay`, or its default)."""
+        if self.initial_delay is not None:
+            return self.initial_delay
+        return max(self.interval, DEFAULT_QUERY_WINDOW)
 
     def metric(self, max_error_rate: float, count: int, baseline_factor: float | None = None) -> Metric:
         factor = baseline_factor if baseline_factor is not None else self.baseline_factor
@@ -124,11 +138,28 @@ class ErrorRate(StrictModel):
 
 
 class Stage(StrictModel):
-    """Compact form of one stage: set the weight, then hold it for `duration` while watching the error rate."""
+    """Compact form of one stage: set the weight, then hold it for `duration` while watching the error rate.
+
+    With `max_error_rate` a stage expands into two steps: `set_weight: weight`, then an `analysis` of one
+    `error_rate` metric (failure condition `result > max_error_rate`) whose measurements are spread over the
+    stage. The first comes `error_rate.initial_delay` after the weight is set (default: the interval, at least
+    30 s), so Prometheus has scraped the pods at the new weight; then one every `error_rate.interval` until
+    `duration` is reached: ceil((duration - initial_delay) / interval) + 1 measurements, at least one. With the
+    defaults, `{weight: 5, duration: 5m}` measures at 30 s, 1 m, ... 5 m: 10 measurements, the last as the stage
+    ends. The weight is held for `duration` rounded up to the next measurement, and at least `initial_delay`.
+    Without `max_error_rate` a stage is `set_weight` then `pause: {duration}`.
+    """
 
     weight: int = Field(ge=1, le=100)
-    duration: Duration = Field(default=timedelta(0), description="how long the stage lasts")
-    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="roll back above this error rate")
+    duration: Duration = Field(
+        default=timedelta(0),
+        description="how long the weight is held, from the moment it is set; with max_error_rate the last "
+        "measurement comes then (rounded up to the next interval), the first after error_rate.initial_delay",
+    )
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1,
+        description="roll back when a measurement of the canary's error rate is above it (see error_rate)",
+    )
 
 
 class BackgroundAnalysis(StrictModel):
@@ -191,8 +222,13 @@ class CanaryRequest(StrictModel):
     def version(self) -> str:
         return self.workload.resolved_version(self.target.container_name) or ""
 
-    def expanded_steps(self) -> list[Step]:
-        """The steps the workflow runs: `steps` as given, or `stages` expanded."""
+    def expanded_steps(self, *, delayed_measurements: bool = True) -> list[Step]:
+        """The steps the workflow runs: `steps` as given, or `stages` expanded (see `Stage`).
+
+        `delayed_measurements=False` is the expansion runs started before stages waited for their first
+        measurement: `ceil(duration / interval)` measurements from the moment the weight is set. Only a workflow
+        replaying such a run asks for it.
+        """
         if not self.stages:
             return list(self.steps)
         steps: list[Step] = []
@@ -200,8 +236,15 @@ class CanaryRequest(StrictModel):
             steps.append(SetWeightStep(set_weight=stage.weight))
             if stage.max_error_rate is not None and self.error_rate is not None:
                 interval = self.error_rate.interval.total_seconds()
-                count = max(1, math.ceil(stage.duration.total_seconds() / interval))
-                metric = self.error_rate.metric(stage.max_error_rate, count)
+                duration = stage.duration.total_seconds()
+                if delayed_measurements:
+                    delay = self.error_rate.first_measurement_after()
+                    count = max(1, math.ceil((duration - delay.total_seconds()) / interval) + 1)
+                else:
+                    delay, count = timedelta(0), max(1, math.ceil(duration / interval))
+                metric = self.error_rate.metric(stage.max_error_rate, count).model_copy(
+                    update={"initial_delay": delay}
+                )
                 steps.append(AnalysisStep(analysis=Analysis(metrics=[metric])))
             elif stage.duration > timedelta(0):
                 steps.append(PauseStep(pause=PauseSpec(duration=stage.duration)))
