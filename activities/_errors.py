@@ -86,8 +86,13 @@ def as_activity_errors(what: str, target: Target | None = None) -> Iterator[None
             raise namespace_not_found(target, gone) from err
         if status in (401, 403):
             kind = "Unauthorized" if status == 401 else "Forbidden"
+            where = (
+                f" in namespace {target.namespace!r} of cluster {target.cluster!r} (where no RoleBinding grants the "
+                "worker's role, as in a namespace that does not exist, every call is refused)"
+                if target is not None and status == 403 else ""
+            )
             raise ApplicationError(
-                f"{what}: the API server refused ({status} {err.reason}); check the worker's RBAC",
+                f"{what}: the API server refused ({status} {err.reason}){where}; check the worker's RBAC",
                 type=kind,
                 non_retryable=True,
             ) from err

@@ -10,11 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities._errors import as_activity_errors
 from activities.services import SwitchServiceInput, switch_service
 from activities.workloads import ApplyWorkloadInput, apply_workload
 from deployflow.sim.resources import ALL, NAMESPACES
@@ -96,3 +98,13 @@ async def test_writes_into_a_namespace_deleted_meanwhile_are_not_retried(sim: Si
         assert err.type == "NamespaceNotFound" and err.non_retryable
         assert f"namespace {missing!r} does not exist in cluster 'sim'" in err.message, err.message
     assert [r.plural for r in ALL if r.namespaced and sim.store.list(r, missing)] == []
+
+
+def test_refused_calls_in_a_namespace_say_it_may_not_exist() -> None:
+    """With RoleBindings per namespace, a namespace that does not exist answers 403 to everything, not 404."""
+    target = Target(cluster="prod-eu", namespace="shop", app="web")
+    with pytest.raises(ApplicationError) as refused, as_activity_errors("read live state", target):
+        raise ApiException(status=403, reason="Forbidden")
+    assert refused.value.type == "Forbidden" and refused.value.non_retryable
+    assert "namespace 'shop' of cluster 'prod-eu'" in refused.value.message, refused.value.message
+    assert "a namespace that does not exist" in refused.value.message

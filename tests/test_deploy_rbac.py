@@ -37,6 +37,9 @@ PATH = re.compile(r"/apis?/(?:(?P<group>[a-z0-9.-]+)/)?v[0-9a-z]+/namespaces/\{[
                   r"(?P<rest>[^\"']*)")
 
 
+NAMESPACE_PATH = re.compile(r"/api/v1/namespaces/\{[^}]*\}[\"']")
+
+
 @dataclass(frozen=True)
 class Need:
     group: str
@@ -116,7 +119,8 @@ def _paths_of(node: ast.AST, helpers: dict[str, list[tuple[str, str]]], assigns:
         return []
     match = PATH.search(ast.unparse(node))
     if not match:
-        return []
+        # The Namespace object itself (`/api/v1/namespaces/{name}`), read to check a target namespace exists.
+        return [("", "namespaces", True)] if NAMESPACE_PATH.search(ast.unparse(node)) else []
     rest = match.group("rest")
     sub = next((s for s in ("log", "proxy", "scale", "status") if f"/{s}" in rest), None)
     resource = match.group("plural") + (f"/{sub}" if sub else "")
