@@ -234,3 +234,26 @@ def test_create_generators_send_protobuf_and_work(kubectl: Kubectl, sim: Simulat
 def test_default_namespace_cannot_be_deleted(kubectl: Kubectl) -> None:
     proc = kubectl.run("delete", "namespace", "default", check=False)
     assert proc.returncode != 0 and "may not be deleted" in proc.stderr
+
+
+@needs_controllers
+def test_rollout_status_fails_on_a_bad_version_after_its_progress_deadline(kubectl: Kubectl, sim: Simulator,
+                                                                            namespace: str) -> None:
+    docs = manifests("web:1.0")
+    docs[0]["spec"]["progressDeadlineSeconds"] = 20  # simulated seconds: one real second at the fixture's speed
+    kubectl.apply(docs)
+    kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
+    kubectl.run("patch", "deploy/web", "--type", "merge", "-p", json.dumps({"spec": {"template": {
+        "metadata": {"annotations": {"sim.deployflow.io/crash-loop": "true"}},
+        "spec": {"containers": [{"name": "app", "image": "web:2.0"}]}}}}))
+    proc = kubectl.run("rollout", "status", "deploy/web", "--timeout=60s", check=False)
+    assert proc.returncode != 0
+    assert 'deployment "web" exceeded its progress deadline' in proc.stderr
+    progressing = {c["type"]: c for c in kubectl.json("get", "deploy", "web")["status"]["conditions"]}["Progressing"]
+    assert progressing["status"] == "False" and progressing["reason"] == "ProgressDeadlineExceeded"
+    # The bad version never took over: the old pods still serve.
+    old = [rs for rs in kubectl.json("get", "rs", "-l", "app=web")["items"]
+           if rs["spec"]["template"]["spec"]["containers"][0]["image"] == "web:1.0"]
+    assert len(old) == 1 and old[0]["status"].get("readyReplicas") == 2
+    served = sim.send_requests(namespace, "web", 200)
+    assert served == {old[0]["metadata"]["labels"]["pod-template-hash"]: 200}
