@@ -17,6 +17,10 @@
 Any failure, an abort, or a cancellation before promotion sends all traffic back to stable first (the fast part),
 then restores stable's size and scales the canary to zero, and fails the run saying why and at which step.
 Terminating the run skips all of this.
+
+Hooks run at the points deployflow.spec.hooks names: pre_deploy before the canary is created, pre_promote before
+step 5, post_deploy after it (a failure restores the previous version), on_rollback after any rollback.
+Notifications follow the phases; "promoted" goes out when the stable track takes the new version.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic
 from temporalio import workflow
@@ -60,8 +64,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from deployflow.spec.common import describe_validation_error
     from deployflow.spec.control import PauseRequest
+    from deployflow.spec.hooks import HookPoint
+    from deployflow.spec.notify import NotifyEvent
     from deployflow.status import DeploymentStatus, Measurement, Phase
     from workflows.control import Aborted, DeploymentControl
+    from workflows.hooks import run_hooks
+    from workflows.notify import Notifications
 
 NON_RETRYABLE = [
     "Unhealthy",
@@ -106,17 +114,33 @@ class CanaryDeployment(DeploymentControl):
         self._step_number = 0
         self._committed = False  # the stable track runs the new version: the canary rollback no longer applies
         self._background_failure: str | None = None
+        self._notifications = Notifications(request.notifications, request.target, "canary", self.event)
 
     @workflow.run
     async def run(self, request: CanaryRequest) -> DeploymentStatus:
+        try:
+            status = await self._run(request)
+        except (Exception, asyncio.CancelledError):
+            # Not BaseException: a worker evicting this run from its cache must not wait for deliveries.
+            await self._shielded(self._notifications.drain())
+            raise
+        await self._notifications.drain()
+        return status
+
+    async def _run(self, request: CanaryRequest) -> DeploymentStatus:
         self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
         self._validate(request)
 
         self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
-        live: ReleaseState = await workflow.execute_activity(
-            inspect_release, ReleaseQuery(target=request.target), start_to_close_timeout=QUICK, retry_policy=RETRY,
-            summary="read the stable and canary tracks",
-        )
+        try:
+            live: ReleaseState = await workflow.execute_activity(
+                inspect_release, ReleaseQuery(target=request.target), start_to_close_timeout=QUICK, retry_policy=RETRY,
+                summary="read the stable and canary tracks",
+            )
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            self._fail_unchanged(err)
         if not live.stable.exists:
             return await self._first_deployment(request)
         previous = live.stable
@@ -125,6 +149,7 @@ class CanaryDeployment(DeploymentControl):
             return await self.finish(Phase.SUCCEEDED, f"{request.version} already runs on the stable track")
 
         baseline = await self._pre_deployment_baseline(request, previous)
+        await self._pre_deploy(request, previous.version)
         try:
             await self._release(request, previous)
         except BaseException as err:
@@ -142,6 +167,7 @@ class CanaryDeployment(DeploymentControl):
                 non_retryable=True,
             ) from err
 
+        await self._post_deploy(request, previous)
         if request.post_promotion is not None:
             await self._post_promotion_watch(request, previous, baseline)
         return await self.finish(Phase.SUCCEEDED, f"{request.version} promoted: it is the stable version")
@@ -180,6 +206,8 @@ class CanaryDeployment(DeploymentControl):
                 await self._run_step(request, step)
             await self.checkpoint()
             self._step_number = len(self._steps) + 1
+            # Background analysis keeps watching while pre-promote hooks run; a failure of either rolls back.
+            await self._hooks(request, HookPoint.PRE_PROMOTE, previous.version)
             self.set_phase(Phase.PROGRESSING, "promoting: all traffic to the canary", step="promote")
             if self._weight < 100:
                 await self._shift(request, 100)
@@ -245,6 +273,9 @@ class CanaryDeployment(DeploymentControl):
         )
         self._set_weights(0)
         self.event(f"promoted: {app}-stable runs {request.version}; canary scaled to zero", kind="decision")
+        # Sent here rather than on the STANDBY phase (see _on_phase): a canary without a post-promotion watch
+        # never enters standby.
+        self._notifications.send(NotifyEvent.PROMOTED, self._status, f"{app}-stable runs {request.version}")
 
     # --- analysis -------------------------------------------------------------------------------------------------
 
@@ -390,6 +421,7 @@ class CanaryDeployment(DeploymentControl):
             self.set_phase(Phase.FAILED, message)
             raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
         self._set_weights(0)
+        await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back {reason}; traffic is back on {previous.version}")
 
     async def _restore_previous(self, request: CanaryRequest, previous: TrackInfo, reason: str) -> None:
@@ -408,6 +440,7 @@ class CanaryDeployment(DeploymentControl):
             self.set_phase(Phase.FAILED, message)
             raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
         self.set_versions(previous.version or "", request.version)
+        await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back after promotion: {reason}; {previous.version} serves again")
 
     @staticmethod
@@ -434,6 +467,7 @@ class CanaryDeployment(DeploymentControl):
         app = request.target.app
         self.set_versions(request.version, None)
         self.event("first deployment: no stable version to compare against, steps skipped", kind="decision")
+        await self._pre_deploy(request, None)
         self.set_phase(Phase.PROGRESSING, f"deploying {request.version} as the stable version", step="first")
         await self.interruptible(self._activity(
             deploy_track,
@@ -445,7 +479,71 @@ class CanaryDeployment(DeploymentControl):
         ))
         await self._activity(prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing")
         self._set_weights(0)
+        try:
+            await self._hooks(request, HookPoint.POST_DEPLOY, None)
+        except (Exception, asyncio.CancelledError) as err:
+            # Nothing ran before, so there is nothing to restore: the run fails and says what serves.
+            self._hook_failed(err, f"there is no previous version to restore: {request.version} keeps serving")
         return await self.finish(Phase.SUCCEEDED, f"first deployment: {request.version} is the stable version")
+
+    # --- hooks and notifications ----------------------------------------------------------------------------------
+
+    def _on_phase(self, phase: Phase, message: str) -> None:
+        if phase == Phase.STANDBY:
+            return  # the post-promotion watch: "promoted" went out when the stable track took the new version
+        self._notifications.on_phase(phase, message, self._status)
+
+    async def _hooks(
+        self, request: CanaryRequest, point: HookPoint, previous_version: str | None, *, abortable: bool = True
+    ) -> None:
+        """Runs the hooks of one point (see deployflow.spec.hooks for what a failure means at each)."""
+        hooks = request.hooks.at(point)
+        if not hooks:
+            return  # no command at all, so runs recorded without hooks replay unchanged
+        self.set_phase(self._status.phase, f"{point.value}: {len(hooks)} hook(s)", record=False)
+        running = run_hooks(
+            point, request.hooks, request.target, version=request.version, previous_version=previous_version,
+            strategy="canary", on_event=self.event,
+        )
+        await (self.interruptible(running) if abortable else running)
+
+    async def _pre_deploy(self, request: CanaryRequest, previous_version: str | None) -> None:
+        """Runs before anything in the cluster changes: a failure (or an abort meanwhile) fails the run with nothing
+        to roll back."""
+        try:
+            await self._hooks(request, HookPoint.PRE_DEPLOY, previous_version)
+        except (Exception, asyncio.CancelledError) as err:
+            self._hook_failed(err, "nothing in the cluster was changed")
+
+    async def _post_deploy(self, request: CanaryRequest, previous: TrackInfo) -> None:
+        """Runs once the stable track runs the new version. A failure restores the previous version, as a failed
+        post-promotion analysis does: a release whose post-deploy checks fail is not one to keep serving."""
+        try:
+            await self._hooks(request, HookPoint.POST_DEPLOY, previous.version)
+        except (Exception, asyncio.CancelledError) as err:
+            reason = self._explain(err)
+            await self._shielded(self._restore_previous(request, previous, reason))
+            if is_cancelled_exception(err):
+                raise
+            raise ApplicationError(
+                f"rolled back after promotion: {reason}; {previous.version} serves again",
+                {"reason": reason}, type="RolledBack", non_retryable=True,
+            ) from err
+
+    async def _on_rollback(self, request: CanaryRequest, previous_version: str | None) -> None:
+        """Runs after a rollback finished, even one caused by an abort. A failure is a warning: the rollback
+        stands and the run fails with the rollback's reason."""
+        try:
+            await self._hooks(request, HookPoint.ON_ROLLBACK, previous_version, abortable=False)
+        except (ActivityError, ApplicationError) as err:
+            self.event(f"{self._explain(err)} (the rollback itself completed)", kind="warning")
+
+    def _hook_failed(self, err: BaseException, outcome: str) -> NoReturn:
+        message = f"{self._explain(err)}; {outcome}"
+        self.set_phase(Phase.FAILED, message)
+        if isinstance(err, ApplicationError) and not is_cancelled_exception(err):
+            raise ApplicationError(message, type=err.type, non_retryable=True) from err
+        raise err
 
     # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -492,6 +590,15 @@ class CanaryDeployment(DeploymentControl):
         if isinstance(err, ApplicationError):
             return err.message
         return str(err) or type(err).__name__
+
+    def _fail_unchanged(self, err: ActivityError) -> NoReturn:
+        """The run fails saying what went wrong (a missing namespace, an unknown cluster), not just that an activity
+        failed, and that the cluster is as it was."""
+        message = f"{self._explain(err)}; nothing in the cluster was changed"
+        self.set_phase(Phase.FAILED, message)
+        cause = err.cause
+        kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "SnapshotFailed"
+        raise ApplicationError(message, type=kind, non_retryable=True) from err
 
     def _validate(self, request: CanaryRequest) -> None:
         """The converter validated the payload already; this catches requests built without validation."""

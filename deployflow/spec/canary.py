@@ -21,6 +21,8 @@ from deployflow.spec.analysis import (
     format_duration,
 )
 from deployflow.spec.common import DnsLabel, Duration, PositiveDuration, StrictModel, Target, Workload
+from deployflow.spec.hooks import Hooks
+from deployflow.spec.notify import Notifier
 
 ROUTERS = ("replicas", "gateway-api", "istio", "nginx")
 
@@ -197,6 +199,13 @@ class CanaryRequest(StrictModel):
     error_rate: ErrorRate | None = Field(default=None, description="how stages measure the error rate")
     background_analysis: BackgroundAnalysis | None = None
     post_promotion: PostPromotion | None = None
+    hooks: Hooks = Field(
+        default_factory=Hooks,
+        description="pre_deploy before the canary is created, pre_promote before the final promotion, post_deploy "
+        "once the stable track runs the new version (a failure restores the previous version), on_rollback after "
+        "a rollback",
+    )
+    notifications: list[Notifier] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryRequest:
