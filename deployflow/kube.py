@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kubernetes import client, config
@@ -92,32 +92,58 @@ JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def request(
+Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+def send(
     api: client.ApiClient,
     method: str,
     path: str,
     *,
-    query: dict[str, Any] | None = None,
+    query: Query | None = None,
     body: Any = None,
     content_type: str = JSON,
     accept: str = JSON,
     timeout: float | tuple[float, float] | None = 30.0,
 ) -> rest.RESTResponse:
-    """One HTTP request to the API server; raises ApiException (with .status and .body) on a non-2xx answer.
-
-    The response body is not read, so watches can stream it.
-    """
+    """One HTTP request to the API server, whatever the status of the answer (for callers that report it, such as
+    hooks calling a Service through its proxy). The response body is not read, so watches can stream it."""
     headers = {"Accept": accept}
     if body is not None:
         headers["Content-Type"] = content_type
-    params = [(k, v) for k, v in (query or {}).items() if v is not None]
+    pairs = query.items() if isinstance(query, Mapping) else query or []
+    params = [(k, v) for k, v in pairs if v is not None]
     method, url, headers, body, post = api.param_serialize(
         method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
     )
-    response = api.call_api(method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout)
+    return api.call_api(method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout)
+
+
+def request(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Query | None = None,
+    body: Any = None,
+    content_type: str = JSON,
+    accept: str = JSON,
+    timeout: float | tuple[float, float] | None = 30.0,
+    error: Callable[[int, str], Exception] | None = None,
+) -> rest.RESTResponse:
+    """One HTTP request to the API server; raises ApiException (with .status and .body) on a non-2xx answer, or
+    `error(status, body text)` when given (callers with an error type of their own).
+
+    The response body is not read, so watches can stream it.
+    """
+    response = send(
+        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
+    )
     if not 200 <= response.status <= 299:
         data = response.read()
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        if error is not None:
+            raise error(response.status, text)
         raise ApiException.from_response(http_resp=response, body=text, data=None)
     return response
 
@@ -127,12 +153,17 @@ def request_json(
     method: str,
     path: str,
     *,
-    query: dict[str, Any] | None = None,
+    query: Query | None = None,
     body: Any = None,
     content_type: str = JSON,
+    accept: str = JSON,
     timeout: float | None = 30.0,
+    error: Callable[[int, str], Exception] | None = None,
 ) -> dict[str, Any]:
-    response = request(api, method, path, query=query, body=body, content_type=content_type, timeout=timeout)
+    response = request(
+        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout,
+        error=error,
+    )
     data = response.read()
     result: dict[str, Any] = json.loads(data) if data else {}
     return result
@@ -168,3 +199,21 @@ def watch_events(
                     yield event
     finally:
         raw.release_conn()
+
+
+# --- paths -----------------------------------------------------------------------------------------------------------
+
+
+def apps_path(namespace: str, plural: str, name: str | None = None) -> str:
+    base = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def core_path(namespace: str, plural: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+def batch_path(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    return f"{base}/{name}" if name else base

@@ -118,11 +118,11 @@ def service_manifest(target: Target, name: str, selector: dict[str, str], port: 
 
 
 def _deployments(namespace: str, name: str = "") -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments" + (f"/{name}" if name else "")
+    return kube.apps_path(namespace, "deployments", name)
 
 
 def _services(namespace: str, name: str = "") -> str:
-    return f"/api/v1/namespaces/{namespace}/services" + (f"/{name}" if name else "")
+    return kube.core_path(namespace, "services", name)
 
 
 def namespace_exists(api: client.ApiClient, namespace: str) -> bool | None:

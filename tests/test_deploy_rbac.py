@@ -143,7 +143,7 @@ def _kube_method(call: ast.Call) -> tuple[str, int] | None:
     owner = ast.unparse(call.func.value) if isinstance(call.func, ast.Attribute) else ""
     if owner not in ("kube", "kubeapi"):
         return None
-    if name in ("request", "request_json", "request_raw"):
+    if name in ("send", "request", "request_json", "request_raw"):
         consts = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         return next((c for c in consts if c in ("GET", *HTTP_VERBS)), "ANY"), 2
     if name in HELPER_VERBS:

@@ -10,9 +10,16 @@ import contextlib
 import json
 from typing import Any
 
+from deployflow import kube
 from deployflow.kube import api_client
+from deployflow.kube import apps_path as apps_path
+from deployflow.kube import batch_path as batch_path
+from deployflow.kube import core_path as core_path
 
 Obj = dict[str, Any]
+
+# Hooks may call a Service's own endpoints through the proxy, which need not answer JSON.
+ACCEPT = "application/json, */*"
 
 
 class KubeError(Exception):
@@ -20,6 +27,14 @@ class KubeError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+def _error(status: int, body: str) -> KubeError:
+    """The API server's own `message` from a Status body, or the whole body when it is not one."""
+    message = body
+    with contextlib.suppress(ValueError, AttributeError):
+        message = json.loads(body).get("message", body)
+    return KubeError(status, message)
 
 
 def request_raw(
@@ -32,19 +47,10 @@ def request_raw(
     timeout: float = 30.0,
 ) -> tuple[int, bytes]:
     """One request; returns status and body without raising on non-2xx answers."""
-    api = api_client(cluster)
-    headers = {"Accept": "application/json, */*"}
-    if body is not None:
-        headers["Content-Type"] = content_type
-    _, url, headers, serialized, _ = api.param_serialize(
-        method=method,
-        resource_path=path,
-        query_params=query or [],
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
+    response = kube.send(
+        api_client(cluster), method, path, query=query, body=body, content_type=content_type, accept=ACCEPT,
+        timeout=timeout,
     )
-    response = api.call_api(method, url, header_params=headers, body=serialized, _request_timeout=timeout)
     return response.status, response.read() or b""
 
 
@@ -56,13 +62,11 @@ def request(
     content_type: str = "application/json",
     query: list[tuple[str, str]] | None = None,
 ) -> Obj:
-    status, data = request_raw(cluster, method, path, body, content_type, query)
-    if not 200 <= status < 300:
-        message = data.decode(errors="replace")
-        with contextlib.suppress(ValueError, AttributeError):
-            message = json.loads(message).get("message", message)
-        raise KubeError(status, message)
-    return json.loads(data) if data else {}
+    """One request; raises KubeError (status and the API server's message) on a non-2xx answer."""
+    return kube.request_json(
+        api_client(cluster), method, path, query=query, body=body, content_type=content_type, accept=ACCEPT,
+        error=_error,
+    )
 
 
 def get(cluster: str, path: str) -> Obj | None:
@@ -105,18 +109,3 @@ def delete(cluster: str, path: str, propagation: str = "Background") -> None:
     except KubeError as err:
         if err.status != 404:
             raise
-
-
-def apps_path(namespace: str, plural: str, name: str | None = None) -> str:
-    base = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
-
-
-def core_path(namespace: str, plural: str, name: str | None = None) -> str:
-    base = f"/api/v1/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
-
-
-def batch_path(namespace: str, name: str | None = None) -> str:
-    base = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-    return f"{base}/{name}" if name else base
