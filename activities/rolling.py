@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities._errors import api_for, require_namespace
 from deployflow.hooks import kubeapi
 from deployflow.hooks.kubeapi import KubeError, Obj
 from deployflow.spec.common import Target
@@ -268,6 +269,8 @@ async def _poll_until(check: Callable[[], tuple[bool, str]], timeout: float, wha
 def _prepare(request: RollingRequest) -> PrepareResult:
     target = request.target
     workload = WorkloadRef(target=target, kind=request.kind, name=request.name)
+    # The first look at the cluster: an unknown context or a missing namespace fails for good here, before any write.
+    require_namespace(api_for(target), target)
     obj = kubeapi.get(target.cluster, workload.path())
     if obj is None:
         raise _non_retryable(

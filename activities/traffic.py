@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from deployflow.kube import api_client
+from activities._errors import api_for, require_namespace
 from deployflow.spec.canary import TrafficRouting
 from deployflow.spec.common import Target, Workload
 from deployflow.traffic.base import RouterError, TrafficRouter, router_for
@@ -148,7 +148,7 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
 
 def _router(request: RoutingRequest | WeightRequest) -> TrafficRouter:
     return router_for(
-        api_client(request.target.cluster), request.target, request.traffic, request.port, request.target_port
+        api_for(request.target), request.target, request.traffic, request.port, request.target_port
     )
 
 
@@ -157,7 +157,11 @@ async def inspect_release(request: ReleaseQuery) -> ReleaseState:
     """The stable and canary tracks as the cluster has them now (first deployment: no stable track)."""
 
     def read() -> ReleaseState:
-        tracks = Tracks(api_client(request.target.cluster), request.target)
+        # The first look at the cluster: an unknown context or a missing namespace fails here for good, before any
+        # write, rather than as a 404 retried for minutes when the canary's Deployment is created.
+        api = api_for(request.target)
+        require_namespace(api, request.target)
+        tracks = Tracks(api, request.target)
         return ReleaseState(stable=TrackInfo.of(tracks.read(STABLE)), canary=TrackInfo.of(tracks.read(CANARY)))
 
     return await _run(read)
@@ -183,7 +187,7 @@ async def deploy_track(request: TrackRequest) -> TrackInfo:
         raise ApplicationError("deploy_track needs a workload or a template", type="BadRequest", non_retryable=True)
 
     def apply() -> TrackInfo:
-        tracks = Tracks(api_client(request.target.cluster), request.target)
+        tracks = Tracks(api_for(request.target), request.target)
         if request.template is not None:
             template = retarget_template(request.template, request.track)
         else:
@@ -270,7 +274,7 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
 @activity.defn
 async def scale_track(request: ScaleRequest) -> None:
     def scale() -> None:
-        tracks = Tracks(api_client(request.target.cluster), request.target)
+        tracks = Tracks(api_for(request.target), request.target)
         if tracks.read(request.track).exists:
             tracks.scale(request.track, request.replicas)
 

@@ -117,6 +117,12 @@ class RollingDeployment(DeploymentControl):
         except (ActivityError, Aborted) as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError("cancelled before anything changed") from None
+            cause = err.cause if isinstance(err, ActivityError) else None
+            if isinstance(cause, ApplicationError) and cause.type in ("ClusterNotFound", "NamespaceNotFound"):
+                # The run's failure names what is missing, with the type the activity gave it.
+                message = f"{_reason(err)}; nothing in the cluster was changed"
+                self.set_phase(Phase.FAILED, message)
+                raise ApplicationError(message, type=cause.type, non_retryable=True) from None
             return await self._fail_unchanged(_reason(err))
         rec = prep.recorded
         n = rec.replicas
