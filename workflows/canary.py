@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -370,7 +371,16 @@ class CanaryDeployment(DeploymentControl):
     async def _post_promotion_watch(self, request: CanaryRequest, previous: TrackInfo, baseline: float | None) -> None:
         watch = request.post_promotion
         metric = request.post_promotion_metric()
-        assert watch is not None and metric is not None
+        assert watch is not None and metric is not None and request.error_rate is not None
+        delay = request.error_rate.first_measurement_after()
+        # Right after promotion Prometheus has not scraped the new stable pods: a query then answers no data, an
+        # inconclusive verdict. The watch waits as the stages do, then measures every interval until the window ends.
+        # Runs that began before this patch measure at once, as their histories recorded.
+        if delay < watch.window and workflow.patched("post-promotion-measurement-delay"):
+            window, interval = watch.window.total_seconds(), watch.interval.total_seconds()
+            # Only measurements due before the window ends: the last one never races the window's own timer.
+            count = math.ceil((window - delay.total_seconds()) / interval)
+            metric = metric.model_copy(update={"initial_delay": delay, "count": count})
         analysis = Analysis(metrics=[metric])
         failure: list[str] = []
 
