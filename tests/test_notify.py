@@ -103,7 +103,7 @@ async def test_slack_and_webhook_receive_each_event_of_a_deployment(
         namespace,
         batch_size=1,
         approval={"after_batch": 1},
-        notify=[
+        notifications=[
             {"kind": "slack", "url_env": "TEST_SLACK_URL", "channel": "#deploys"},
             {"kind": "webhook", "url_env": "TEST_HOOK_URL"},
         ],
@@ -144,7 +144,7 @@ async def test_pause_and_resume_are_notified(
     monkeypatch.setenv("TEST_HOOK_URL", f"{receiver.url}/hook")
     create_deployment(namespace, replicas=2)
     await wait_ready(sim, namespace, 2)
-    req = request(namespace, batch_size=1, notify=[{"kind": "webhook", "url_env": "TEST_HOOK_URL"}])
+    req = request(namespace, batch_size=1, notifications=[{"kind": "webhook", "url_env": "TEST_HOOK_URL"}])
     async with rolling_worker(time_skipping_env) as queue:
         handle = await start(time_skipping_env, queue, req)
         await wait_step(handle, "batch 1/2")
@@ -176,7 +176,9 @@ async def test_a_rollback_is_notified_with_its_reason_and_the_url_can_come_from_
         namespace,
         batch_size=1,
         pod_annotations={CRASH_LOOP: "true"},
-        notify=[{"kind": "webhook", "secret": {"name": "chat", "key": "url"}, "events": ["rolled-back", "failed"]}],
+        notifications=[
+            {"kind": "webhook", "secret": {"name": "chat", "key": "url"}, "events": ["rolled-back", "failed"]}
+        ],
     )
     async with rolling_worker(time_skipping_env) as queue:
         handle = await start(time_skipping_env, queue, req)
@@ -203,7 +205,7 @@ async def test_a_dead_or_failing_receiver_never_fails_the_deployment(
     req = request(
         namespace,
         batch_size=2,
-        notify=[
+        notifications=[
             {"kind": "slack", "url_env": "TEST_DEAD_URL"},
             {"kind": "webhook", "url_env": "TEST_FLAKY_URL", "events": ["succeeded"]},
             {"kind": "webhook", "url_env": "TEST_UNSET_VARIABLE"},
@@ -249,3 +251,16 @@ def test_slack_payload_reads_like_a_message() -> None:
     fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
     assert fields["Previous"] == "1.0.0" and fields["Workflow"] == "deploy/prod/shop/web"
     assert json.dumps(body)  # plain JSON, ready to post
+
+
+def test_rolling_spec_still_reads_notify_as_notifications() -> None:
+    # Specs and recorded runs from before the field took the other strategies' name keep validating.
+    from deployflow.spec import RollingRequest
+
+    base = {"strategy": "rolling", "target": {"cluster": "sim", "namespace": "shop", "app": "web"},
+            "image": "web:2.0"}
+    hook = [{"kind": "webhook", "url_env": "TEST_HOOK_URL"}]
+    old = RollingRequest.model_validate({**base, "notify": hook})
+    new = RollingRequest.model_validate({**base, "notifications": hook})
+    assert old.notifications == new.notifications and old.notifications[0].url_env == "TEST_HOOK_URL"
+    assert "notifications" in old.model_dump() and "notify" not in old.model_dump()

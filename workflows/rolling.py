@@ -85,7 +85,7 @@ class RollingDeployment(DeploymentControl):
     @workflow.init
     def __init__(self, request: RollingRequest) -> None:
         self._init_control(strategy="rolling", target=request.target, version=request.resolved_version or "")
-        self._notifications = Notifications(request.notify, request.target, "rolling", on_event=self.event)
+        self._notifications = Notifications(request.notifications, request.target, "rolling", on_event=self.event)
         self._attempted = 0  # most pods ever asked to run the new version: what a rollback must undo
         self._gate_at: int | None = None
 

@@ -15,7 +15,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, Field, model_validator
 
 from deployflow.spec.analysis import Analysis
 from deployflow.spec.common import (
@@ -110,7 +110,11 @@ class RollingRequest(StrictModel):
         "batches: move back batch by batch",
     )
     hooks: Hooks = Field(default_factory=Hooks)
-    notify: list[Notifier] = Field(default_factory=list, max_length=20)
+    # Named like the other strategies' field; `notify` (its first name) is still read, so runs started with it
+    # replay and old specs keep working.
+    notifications: list[Notifier] = Field(
+        default_factory=list, max_length=20, validation_alias=AliasChoices("notifications", "notify")
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RollingRequest:
