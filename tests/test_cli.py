@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 
 from deployflow.cli import app
 from deployflow.temporal import DEFAULT_TASK_QUEUE
+from tests.worker_process import worker_process
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -158,29 +158,8 @@ WAIT = 60.0  # bounds a hang; not a speed assertion
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
     """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
-    from deployflow.cli import has_pollers
-
-    queue = f"cli-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "DEPLOYFLOW_TASK_QUEUE": queue, "KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "deployflow.cli", "worker", env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while not await has_pollers(dev_env.client, queue):
-            assert proc.returncode is None, "the worker exited while starting"
-            assert loop.time() < deadline, "the worker never polled its task queue"
-            await asyncio.sleep(0.1)
+    async with worker_process(dev_env, kubeconfig, "cli") as queue:
         yield queue
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def deployflow(dev_env: WorkflowEnvironment, *args: str, queue: str = "") -> tuple[int, str]:

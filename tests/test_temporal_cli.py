@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shlex
-import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from deployflow.spec import BlueGreenRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import DEFAULT_TASK_QUEUE, temporal_cli_path
+from tests.worker_process import worker_process
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_ID = "deploy/sim/demo/shop"
@@ -88,29 +86,8 @@ def served_version(sim_url: str, namespace: str, service: str = "shop") -> str:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
     """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
-    from deployflow.cli import has_pollers
-
-    queue = f"temporal-cli-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-           "DEPLOYFLOW_TASK_QUEUE": queue, "KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "deployflow.cli", "worker", env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
-        while not await has_pollers(dev_env.client, queue):
-            assert proc.returncode is None, "the worker exited while starting"
-            assert loop.time() < deadline, "the worker never polled its task queue"
-            await asyncio.sleep(0.1)
+    async with worker_process(dev_env, kubeconfig, "temporal-cli") as queue:
         yield queue
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker: str, sim: Any, namespace: str,
