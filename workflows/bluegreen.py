@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import pydantic
 from temporalio import workflow
@@ -47,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.hooks import HookPoint
     from deployflow.status import DeploymentStatus, Phase
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
-    from workflows.control import Aborted, DeploymentControl
+    from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
 
@@ -123,13 +122,7 @@ class BlueGreenDeployment(DeploymentControl):
 
     @workflow.run
     async def run(self, request: BlueGreenRequest) -> DeploymentStatus:
-        try:
-            status = await self._run(request)
-        except (Exception, asyncio.CancelledError):
-            await self._shielded(self._notifications.drain())
-            raise
-        await self._notifications.drain()
-        return status
+        return await self._notifications.around(self._run(request))
 
     async def _run(self, request: BlueGreenRequest) -> DeploymentStatus:
         self._begin("validate", "checking the request")
@@ -158,7 +151,7 @@ class BlueGreenDeployment(DeploymentControl):
             if self._committed or self._rolled_back:
                 raise
             reason = self._explain(err)
-            await self._shielded(self._roll_back(request, plan, reason))
+            await shielded(self._roll_back(request, plan, reason))
             if is_cancelled_exception(err):
                 raise
             raise self._rolled_back_error(plan, reason) from err
@@ -265,7 +258,7 @@ class BlueGreenDeployment(DeploymentControl):
             )
             if outcome == "rollback":
                 reason = self.rollback_reason or "rollback requested"
-                await self._shielded(self._roll_back(request, plan, reason))
+                await shielded(self._roll_back(request, plan, reason))
                 raise self._rolled_back_error(plan, reason)
             if outcome == "promoted":
                 self.event("standby ended early by promote", kind="decision")
@@ -340,16 +333,6 @@ class BlueGreenDeployment(DeploymentControl):
             return "nothing was serving before, so nothing serves now"
         verb = "is back on" if self._switched else "stays on"
         return f"traffic {verb} {plan.where_traffic_stays()}"
-
-    @staticmethod
-    async def _shielded(cleanup: Any) -> None:
-        """Runs cleanup to the end even if the run is cancelled meanwhile."""
-        task = asyncio.ensure_future(cleanup)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await task
-            raise
 
     # --- steps --------------------------------------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.status import DeploymentStatus, Measurement, Phase
-    from workflows.control import Aborted, DeploymentControl
+    from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
 
@@ -119,14 +119,7 @@ class CanaryDeployment(DeploymentControl):
 
     @workflow.run
     async def run(self, request: CanaryRequest) -> DeploymentStatus:
-        try:
-            status = await self._run(request)
-        except (Exception, asyncio.CancelledError):
-            # Not BaseException: a worker evicting this run from its cache must not wait for deliveries.
-            await self._shielded(self._notifications.drain())
-            raise
-        await self._notifications.drain()
-        return status
+        return await self._notifications.around(self._run(request))
 
     async def _run(self, request: CanaryRequest) -> DeploymentStatus:
         self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
@@ -158,7 +151,7 @@ class CanaryDeployment(DeploymentControl):
                 raise
             reason = self._explain(err)
             where = f"at step {self._step_number} ({self._weight}%)" if self._step_number else "before the first step"
-            await self._shielded(self._roll_back(request, previous, f"{where}: {reason}"))
+            await shielded(self._roll_back(request, previous, f"{where}: {reason}"))
             if is_cancelled_exception(err):
                 raise
             raise ApplicationError(
@@ -400,7 +393,7 @@ class CanaryDeployment(DeploymentControl):
             self.event(f"post-promotion watch {ended}")
             return
         reason = self.rollback_reason or "rollback requested"
-        await self._shielded(self._restore_previous(request, previous, reason))
+        await shielded(self._restore_previous(request, previous, reason))
         raise ApplicationError(
             f"rolled back after promotion: {reason}; {previous.version} serves again",
             {"reason": reason}, type="RolledBack", non_retryable=True,
@@ -460,16 +453,6 @@ class CanaryDeployment(DeploymentControl):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, ActivityError):
             await task
-
-    @staticmethod
-    async def _shielded(cleanup: Any) -> None:
-        """Runs cleanup to the end even if the run is cancelled meanwhile."""
-        task = asyncio.ensure_future(cleanup)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            await task
-            raise
 
     # --- first deployment -----------------------------------------------------------------------------------------
 
@@ -532,7 +515,7 @@ class CanaryDeployment(DeploymentControl):
             await self._hooks(request, HookPoint.POST_DEPLOY, previous.version)
         except (Exception, asyncio.CancelledError) as err:
             reason = self._explain(err)
-            await self._shielded(self._restore_previous(request, previous, reason))
+            await shielded(self._restore_previous(request, previous, reason))
             if is_cancelled_exception(err):
                 raise
             raise ApplicationError(

@@ -83,6 +83,16 @@ class Aborted(ApplicationError):
         self.reason = reason
 
 
+async def shielded(cleanup: Awaitable[Any]) -> None:
+    """Runs cleanup (a rollback, the last notifications) to the end even if the run is cancelled meanwhile."""
+    task = asyncio.ensure_future(cleanup)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 class DeploymentControl:
     """Pause/resume/abort/promote/approve/rollback handlers, the `status` query and the helpers strategies call."""
 

@@ -12,12 +12,14 @@ delays the rollout. `await drain()` before the run ends, so the last events (suc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+
+from workflows.control import shielded
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NOTIFIER_MISCONFIGURED, NotificationInput, send_notification
@@ -114,6 +116,20 @@ class Notifications:
             workflow.logger.warning(text)
             if self._on_event:
                 self._on_event(text, "warning")
+
+    async def around(self, release: Awaitable[DeploymentStatus]) -> DeploymentStatus:
+        """Runs the release, then waits for the notifications still in flight.
+
+        On failure or cancellation the wait is shielded, so the last words (rolled back, failed) still go out.
+        Not BaseException: a worker evicting the run from its cache must not wait for deliveries.
+        """
+        try:
+            status = await release
+        except (Exception, asyncio.CancelledError):
+            await shielded(self.drain())
+            raise
+        await self.drain()
+        return status
 
     async def drain(self) -> None:
         """Waits for the notifications in flight (each ends: delivered, or given up and logged)."""

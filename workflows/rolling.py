@@ -31,7 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.control import Aborted, DeploymentControl
+from workflows.control import Aborted, DeploymentControl, shielded
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 
@@ -94,10 +94,7 @@ class RollingDeployment(DeploymentControl):
 
     @workflow.run
     async def run(self, request: RollingRequest) -> DeploymentStatus:
-        try:
-            return await self._run(request)
-        finally:
-            await self._notifications.drain()
+        return await self._notifications.around(self._run(request))
 
     # ---- the runbook -------------------------------------------------------------------------------------------
 
@@ -166,13 +163,13 @@ class RollingDeployment(DeploymentControl):
         except (ApplicationError, ActivityError) as err:
             if is_cancelled_exception(err):
                 # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
-                await asyncio.shield(self._roll_back(r, prep, "cancelled"))
+                await shielded(self._roll_back(r, prep, "cancelled"))
                 raise asyncio.CancelledError("cancelled and rolled back") from None
             reason = _reason(err)
-            await asyncio.shield(self._roll_back(r, prep, reason))
+            await shielded(self._roll_back(r, prep, reason))
             raise RolledBack(f"rolled back to {rec.version or rec.revision}: {reason}") from None
         except asyncio.CancelledError:
-            await asyncio.shield(self._roll_back(r, prep, "cancelled"))
+            await shielded(self._roll_back(r, prep, "cancelled"))
             raise
         return await self.finish(Phase.SUCCEEDED, f"{r.kind} {r.name} runs {version} on all {n} pods")
 
