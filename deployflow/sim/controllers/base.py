@@ -34,6 +34,20 @@ class Wakeups:
         return {ns for ns, at in self._at.items() if at <= now}
 
 
+class TimedController:
+    """A namespace-scoped controller whose objects change by themselves at known simulated times (a pod turning
+    ready, a progress deadline): the manager wakes it at the earliest of those, only for the namespaces due."""
+
+    scoped = True
+    _wakeups: Wakeups
+
+    def next_wakeup(self) -> float:
+        return self._wakeups.next()
+
+    def due_namespaces(self, now: float) -> set[str]:
+        return self._wakeups.due(now)
+
+
 def in_scope(store: Store, res: Resource, scope: Scope) -> Iterator[Obj]:
     """Live objects of `res` in the namespaces of `scope`. Call under the store lock; do not mutate."""
     if scope is None:

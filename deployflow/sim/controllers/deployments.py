@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
+from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import owner_reference
 from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
@@ -102,7 +102,7 @@ class _Rollout:
         return ([self.new] if self.new else []) + self.old
 
 
-class DeploymentController:
+class DeploymentController(TimedController):
     name = "deployments"
 
     def __init__(self, store: Store, config: SimConfig, events: EventRecorder) -> None:
@@ -114,14 +114,6 @@ class DeploymentController:
         self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a Deployment's last sync read
         self._due: dict[str, float] = {}  # when a Deployment's progress deadline needs a look
         self._wakeups = Wakeups()
-
-    scoped = True
-
-    def next_wakeup(self) -> float:
-        return self._wakeups.next()
-
-    def due_namespaces(self, now: float) -> set[str]:
-        return self._wakeups.due(now)
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
+from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.resources import PODS
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
@@ -257,7 +257,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
-class PodController:
+class PodController(TimedController):
     """Schedules pods onto simulated nodes and plays each one's lifecycle against the simulated clock."""
 
     name = "pods"
@@ -274,14 +274,6 @@ class PodController:
         self._ns: dict[str, str] = {}
         self._ip_counter = 0
         self._wakeups = Wakeups()
-
-    scoped = True
-
-    def next_wakeup(self) -> float:
-        return self._wakeups.next()
-
-    def due_namespaces(self, now: float) -> set[str]:
-        return self._wakeups.due(now)
 
     def born(self, uid: str) -> float | None:
         return self._born.get(uid)

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope, write_status
+from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import (
     PodController,
@@ -31,7 +31,7 @@ def pods_by_controller(store: Store, scope: Scope = None) -> dict[str, list[Obj]
     return out
 
 
-class ReplicaSetController:
+class ReplicaSetController(TimedController):
     name = "replicasets"
 
     def __init__(
@@ -46,14 +46,6 @@ class ReplicaSetController:
         self._ns: dict[str, str] = {}
         self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a ReplicaSet's last sync read
         self._due: dict[str, float] = {}  # when a ready pod of it reaches minReadySeconds
-
-    scoped = True
-
-    def next_wakeup(self) -> float:
-        return self._wakeups.next()
-
-    def due_namespaces(self, now: float) -> set[str]:
-        return self._wakeups.due(now)
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)

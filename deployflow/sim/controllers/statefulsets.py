@@ -18,11 +18,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import re
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, Wakeups, in_scope
+from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import PodController, PodFactory, controller_uid, is_ready, owner_reference
 from deployflow.sim.resources import CONTROLLERREVISIONS, PODS, STATEFULSETS
@@ -46,7 +45,7 @@ def ordinal_of(sts_name: str, pod: Obj) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class StatefulSetController:
+class StatefulSetController(TimedController):
     name = "statefulsets"
 
     def __init__(
@@ -58,21 +57,11 @@ class StatefulSetController:
         self.factory = factory
         self.events = events
         self._wakeups = Wakeups()
-        self._wakeup = math.inf
-
-    def next_wakeup(self) -> float:
-        return self._wakeup
-
-    scoped = True  # a pass looks only at the namespaces that changed (see ControllerManager)
-
-    def due_namespaces(self, now: float) -> set[str]:
-        return self._wakeups.due(now)
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)
         statefulsets = list(in_scope(self.store, STATEFULSETS, scope))
         if not statefulsets:
-            self._wakeup = self._wakeups.next()
             return
         owned: dict[str, list[Obj]] = {}
         for pod in in_scope(self.store, PODS, scope):
@@ -84,7 +73,6 @@ class StatefulSetController:
                 self._sync(copy.deepcopy(sts), owned.get(sts["metadata"]["uid"], []), now)
             except StoreError:
                 continue  # deleted while we worked on it
-        self._wakeup = self._wakeups.next()
 
     # ---- revisions -----------------------------------------------------------------------------------
 
