@@ -21,6 +21,7 @@ from aiohttp import web
 
 from deployflow.sim import resources as R
 from deployflow.sim.api import ApiServer
+from deployflow.sim.api.accounting import Snapshot
 from deployflow.sim.config import Clock, SimConfig
 from deployflow.sim.faults import Faults
 from deployflow.sim.store import Store, StoreError
@@ -162,6 +163,11 @@ class Simulator:
         except StoreError as e:
             if e.code != 409:
                 raise
+
+    def api_requests(self, reset: bool = False, **filters: str) -> Snapshot:
+        """The Kubernetes API requests served so far, as `GET /debug/requests` answers (filters: verb, resource,
+        client, label); `reset=True` starts the counts again from zero."""
+        return self.api.counts.snapshot(filters, reset=reset)
 
     # ---- traffic pass-throughs ------------------------------------------------------------------------
 

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from deployflow.sim import resources as R
 from deployflow.sim.api import discovery
+from deployflow.sim.api.accounting import RequestCounts, is_counted
 from deployflow.sim.api.errors import error_response
 from deployflow.sim.api.http import json_response
 from deployflow.sim.api.patching import Patching
+from deployflow.sim.api.paths import NOT_FOUND, Target, locate
 from deployflow.sim.api.subresources import TrafficLike, pod_log, scale, service_proxy
 from deployflow.sim.api.watch import watch
 from deployflow.sim.faults import Faults
@@ -37,17 +39,32 @@ class ApiServer(Patching):
         super().__init__(store, served)
         self.faults = faults
         self.traffic = traffic
-        self.requests = 0
+        self.counts = RequestCounts()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024**2)
         app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        app.on_response_prepare.append(self._count)
         return app
 
     # -- plumbing --
 
+    @property
+    def requests(self) -> int:
+        """API requests served so far (all clients)."""
+        return self.counts.total()
+
+    async def _count(self, request: web.Request, response: web.StreamResponse) -> None:
+        # Counted when the answer starts rather than when the handler returns: a watch is served for minutes.
+        if not is_counted(request):
+            return
+        try:
+            target = locate(self.served, request)
+        except StoreError:  # a 404 for an unknown resource is still a request
+            target = None
+        self.counts.count(request, response.status, target)
+
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
         try:
             return await self._route(request)
         except StoreError as e:
@@ -64,6 +81,9 @@ class ApiServer(Patching):
             return error_response(StoreError(500, "InternalError", f"Internal error occurred: {e!r}"))
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
+        target = locate(self.served, request)
+        if target is not None:
+            return await self.resource_request(request, target)
         parts = [p for p in request.path.split("/") if p]
         if not parts:
             return json_response({"paths": ["/api", "/api/v1", "/apis", "/metrics", "/openapi/v3", "/version"]})
@@ -74,57 +94,33 @@ class ApiServer(Patching):
             return web.Response(text="ok")
         if head == "metrics":
             traffic = self.traffic()
-            return web.Response(text=traffic.metrics_text() if traffic else "", content_type="text/plain",
-                                charset="utf-8")
+            text = (traffic.metrics_text() if traffic else "") + self.counts.metrics_text()
+            return web.Response(text=text, content_type="text/plain", charset="utf-8")
+        if parts == ["debug", "requests"] and request.method in ("GET", "DELETE"):
+            # DELETE answers the counts it clears, so a benchmark reads and restarts them in one request.
+            return json_response(self.counts.snapshot(request.query, reset=request.method == "DELETE"))
         if head == "openapi":
             return discovery.openapi(self.served, parts[1:])
-        if head == "api":
-            if len(parts) == 1:
-                return json_response({
-                    "kind": "APIVersions", "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}],
-                })
-            if len(parts) == 2:
-                return discovery.resource_list(self.served, "", parts[1])
-            return await self.resource_request(request, "", parts[1], parts[2:])
-        if head == "apis":
-            if len(parts) == 1:
-                return json_response(discovery.group_list(self.served))
-            if len(parts) == 2:
-                group = next((g for g in discovery.group_list(self.served)["groups"] if g["name"] == parts[1]), None)
-                if group is None:
-                    raise StoreError(404, "NotFound", "the server could not find the requested resource")
-                return json_response({"kind": "APIGroup", "apiVersion": "v1", **group})
-            if len(parts) == 3:
-                return discovery.resource_list(self.served, parts[1], parts[2])
-            return await self.resource_request(request, parts[1], parts[2], parts[3:])
-        raise StoreError(404, "NotFound", "the server could not find the requested resource")
+        if parts == ["api"]:
+            return json_response({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}],
+            })
+        if head == "api" and len(parts) == 2:
+            return discovery.resource_list(self.served, "", parts[1])
+        if parts == ["apis"]:
+            return json_response(discovery.group_list(self.served))
+        if head == "apis" and len(parts) == 2:
+            group = next((g for g in discovery.group_list(self.served)["groups"] if g["name"] == parts[1]), None)
+            if group is None:
+                raise StoreError(404, "NotFound", NOT_FOUND)
+            return json_response({"kind": "APIGroup", "apiVersion": "v1", **group})
+        if head == "apis" and len(parts) == 3:
+            return discovery.resource_list(self.served, parts[1], parts[2])
+        raise StoreError(404, "NotFound", NOT_FOUND)
 
-    def _resource(self, group: str, version: str, plural: str) -> Resource:
-        for res in self.served:
-            if res.group == group and res.version == version and res.plural == plural:
-                return res
-        raise StoreError(404, "NotFound", "the server could not find the requested resource")
-
-    async def resource_request(
-        self, request: web.Request, group: str, version: str, parts: list[str]
-    ) -> web.StreamResponse:
-        watching = request.query.get("watch") in ("1", "true", "True")
-        if parts[0] == "watch":  # the deprecated /watch/ paths, still used by some clients
-            watching, parts = True, parts[1:]
-        namespace: str | None = None
-        if len(parts) >= 3 and parts[0] == "namespaces" and any(
-            r.plural == parts[2] and r.namespaced and r.group == group for r in self.served
-        ):
-            namespace, parts = parts[1], parts[2:]
-        res = self._resource(group, version, parts[0])
-        name = parts[1] if len(parts) > 1 else None
-        sub = parts[2] if len(parts) > 2 else None
-        if sub and sub not in res.subresources:
-            raise StoreError(404, "NotFound", "the server could not find the requested resource")
-        if res.namespaced and name is not None and namespace is None:
-            raise StoreError(404, "NotFound", "the server could not find the requested resource")
-
+    async def resource_request(self, request: web.Request, target: Target) -> web.StreamResponse:
+        res, namespace, name, sub = target.res, target.namespace, target.name, target.sub
         fault = self.faults.draw(write=request.method not in ("GET", "HEAD"))
         if fault.delay:
             await asyncio.sleep(fault.delay)
@@ -136,14 +132,14 @@ class ApiServer(Patching):
 
         method = request.method
         if sub == "proxy":
-            return service_proxy(self.store, self.traffic(), namespace or "", name or "", parts[3:])
+            return service_proxy(self.store, self.traffic(), namespace or "", name or "", list(target.rest))
         if sub == "log":
             return pod_log(self.store, res, namespace, name or "", request)
         if sub == "scale":
             return await scale(self, request, res, namespace, name or "")
         if name is None:
             if method == "GET":
-                if watching:
+                if target.watching:
                     return await watch(self.store, request, res, namespace)
                 return self.list_objects(request, res, namespace)
             if method == "POST":
