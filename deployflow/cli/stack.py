@@ -74,7 +74,7 @@ def sim(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, serving.cancel)
         # The kubeconfig appears only once the API answers, so whoever waits for the file can use it at once.
-        while simulator._stopped is None and not serving.done():
+        while not simulator.started.is_set() and not serving.done():
             await asyncio.sleep(0.01)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         simulator.write_kubeconfig(str(kubeconfig), context="sim")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
 
 import yaml
 from aiohttp import web
@@ -33,7 +32,7 @@ class ApiServer(Patching):
         self,
         store: Store,
         faults: Faults,
-        traffic: Callable[[], TrafficLike | None] = lambda: None,
+        traffic: TrafficLike | None = None,
         served: tuple[Resource, ...] = R.ALL,
     ) -> None:
         super().__init__(store, served)
@@ -93,8 +92,7 @@ class ApiServer(Patching):
         if head in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
         if head == "metrics":
-            traffic = self.traffic()
-            text = (traffic.metrics_text() if traffic else "") + self.counts.metrics_text()
+            text = (self.traffic.metrics_text() if self.traffic else "") + self.counts.metrics_text()
             return web.Response(text=text, content_type="text/plain", charset="utf-8")
         if parts == ["debug", "requests"] and request.method in ("GET", "DELETE"):
             # DELETE answers the counts it clears, so a benchmark reads and restarts them in one request.
@@ -132,7 +130,7 @@ class ApiServer(Patching):
 
         method = request.method
         if sub == "proxy":
-            return service_proxy(self.store, self.traffic(), namespace or "", name or "", list(target.rest))
+            return service_proxy(self.store, self.traffic, namespace or "", name or "", list(target.rest))
         if sub == "log":
             return pod_log(self.store, res, namespace, name or "", request)
         if sub == "scale":
