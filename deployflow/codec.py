@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverter, FailureConverter, PayloadCodec
 
 KEY_ENV = "DEPLOYFLOW_CODEC_KEY"
 KEY_FILE_ENV = "DEPLOYFLOW_CODEC_KEY_FILE"
@@ -170,14 +170,40 @@ def codec_from_env(env: Mapping[str, str] | None = None) -> EncryptionCodec | No
     return EncryptionCodec(keys) if keys else None
 
 
+@functools.cache
+def encrypting_failures(cls: type[FailureConverter]) -> type[FailureConverter]:
+    """`cls`, moving each failure's message and stack trace into its encoded (so encrypted) attributes.
+
+    Subclasses such as the worker's SpecFailureConverter keep their own wording; only where it is stored changes.
+    A converter that does not derive from DefaultFailureConverter is returned as it is.
+    """
+    if not issubclass(cls, DefaultFailureConverter) or getattr(cls, "_deployflow_encrypts", False):
+        return cls
+
+    def __init__(self: DefaultFailureConverter) -> None:  # noqa: N807 - the generated class's constructor
+        DefaultFailureConverter.__init__(self, encode_common_attributes=True)
+
+    return type(f"Encrypting{cls.__name__}", (cls,), {"__init__": __init__, "_deployflow_encrypts": True})
+
+
+class EncryptingDataConverter(DataConverter):
+    """A DataConverter whose failure messages are encrypted whatever failure converter class it is given later.
+
+    The worker replaces the failure converter class (`dataclasses.replace`) and the SDK instantiates the class
+    itself, so the encoding is attached to the class here rather than to a converter instance.
+    """
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "failure_converter_class", encrypting_failures(self.failure_converter_class))
+        super().__post_init__()
+
+
 def data_converter(codec: PayloadCodec | None) -> DataConverter:
-    """The pydantic data converter, with the codec and encrypted failure messages when a codec is given."""
+    """The pydantic data converter; with a codec, payloads and failure messages are encrypted too."""
     if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(
-        pydantic_data_converter,
-        payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    return EncryptingDataConverter(
+        payload_converter_class=pydantic_data_converter.payload_converter_class, payload_codec=codec
     )
 
 
