@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import re
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from pydantic import BaseModel
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
+from temporalio.client import WorkflowHistory
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
 from deployflow.codec import (
     ENCODING,
@@ -26,7 +34,11 @@ from deployflow.codec import (
     load_keys,
     parse_key,
 )
-from deployflow.temporal import ConnectionSettings
+from deployflow.codec_server import create_app, run
+from deployflow.sim.server import Simulator
+from deployflow.status import DeploymentStatus, Phase
+from deployflow.temporal import ConnectionSettings, connect, temporal_cli_path
+from tests.bluegreen_support import bluegreen_request, running_worker, start
 from worker import SpecFailureConverter
 
 SECRET_TEXT = "registry.example.com/shop/web:kumquat-7731"
@@ -160,3 +172,148 @@ async def test_without_a_codec_failures_stay_as_they_were() -> None:
 
 def test_generated_keys_are_random_32_byte_keys() -> None:
     assert len(base64.b64decode(generate_key())) == 32 and generate_key() != generate_key()
+
+
+# --- the codec server -----------------------------------------------------------------------------------------------
+
+UI = "http://localhost:8233"
+
+
+@contextlib.asynccontextmanager
+async def codec_server(c: EncryptionCodec, token: str | None = "s3cret-token") -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(create_app(c, auth_token=token, cors_origins=[UI]), host="127.0.0.1")) as http:
+        yield http
+
+
+def as_json(*payloads: Payload) -> str:
+    return json_format.MessageToJson(Payloads(payloads=payloads))
+
+
+def from_json(text: str) -> list[Payload]:
+    return list(json_format.Parse(text, Payloads()).payloads)
+
+
+async def test_codec_server_encodes_and_decodes_the_json_payloads_format() -> None:
+    c = codec(f"srv:{generate_key()}")
+    async with codec_server(c) as http:
+        auth = {"Authorization": "Bearer s3cret-token", "X-Namespace": "default"}
+        encoded = await http.post("/encode", data=as_json(plain()), headers=auth)
+        assert encoded.status == 200
+        [sealed] = from_json(await encoded.text())
+        assert sealed.metadata["encoding"] == ENCODING and b"kumquat" not in sealed.data
+        decoded = await http.post("/decode", data=as_json(sealed, plain("untouched")), headers=auth)
+        assert decoded.status == 200 and from_json(await decoded.text()) == [plain(), plain("untouched")]
+        sealed.data = sealed.data[:-2] + b"xx"
+        tampered = await http.post("/decode", data=as_json(sealed), headers=auth)
+        assert tampered.status == 400 and "failed authentication" in await tampered.text()
+        assert (await http.post("/decode", data="not json", headers=auth)).status == 400
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "s3cret-token", "Bearer s3cret-tokenX"])
+async def test_codec_server_requires_the_bearer_token(header: str | None) -> None:
+    c = codec(generate_key())
+    [sealed] = await c.encode([plain()])
+    async with codec_server(c) as http:
+        headers = {"Authorization": header} if header else {}
+        response = await http.post("/decode", data=as_json(sealed), headers=headers)
+        assert response.status == 401 and "kumquat" not in await response.text()
+
+
+async def test_codec_server_answers_cors_for_the_ui_origin_only() -> None:
+    async with codec_server(codec(generate_key())) as http:
+        preflight = {"Origin": UI, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type,x-namespace"}
+        allowed = await http.options("/decode", headers=preflight)
+        assert allowed.status == 204
+        assert allowed.headers["Access-Control-Allow-Origin"] == UI
+        assert "X-Namespace" in allowed.headers["Access-Control-Allow-Headers"]
+        assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+        # Another site (or a DNS-rebound name) in the user's browser is refused outright, token or not.
+        other = {**preflight, "Origin": "https://evil.example"}
+        assert (await http.options("/decode", headers=other)).status == 403
+        refused = await http.post("/decode", data=as_json(plain()),
+                                  headers={"Origin": "https://evil.example", "Authorization": "Bearer s3cret-token"})
+        assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_codec_server_refuses_to_serve_beyond_loopback_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOYFLOW_CODEC_KEY", generate_key())
+    monkeypatch.delenv("DEPLOYFLOW_CODEC_AUTH_TOKEN", raising=False)
+    with pytest.raises(CodecConfigError, match="without DEPLOYFLOW_CODEC_AUTH_TOKEN"):
+        run(host="0.0.0.0", port=0)
+    monkeypatch.delenv("DEPLOYFLOW_CODEC_KEY")
+    with pytest.raises(CodecConfigError, match="needs DEPLOYFLOW_CODEC_KEY"):
+        run(port=0)
+
+
+# --- a real release, encrypted ----------------------------------------------------------------------------------------
+
+APP, IMAGE, DISTINCT = "kumquat", "registry.example.com/shop/kumquat:7731", "zanzibar-marmalade"
+
+
+def history_payloads(message: Message, under_search_attributes: bool = False) -> Iterator[tuple[bool, Payload]]:
+    """Every Payload in a history, and whether it is a search attribute (indexed in clear by Temporal's design)."""
+    if isinstance(message, Payload):
+        yield under_search_attributes, message
+        return
+    for field, value in message.ListFields():
+        in_sa = under_search_attributes or field.name == "search_attributes"
+        if field.message_type is None:
+            continue
+        if isinstance(value, Message):
+            values = [value]
+        else:  # a repeated field or a map of messages
+            values = list(value.values()) if field.message_type.GetOptions().map_entry else list(value)
+        for item in values:
+            if isinstance(item, Message):
+                yield from history_payloads(item, in_sa)
+
+
+async def test_a_release_history_is_unreadable_without_the_key_and_readable_through_the_codec_server(
+    dev_env: WorkflowEnvironment, sim: Simulator, kubeconfig: str, namespace: str
+) -> None:
+    key = codec(f"it:{generate_key()}")
+    address = dev_env.client.service_client.config.target_host
+    client = await connect(ConnectionSettings(address=address, codec=key))
+    target = {"cluster": "sim", "namespace": namespace, "app": APP}
+    workload = {"image": IMAGE, "env": [{"name": "GREETING", "value": DISTINCT}]}
+    request = bluegreen_request(namespace, "7731", standby="0s", target=target, workload=workload)
+    async with running_worker(client) as queue:
+        handle = await start(client, queue, request)
+        status: DeploymentStatus = await handle.result()
+    assert status.phase == Phase.SUCCEEDED and status.version == "7731"
+
+    # A client without the key (Temporal's own readers, the UI without the codec server) sees no spec content.
+    history = await dev_env.client.get_workflow_handle(handle.id).fetch_history()
+    payloads = [p for event in history.events for p in history_payloads(event)]
+    text = history.to_json()
+    sealed = [p for in_sa, p in payloads if not in_sa]
+    assert len(sealed) >= 10 and all(
+        p.metadata["encoding"] == ENCODING and p.metadata[KEY_ID_METADATA] == b"it" for p in sealed
+    )
+    raw = b"".join(p.SerializeToString() for _, p in payloads)
+    for secret in (IMAGE, DISTINCT, "GREETING"):
+        assert secret not in text and secret.encode() not in raw, secret
+    # The app name is in the workflow id and the DeployApp search attribute (Temporal routes and indexes by them),
+    # and nowhere else.
+    assert APP not in text.replace(handle.id, "") and all(APP.encode() not in p.data for p in sealed)
+    with pytest.raises(KeyError, match="binary/encrypted"):
+        await dev_env.client.get_workflow_handle(handle.id).result()
+
+    # Through the codec server, the temporal CLI (as the UI) shows the spec.
+    async with codec_server(key) as http:
+        shown = await temporal_cli("workflow", "show", "--workflow-id", handle.id, "--address", address, "-o", "json",
+                                   "--codec-endpoint", str(http.server.make_url("")).rstrip("/"),
+                                   "--codec-auth", "Bearer s3cret-token")
+    decoded = [p for event in WorkflowHistory.from_json(handle.id, shown).events for p in history_payloads(event)]
+    assert len(decoded) == len(payloads) and all(p.metadata["encoding"] == b"json/plain" for _, p in decoded)
+    clear = b"".join(p.data for _, p in decoded)
+    assert IMAGE.encode() in clear and DISTINCT.encode() in clear
+
+
+async def temporal_cli(*args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(temporal_cli_path(), *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
