@@ -11,8 +11,6 @@ from temporalio.common import SearchAttributeKey
 from temporalio.converter import PayloadCodec
 from temporalio.service import TLSConfig
 
-from deployflow.codec import codec_from_env, data_converter
-
 DEFAULT_TASK_QUEUE = "deployments"
 
 DEPLOY_APP = SearchAttributeKey.for_keyword("DeployApp")
@@ -53,6 +51,14 @@ def _venv_bin(name: str) -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
+def _codec_from_env() -> PayloadCodec | None:
+    # Imported here: workflows import this module for the search attribute keys, and the workflow sandbox cannot
+    # re-import cryptography's native extension.
+    from deployflow.codec import codec_from_env
+
+    return codec_from_env()
+
+
 @dataclass
 class ConnectionSettings:
     """Where the worker and CLI find Temporal. Read from the same variables the temporal CLI reads.
@@ -70,7 +76,7 @@ class ConnectionSettings:
     tls_key: str | None = None
     tls_ca: str | None = None
     tls_server_name: str | None = None
-    codec: PayloadCodec | None = field(default_factory=codec_from_env, repr=False)
+    codec: PayloadCodec | None = field(default_factory=_codec_from_env, repr=False)
 
     @classmethod
     def from_env(cls) -> ConnectionSettings:
@@ -110,6 +116,8 @@ async def connect(settings: ConnectionSettings | None = None) -> Client:
 
     Raises deployflow.codec.CodecConfigError (naming the variable) for an unusable key, before connecting.
     """
+    from deployflow.codec import data_converter
+
     settings = settings or ConnectionSettings.from_env()
     return await Client.connect(
         settings.address,
