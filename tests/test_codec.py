@@ -9,6 +9,7 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -17,7 +18,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.failure.v1 import Failure
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -34,8 +35,9 @@ from deployflow.codec import (
     load_keys,
     parse_key,
 )
-from deployflow.codec_server import create_app, run
+from deployflow.codec_server import create_app, main, run
 from deployflow.sim.server import Simulator
+from deployflow.spec import BlueGreenRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import ConnectionSettings, connect, temporal_cli_path
 from tests.bluegreen_support import bluegreen_request, running_worker, start
@@ -228,6 +230,9 @@ async def test_codec_server_answers_cors_for_the_ui_origin_only() -> None:
         assert allowed.headers["Access-Control-Allow-Origin"] == UI
         assert "X-Namespace" in allowed.headers["Access-Control-Allow-Headers"]
         assert "POST" in allowed.headers["Access-Control-Allow-Methods"]
+        # The UI can read a refusal (and show it) instead of a CORS error.
+        unauthorized = await http.post("/decode", data=as_json(plain()), headers={"Origin": UI})
+        assert unauthorized.status == 401 and unauthorized.headers["Access-Control-Allow-Origin"] == UI
         # Another site (or a DNS-rebound name) in the user's browser is refused outright, token or not.
         other = {**preflight, "Origin": "https://evil.example"}
         assert (await http.options("/decode", headers=other)).status == 403
@@ -244,6 +249,15 @@ def test_codec_server_refuses_to_serve_beyond_loopback_without_a_token(monkeypat
     monkeypatch.delenv("DEPLOYFLOW_CODEC_KEY")
     with pytest.raises(CodecConfigError, match="needs DEPLOYFLOW_CODEC_KEY"):
         run(port=0)
+
+
+def test_codec_server_command_exits_2_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DEPLOYFLOW_CODEC_KEY", raising=False)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    assert main(["--port", "0"]) == 2
+    assert "needs DEPLOYFLOW_CODEC_KEY" in capsys.readouterr().err
 
 
 # --- a real release, encrypted ----------------------------------------------------------------------------------------
@@ -269,34 +283,42 @@ def history_payloads(message: Message, under_search_attributes: bool = False) ->
                 yield from history_payloads(item, in_sa)
 
 
-async def test_a_release_history_is_unreadable_without_the_key_and_readable_through_the_codec_server(
-    dev_env: WorkflowEnvironment, sim: Simulator, kubeconfig: str, namespace: str
-) -> None:
-    key = codec(f"it:{generate_key()}")
-    address = dev_env.client.service_client.config.target_host
-    client = await connect(ConnectionSettings(address=address, codec=key))
+def encrypted_request(namespace: str, **workload: Any) -> BlueGreenRequest:
     target = {"cluster": "sim", "namespace": namespace, "app": APP}
-    workload = {"image": IMAGE, "env": [{"name": "GREETING", "value": DISTINCT}]}
-    request = bluegreen_request(namespace, "7731", standby="0s", target=target, workload=workload)
-    async with running_worker(client) as queue:
-        handle = await start(client, queue, request)
-        status: DeploymentStatus = await handle.result()
-    assert status.phase == Phase.SUCCEEDED and status.version == "7731"
+    spec = {"image": IMAGE, "env": [{"name": "GREETING", "value": DISTINCT}], **workload}
+    return bluegreen_request(namespace, "7731", standby="0s", target=target, workload=spec)
 
-    # A client without the key (Temporal's own readers, the UI without the codec server) sees no spec content.
-    history = await dev_env.client.get_workflow_handle(handle.id).fetch_history()
+
+def assert_unreadable(history: WorkflowHistory, key_id: bytes) -> list[tuple[bool, Payload]]:
+    """Nothing of the spec in a history read without the key; returns its payloads."""
     payloads = [p for event in history.events for p in history_payloads(event)]
     text = history.to_json()
     sealed = [p for in_sa, p in payloads if not in_sa]
     assert len(sealed) >= 10 and all(
-        p.metadata["encoding"] == ENCODING and p.metadata[KEY_ID_METADATA] == b"it" for p in sealed
+        p.metadata["encoding"] == ENCODING and p.metadata[KEY_ID_METADATA] == key_id for p in sealed
     )
     raw = b"".join(p.SerializeToString() for _, p in payloads)
     for secret in (IMAGE, DISTINCT, "GREETING"):
         assert secret not in text and secret.encode() not in raw, secret
     # The app name is in the workflow id and the DeployApp search attribute (Temporal routes and indexes by them),
     # and nowhere else.
-    assert APP not in text.replace(handle.id, "") and all(APP.encode() not in p.data for p in sealed)
+    assert APP not in text.replace(history.workflow_id, "") and all(APP.encode() not in p.data for p in sealed)
+    return payloads
+
+
+async def test_a_release_history_is_unreadable_without_the_key_and_readable_through_the_codec_server(
+    dev_env: WorkflowEnvironment, sim: Simulator, kubeconfig: str, namespace: str
+) -> None:
+    key = codec(f"it:{generate_key()}")
+    address = dev_env.client.service_client.config.target_host
+    client = await connect(ConnectionSettings(address=address, codec=key))
+    async with running_worker(client) as queue:
+        handle = await start(client, queue, encrypted_request(namespace))
+        status: DeploymentStatus = await handle.result()
+    assert status.phase == Phase.SUCCEEDED and status.version == "7731"
+
+    # A client without the key (Temporal's own readers, the UI without the codec server) sees no spec content.
+    payloads = assert_unreadable(await dev_env.client.get_workflow_handle(handle.id).fetch_history(), b"it")
     with pytest.raises(KeyError, match="binary/encrypted"):
         await dev_env.client.get_workflow_handle(handle.id).result()
 
@@ -309,6 +331,31 @@ async def test_a_release_history_is_unreadable_without_the_key_and_readable_thro
     assert len(decoded) == len(payloads) and all(p.metadata["encoding"] == b"json/plain" for _, p in decoded)
     clear = b"".join(p.data for _, p in decoded)
     assert IMAGE.encode() in clear and DISTINCT.encode() in clear
+
+
+async def test_a_failed_release_keeps_its_reason_encrypted_and_its_failure_type_readable(
+    dev_env: WorkflowEnvironment, sim: Simulator, kubeconfig: str, namespace: str
+) -> None:
+    client = await connect(ConnectionSettings(address=dev_env.client.service_client.config.target_host,
+                                              codec=codec(f"fail:{generate_key()}")))
+    request = encrypted_request(namespace, pod_annotations={"sim.deployflow.io/image-pull-error": "true"})
+    async with running_worker(client) as queue:
+        handle = await start(client, queue, request)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    # With the key, the reason reads as usual.
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "RolledBack"
+    assert "failed to pull" in cause.message and IMAGE in cause.message
+
+    history = await dev_env.client.get_workflow_handle(handle.id).fetch_history()
+    assert_unreadable(history, b"fail")
+    [closed] = [e.workflow_execution_failed_event_attributes for e in history.events
+                if e.HasField("workflow_execution_failed_event_attributes")]
+    # The activities' and the workflow's messages name the pods and quote the image: none readable (assert_unreadable
+    # checked the app name and image), and not the puller's words either.
+    assert closed.failure.message == "Encoded failure" and "failed to pull" not in history.to_json()
+    assert closed.failure.application_failure_info.type == "RolledBack"
 
 
 async def temporal_cli(*args: str) -> str:
