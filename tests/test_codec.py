@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -358,9 +359,32 @@ async def test_a_failed_release_keeps_its_reason_encrypted_and_its_failure_type_
     assert closed.failure.application_failure_info.type == "RolledBack"
 
 
-async def temporal_cli(*args: str) -> str:
+async def test_ci_starting_with_the_temporal_cli_through_the_codec_server_stores_the_spec_encrypted(
+    dev_env: WorkflowEnvironment, namespace: str
+) -> None:
+    key = codec(f"ci:{generate_key()}")
+    spec = encrypted_request(namespace).model_dump_json(by_alias=True)
+    workflow_id = f"deploy/sim/{namespace}/{APP}"
+    async with codec_server(key) as http:
+        # The variables a CI job sets (deploy/ci/): no worker needed, only the start is looked at.
+        await temporal_cli("workflow", "start", "--type", "BlueGreenDeployment", "--task-queue", f"none-{namespace}",
+                           "--workflow-id", workflow_id, "--input", spec, "--fail-existing",
+                           "--address", dev_env.client.service_client.config.target_host,
+                           env={"TEMPORAL_CODEC_ENDPOINT": str(http.server.make_url("")).rstrip("/"),
+                                "TEMPORAL_CODEC_AUTH": "Bearer s3cret-token"})
+    handle = dev_env.client.get_workflow_handle(workflow_id)
+    try:
+        started = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes
+        [sealed] = started.input.payloads
+        assert sealed.metadata[KEY_ID_METADATA] == b"ci" and DISTINCT.encode() not in sealed.data
+        assert DISTINCT.encode() in (await key.decode([sealed]))[0].data
+    finally:
+        await handle.terminate("test over")
+
+
+async def temporal_cli(*args: str, env: dict[str, str] | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(temporal_cli_path(), *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
