@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -29,16 +29,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.analysis import MeasureInput, measure
     from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
     from deployflow.errors import ErrorType
-    from deployflow.spec.analysis import Analysis, Metric
+    from deployflow.spec.analysis import Analysis, Metric, OnInconclusive
     from deployflow.spec.common import Target
     from deployflow.status import Measurement
-    from workflows.control import DeploymentControl
+
+# Not passed through: the control is whichever copy the importing workflow uses.
+from workflows.control import DeploymentControl
 
 # The status (and so every query answer and the run's result payload) keeps the newest measurements only; the
 # verdicts summarise the older ones.
 MAX_MEASUREMENTS = 300
-
-OnInconclusive = Literal["pause", "fail"]
 
 
 class Decision(StrEnum):

@@ -261,7 +261,8 @@ class CanaryDeployment(DeploymentControl):
 
     async def _background(self, request: CanaryRequest, analysis: Analysis) -> None:
         """Runs until cancelled at promotion. A failure interrupts whatever step runs (as an abort does);
-        inconclusive pauses the release for a person (resume goes on, abort rolls back) unless it should fail."""
+        inconclusive pauses the release for a person (resume goes on, abort rolls back), or fails with
+        `on_inconclusive: fail`."""
         self.event("background analysis started")
         verdict = await self._analysis(request).run(analysis, background=True)
         decision = decide(verdict, analysis.on_inconclusive)
