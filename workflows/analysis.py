@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -85,15 +85,14 @@ class AnalysisFailed(ApplicationError):
 
 @dataclass(frozen=True)
 class MeasureOptions:
-    """How each `measure` activity runs. `timeout=None`: twice the provider's own timeout plus 30 s."""
+    """How each `measure` activity runs. `timeout=None`: twice the provider's own timeout plus 30 s.
 
-    retry: RetryPolicy = field(
-        default_factory=lambda: RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-    )
+    No heartbeat timeout: `measure` does not heartbeat, and one would cut a slow provider short of its own timeout.
+    """
+
+    retry: RetryPolicy
+    cancellation: ActivityCancellationType
     timeout: timedelta | None = None
-    # A measurement only reads: nothing to wait for when it is cancelled, and it does not heartbeat (a heartbeat
-    # timeout would cut a slow provider short of its own timeout).
-    cancellation: ActivityCancellationType = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
     def timeout_for(self, metric: Metric) -> timedelta:
         if self.timeout is not None:
@@ -101,6 +100,11 @@ class MeasureOptions:
         return timedelta(seconds=getattr(metric.provider, "timeout_seconds", 30) * 2 + 30)
 
 
+MEASURE_OPTIONS = MeasureOptions(
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+    # A cancelled measurement is reported when it ends, never left running unseen (see DeploymentControl.interruptible).
+    cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+)
 # How rolling releases measured before this runner existed; only `legacy` runs use it, so their histories replay.
 LEGACY_ROLLING_OPTIONS = MeasureOptions(
     retry=RetryPolicy(maximum_attempts=3),
@@ -126,7 +130,6 @@ class AnalysisRunner:
     baseline_value: float | None = None
     label: str = ""
     legacy: bool = False
-    options: MeasureOptions | None = None
     limit: int = MAX_MEASUREMENTS
 
     async def run(self, analysis: Analysis, *, background: bool = False) -> MetricVerdict | None:
@@ -159,7 +162,7 @@ class AnalysisRunner:
         summary: str | None = None,
     ) -> Measurement:
         """One measurement of `metric` (of `version`, default the runner's), judged by its conditions."""
-        options = self.options or (LEGACY_ROLLING_OPTIONS if self.legacy else MeasureOptions())
+        options = LEGACY_ROLLING_OPTIONS if self.legacy else MEASURE_OPTIONS
         baseline_version = None if self.baseline_value is not None else self.control.status.previous_version
         step: Awaitable[Measurement] = workflow.execute_activity(
             measure,
