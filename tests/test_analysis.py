@@ -17,7 +17,7 @@ from deployflow.analysis.conditions import ConditionError, EvaluationError, comp
 from deployflow.analysis.judge import Verdict, judge_measurement, judge_metric, judge_run
 from deployflow.analysis.providers.prometheus import parse_result
 from deployflow.spec.analysis import Analysis, Metric
-from deployflow.spec.common import Target
+from deployflow.spec.common import Target, describe_validation_error
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET = Target(cluster="sim", namespace="shop", app="web")
@@ -94,6 +94,17 @@ def test_bad_condition_names_the_field_in_the_spec() -> None:
 def test_baseline_in_a_condition_requires_baseline_measurement() -> None:
     with pytest.raises(ValidationError, match="baseline: true"):
         metric(failure_condition="result > 2 * baseline")
+
+
+def test_inconclusive_pauses_by_default_and_fail_is_a_choice() -> None:
+    plain = {"metrics": [{"name": "error_rate", "provider": {"kind": "web", "url": "http://x"}}]}
+    assert Analysis.model_validate(plain).on_inconclusive == "pause"
+    assert Analysis.model_validate({**plain, "on_inconclusive": "fail"}).on_inconclusive == "fail"
+    with pytest.raises(ValidationError) as err:
+        Analysis.model_validate({**plain, "on_inconclusive": "ignore"})
+    assert describe_validation_error(err.value).startswith("on_inconclusive: ")
+    described = Analysis.model_json_schema()["properties"]["on_inconclusive"]
+    assert described["enum"] == ["pause", "fail"] and "promote" in described["description"]
 
 
 # --- the truth table ----------------------------------------------------------------------------------------

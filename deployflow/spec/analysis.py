@@ -148,10 +148,19 @@ class Metric(StrictModel):
         return self
 
 
+OnInconclusive = Literal["pause", "fail"]
+
+
 class Analysis(StrictModel):
     metrics: list[Metric] = Field(min_length=1)
     args: dict[str, str] = Field(
         default_factory=dict, description="extra {{ args.NAME }} values for queries and URLs"
+    )
+    on_inconclusive: OnInconclusive = Field(
+        default="pause",
+        description="what an inconclusive verdict (no data, or neither condition holds beyond inconclusive_limit) "
+        "does to the release: pause waits for a person, promote goes on and abort rolls back (background analysis "
+        "pauses the release until resumed); fail rolls back as a failed analysis does",
     )
 
     @field_validator("metrics")
