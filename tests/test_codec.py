@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,8 @@ async def test_a_release_history_is_unreadable_without_the_key_and_readable_thro
     async with running_worker(client) as queue:
         handle = await start(client, queue, encrypted_request(namespace))
         status: DeploymentStatus = await handle.result()
+        # The deployflow CLI without the key says what is missing instead of a traceback.
+        await assert_cli_needs_the_key(address, handle.id)
     assert status.phase == Phase.SUCCEEDED and status.version == "7731"
 
     # A client without the key (Temporal's own readers, the UI without the codec server) sees no spec content.
@@ -388,3 +391,14 @@ async def temporal_cli(*args: str, env: dict[str, str] | None = None) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
     return out.decode()
+
+
+async def assert_cli_needs_the_key(address: str, workflow_id: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYFLOW_CODEC")}
+    shown = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "deployflow.cli", "status", workflow_id, env={**env, "TEMPORAL_ADDRESS": address},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(shown.communicate(), timeout=60)
+    assert shown.returncode == 1, err.decode()
+    assert "DEPLOYFLOW_CODEC_KEY" in err.decode() and "Traceback" not in err.decode()
