@@ -4,14 +4,19 @@ the worker's environment or a namespace's Secrets to a URL of its choosing is tr
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
+import json
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.analysis import MeasureInput, measure
 from activities.hooks import ConfirmInput, ask_confirmation
@@ -24,11 +29,14 @@ from deployflow.security.credentials import (
     check_env_name,
 )
 from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
+from deployflow.sim.server import Simulator
 from deployflow.spec.analysis import Metric
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import ConfirmHook, HookContext, HookPoint, Hooks
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
 from tests.security_support import Server, serve
+from tests.test_rolling_workflow import create_deployment, failure_message, rolling_worker, start, status_of, wait_ready
+from tests.test_rolling_workflow import request as rolling_request
 
 CLUSTER = "sim"
 LABEL = {"deployflow.io/credential": "true"}
@@ -203,3 +211,90 @@ async def test_labelled_secrets_and_prefixed_variables_are_used_and_masked(
                            context=HookContext(point=HookPoint.POST_DEPLOY, workflow_id="w", run_id="r"))
     answer = await ActivityEnvironment().run(ask_confirmation, request)
     assert not answer.confirmed and answer.detail == 'answered 409: {"detail":"not yet for ***"}'
+
+
+# --- a whole failing release that used credentials leaves none of them anywhere -------------------------------------
+
+ENV_TOKEN = "env-token-0f9e8d7c6b5a"
+SECRET_TOKEN = "secret-token-1a2b3c4d5e6f"
+NOTIFY_TOKEN = "notify-path-token-9z8y7x6w"
+
+
+def readable(history_json: str) -> str:
+    """The history as a person (or a script) reading it would see it: the JSON plus every payload decoded."""
+    texts = [history_json]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            data = node.get("data")
+            if isinstance(data, str):
+                with contextlib.suppress(ValueError, binascii.Error):
+                    texts.append(base64.b64decode(data).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join(texts)
+
+
+def leaks(text: str) -> list[str]:
+    forms = [t for token in (ENV_TOKEN, SECRET_TOKEN, NOTIFY_TOKEN) for t in (token, b64(token))]
+    return [f for f in forms if f in text]
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+async def test_a_failed_release_keeps_every_credential_out_of_history_status_notifications_and_logs(
+    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str, server: Server,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_METRICS_TOKEN", f"Bearer {ENV_TOKEN}")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_NOTIFY_URL", f"{server.url}/notify/{NOTIFY_TOKEN}")
+    create_secret(namespace, "metrics", {"token": SECRET_TOKEN}, labels=LABEL)
+    # A Prometheus that refuses the query and quotes back every header it got; a receiver that refuses the
+    # notification and quotes back its own URL.
+    server.echo_headers("/api/v1/query", 400)
+    server.routes[f"/notify/{NOTIFY_TOKEN}"] = lambda path, _h: (500, {}, f"no route for {path}".encode())
+    create_deployment(namespace, replicas=2)
+    await wait_ready(sim, namespace, 2)
+    analysis = {"metrics": [{
+        "name": "error_rate",
+        "provider": {"kind": "prometheus", "address": server.url, "query": "up", "headers": [
+            {"name": "Authorization", "value_from": {"env": "DEPLOYFLOW_CRED_TEST_METRICS_TOKEN"}},
+            {"name": "X-Scope-Token", "value_from": {"secret": {"name": "metrics", "key": "token"}}},
+        ]},
+        "failure_condition": "result > 0.05",
+        "consecutive_error_limit": 0,
+    }]}
+    notify = [{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_NOTIFY_URL", "events": ["started", "failed"]}]
+    req = rolling_request(namespace, batch_size=1, analysis=analysis, notifications=notify)
+    async with rolling_worker(time_skipping_env) as queue:
+        handle = await start(time_skipping_env, queue, req)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        status = await status_of(handle)
+    history = readable((await handle.fetch_history()).to_json())
+
+    # The credentials were used: the headers and the notification went out, and both remotes quoted them back.
+    queries = [s for s in server.seen if s.path.startswith("/api/v1/query")]
+    assert queries and queries[0].headers["Authorization"] == f"Bearer {ENV_TOKEN}"
+    assert queries[0].headers["X-Scope-Token"] == SECRET_TOKEN
+    notifications = [s for s in server.seen if s.path == f"/notify/{NOTIFY_TOKEN}"]
+    assert notifications
+    # ...and what came back was masked, not dropped: the failure still says what happened.
+    assert "Prometheus query failed (400)" in failure_message(failed.value)
+    assert any("***" in m.message for m in status.measurements), status.measurements
+    assert any("not delivered" in e.message and "***" in e.message for e in status.events), status.events
+    assert "not delivered" in caplog.text and f"HTTP Request: POST {server.url} " in caplog.text
+
+    assert leaks(history) == []
+    assert leaks(status.model_dump_json()) == []
+    assert leaks(failure_message(failed.value)) == []
+    assert leaks("\n".join(s.body.decode() for s in notifications)) == []
+    assert leaks(caplog.text) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
 import socket
 from typing import Any
@@ -128,11 +129,17 @@ def resolve_host(host: str, port: int) -> list[IPAddress]:
 
 
 def _pinned(request: httpx.Request, address: IPAddress) -> httpx.Request:
-    """The same request sent to the vetted address: Host header and TLS server name stay the original host's."""
-    request.headers.setdefault("Host", request.url.netloc.decode("ascii"))
-    request.extensions = {**request.extensions, "sni_hostname": request.url.host}
-    request.url = request.url.copy_with(host=str(address))
-    return request
+    """The same request addressed to the vetted IP: Host header and TLS server name stay the original host's.
+    A copy, so the caller's request (and the response's `.request`) keeps its URL."""
+    headers = request.headers.copy()
+    headers.setdefault("Host", request.url.netloc.decode("ascii"))
+    return httpx.Request(
+        request.method,
+        request.url.copy_with(host=str(address)),
+        headers=headers,
+        stream=request.stream,
+        extensions={**request.extensions, "sni_hostname": request.url.host},
+    )
 
 
 class PinnedTransport(httpx.HTTPTransport):
@@ -180,6 +187,19 @@ def _unmapped(address: IPAddress) -> IPAddress:
 
 def _is_metadata_host(host: str) -> bool:
     return host.lower().rstrip(".") in METADATA_HOSTS
+
+
+class _UrlWithoutPath(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook URL's path is a credential, so the worker's log gets
+    the scheme, host and port only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) > 1 and isinstance(record.args[1], httpx.URL):
+            record.args = (record.args[0], shown_url(record.args[1]), *record.args[2:])
+        return True
+
+
+logging.getLogger("httpx").addFilter(_UrlWithoutPath())
 
 
 def shown_url(url: httpx.URL) -> str:
