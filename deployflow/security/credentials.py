@@ -103,7 +103,7 @@ class Credentials:
             raise CredentialRefused(f"{field}: {err}") from None
         value = os.environ.get(name, "").strip()
         if not value:
-            raise CredentialMissing(f"{field}: environment variable {name} of the worker is not set")
+            raise CredentialMissing(f"{field}: environment variable {name} is not set in the worker's environment")
         return self.redactor.add(value)
 
     def secret(self, cluster: str, namespace: str, name: str, key: str, field: str) -> str:
@@ -119,7 +119,7 @@ class Credentials:
             )
         raw = (secret.get("data") or {}).get(key)
         if raw is None:
-            raise CredentialMissing(f"{field}: Secret {namespace}/{name} has no key {key!r}")
+            raise CredentialMissing(f"{field}: Secret {namespace}/{name} has no key {key}")
         try:
             value = base64.b64decode(raw, validate=True).decode().strip()
         except (binascii.Error, UnicodeDecodeError):
