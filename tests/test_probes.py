@@ -234,3 +234,28 @@ def test_smoke_probe_timing_comes_from_the_test() -> None:
                                            timeout=timedelta(seconds=7), expected_status=204))
     assert (probe.requests, probe.interval, probe.timeout, probe.expect.statuses) == (4, 3.0, 7.0, (204,))
     assert probe.endpoint == ServiceEndpoint(CLUSTER, "shop", "web-preview", 8080, "/h")
+
+
+def test_a_service_redirecting_to_the_api_is_not_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Service answering 302 with an API path: following it would fetch a Secret with the worker's token."""
+    from kubernetes import client
+
+    from deployflow import kube
+
+    with serve() as api_server:
+        proxy = "/api/v1/namespaces/shop/services/web:80/proxy/healthz"
+        api_server.redirect(proxy, "/api/v1/namespaces/shop/secrets/db")
+        api_server.json("/api/v1/namespaces/shop/secrets/db", 200, {"data": {"password": b64(SECRET_VALUE)}})
+        config = client.Configuration(host=api_server.url)
+        config.api_key = {"authorization": "worker-token"}
+        config.api_key_prefix = {"authorization": "Bearer"}
+        monkeypatch.setattr(kube, "api_client", lambda cluster: client.ApiClient(config))
+        probe = Probe(name="GET /healthz", endpoint=ServiceEndpoint(CLUSTER, "shop", "web", 80, "/healthz"))
+        result = run_probe(probe, sleep=no_pause)
+    assert not result.passed and result.status == 302
+    assert [s.path for s in api_server.seen] == [proxy]
+    assert api_server.seen[0].headers["authorization"] == "Bearer worker-token"  # the token did go to the proxy
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import urllib3
+from kubernetes.client import ApiClient
 from pydantic import AliasChoices, BaseModel, Field
 
 from deployflow import kube
@@ -167,9 +168,7 @@ def _sender(probe: Probe) -> Callable[[], tuple[int, bytes]]:
             raise ProbeRefused(f"{probe.name}: {err}") from None
 
         def via_proxy() -> tuple[int, bytes]:
-            api = kube.api_client(endpoint.cluster)
-            response = kube.send(api, probe.method, path, accept="*/*", timeout=probe.timeout)
-            return int(response.status), (response.read() or b"")[:MAX_BODY]
+            return _proxy_request(kube.api_client(endpoint.cluster), probe.method, path, probe.timeout)
 
         return via_proxy
     try:
@@ -187,6 +186,24 @@ def _sender(probe: Probe) -> Callable[[], tuple[int, bytes]]:
             return response.status_code, body[:MAX_BODY]
 
     return to_url
+
+
+def _proxy_request(api: ApiClient, method: str, path: str, timeout: float) -> tuple[int, bytes]:
+    """One request through the client's authenticated connection pool that follows no redirect: a Service
+    answering 3xx with an API path would otherwise have the worker fetch that path with its own token."""
+    method, url, headers, _, _ = api.param_serialize(
+        method, path, header_params={"Accept": "*/*"}, auth_settings=["BearerToken"]
+    )
+    response = api.rest_client.pool_manager.request(
+        method, url, headers=headers, timeout=urllib3.Timeout(total=timeout), redirect=False, retries=False,
+        preload_content=False,
+    )
+    try:
+        return int(response.status), response.read(MAX_BODY) or b""
+    finally:
+        # Closed, not drained: a Service streaming without end must not hold the probe.
+        response.close()
+        response.release_conn()
 
 
 def _quoted(body: bytes, redactor: Redactor) -> str:
