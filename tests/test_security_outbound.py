@@ -52,6 +52,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, table: dict[str, list[str]]) -> li
         ("https://token@example.com/", "user:password"),
         ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
         ("http://[fd00:ec2::254]/", "cloud metadata"),
+        ("http://[::ffff:169.254.169.254]/", "cloud metadata"),
         ("http://metadata.google.internal/computeMetadata/v1/", "cloud metadata"),
         ("http://METADATA.google.internal./", "cloud metadata"),
     ],

@@ -54,7 +54,8 @@ def check_url(url: str) -> str:
         raise ValueError("a URL must not carry user:password (it would be kept in the history in clear)")
     if not hostname:
         raise ValueError("the URL has no host")
-    if _is_metadata_host(hostname) or _literal(hostname) in METADATA_ADDRESSES:
+    literal = _literal(hostname)
+    if _is_metadata_host(hostname) or (literal is not None and _unmapped(literal) in METADATA_ADDRESSES):
         raise ValueError(f"{hostname} is a cloud metadata address, which the worker never fetches")
     return url
 
