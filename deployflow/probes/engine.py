@@ -21,7 +21,7 @@ from deployflow import kube
 from deployflow.probes.proxy import service_proxy_path
 from deployflow.security import outbound
 from deployflow.security.outbound import OutboundRefused
-from deployflow.security.redact import Redactor
+from deployflow.security.redact import BODY_EXCERPT, Redactor
 
 MAX_BODY = 1 << 20  # enough for any health page; a larger answer is judged on its first MiB
 SAMPLES = 3
@@ -122,7 +122,7 @@ def run_probe(
         except OutboundRefused as err:
             raise ProbeRefused(f"{probe.name}: {redactor(str(err))}") from None
         except (httpx.HTTPError, urllib3.exceptions.HTTPError, OSError) as err:
-            tally.status, problem = None, f"request failed: {type(err).__name__}: {redactor(str(err))[:200]}"
+            tally.status, problem = None, f"request failed: {type(err).__name__}: {redactor(str(err))[:BODY_EXCERPT]}"
         tally.last_problem = problem
         on_attempt(attempt, problem or "passed")
         if problem:
@@ -131,7 +131,7 @@ def run_probe(
                 tally.samples.append(problem)
         elif probe.until_pass:
             break
-        if attempt < probe.requests and (problem or not probe.until_pass):
+        if attempt < probe.requests:
             sleep(probe.interval)
     return _verdict(probe, tally)
 
