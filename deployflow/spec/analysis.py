@@ -17,6 +17,8 @@ from pydantic import Field, field_validator, model_validator
 from temporalio import workflow
 
 from deployflow.analysis.conditions import ConditionError, compile_condition
+from deployflow.security.credentials import check_env_name
+from deployflow.security.outbound import check_url
 from deployflow.spec.common import Duration, PositiveDuration, StrictModel
 
 
@@ -37,8 +39,17 @@ class SecretKeyRef(StrictModel):
 class HeaderValueFrom(StrictModel):
     """Where a header's value comes from: never the spec itself, which lands in workflow history."""
 
-    env: str | None = Field(default=None, description="environment variable of the worker")
-    secret: SecretKeyRef | None = None
+    env: str | None = Field(
+        default=None, description="environment variable of the worker; must start with DEPLOYFLOW_CRED_"
+    )
+    secret: SecretKeyRef | None = Field(
+        default=None, description="a Secret labelled deployflow.io/credential=true in the target namespace"
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _credential_env(cls, value: str | None) -> str | None:
+        return None if value is None else check_env_name(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HeaderValueFrom:
@@ -62,6 +73,11 @@ class PrometheusProvider(StrictModel):
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    @field_validator("address")
+    @classmethod
+    def _fetchable(cls, value: str) -> str:
+        return check_url(value)
+
 
 class WebProvider(StrictModel):
     kind: Literal["web"] = "web"
@@ -69,6 +85,11 @@ class WebProvider(StrictModel):
     json_path: str = Field(default="$", description="JSONPath of the value, e.g. $.data.error_rate")
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("json_path")
     @classmethod

@@ -25,12 +25,14 @@ Kinds:
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from deployflow.probes.proxy import check_path, check_port
+from deployflow.security.credentials import check_env_name
+from deployflow.security.outbound import check_url
 from deployflow.spec.common import DnsLabel, EnvVar, StrictModel, check_env_list
 
 
@@ -39,15 +41,6 @@ class HookPoint(StrEnum):
     PRE_PROMOTE = "pre_promote"
     POST_DEPLOY = "post_deploy"
     ON_ROLLBACK = "on_rollback"
-
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _env_name(value: str | None) -> str | None:
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError("must be an environment variable name (letters, digits, '_')")
-    return value
 
 
 class JobHook(StrictModel):
@@ -98,25 +91,33 @@ class HttpHook(StrictModel):
     def _service_or_url(self) -> HttpHook:
         if (self.service is None) == (self.url is None):
             raise ValueError("set exactly one of 'service' or 'url'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
         if self.max_failures >= self.requests:
             raise ValueError("max_failures: must be below 'requests', or the test cannot fail")
         return self
 
     @field_validator("path")
     @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
+    def _proxy_path(cls, value: str) -> str:
+        return check_path(value)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int | str | None) -> int | str | None:
+        return check_port(value)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
 
 class ConfirmHook(StrictModel):
     kind: Literal["confirm"] = "confirm"
     name: DnsLabel
     url: str | None = Field(default=None, description="endpoint asked for confirmation (POST, JSON body)")
-    url_env: str | None = Field(default=None, description="environment variable of the worker holding the URL")
+    url_env: str | None = Field(
+        default=None, description="environment variable of the worker holding the URL; must start with DEPLOYFLOW_CRED_"
+    )
     interval_seconds: float = Field(default=10.0, gt=0, le=3600, description="time between two asks")
     timeout_seconds: int = Field(default=600, ge=1, le=7 * 86_400, description="give up after this long")
     metadata: dict[str, str] = Field(default_factory=dict, description="sent along in the request body")
@@ -124,14 +125,17 @@ class ConfirmHook(StrictModel):
     @field_validator("url_env")
     @classmethod
     def _valid_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+        return None if value is None else check_env_name(value)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @model_validator(mode="after")
     def _one_url(self) -> ConfirmHook:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("set exactly one of 'url' or 'url_env'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
         return self
 
 
