@@ -339,12 +339,12 @@ async def test_headers_come_from_the_environment_never_the_spec(
     m = Metric.model_validate(
         {"name": "error_rate",
          "provider": {"kind": "web", "url": f"{base}/auth", "json_path": "$.data.rate",
-                      "headers": [{"name": "Authorization", "value_from": {"env": "DEPLOYFLOW_TEST_TOKEN"}}]}}
+                      "headers": [{"name": "Authorization", "value_from": {"env": "DEPLOYFLOW_CRED_TEST_TOKEN"}}]}}
     )
-    monkeypatch.delenv("DEPLOYFLOW_TEST_TOKEN", raising=False)
+    monkeypatch.delenv("DEPLOYFLOW_CRED_TEST_TOKEN", raising=False)
     judged = await measure(MeasureInput(target=TARGET, metric=m, version="v2"))
-    assert judged.verdict == "Error" and "DEPLOYFLOW_TEST_TOKEN is not set" in judged.message
-    monkeypatch.setenv("DEPLOYFLOW_TEST_TOKEN", "Bearer abc")
+    assert judged.verdict == "Error" and "DEPLOYFLOW_CRED_TEST_TOKEN is not set" in judged.message
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_TOKEN", "Bearer abc")
     judged = await measure(MeasureInput(target=TARGET, metric=m, version="v2"))
     assert judged.verdict == "Successful"
     assert answers.seen[-1][1].get("Authorization") == "Bearer abc"
@@ -421,7 +421,7 @@ async def test_header_from_a_secret(web_server: tuple[str, _Answers], namespace:
     base, answers = web_server
     answers.routes["/secret-auth"] = (200, {"data": {"rate": 0.0}})
     client.CoreV1Api(api_client("sim")).create_namespaced_secret(namespace, {  # type: ignore[arg-type]
-        "metadata": {"name": "metrics-token"},
+        "metadata": {"name": "metrics-token", "labels": {"deployflow.io/credential": "true"}},
         "data": {"token": base64.b64encode(b"Bearer from-secret").decode()},
     })
     target = Target(cluster="sim", namespace=namespace, app="web")
