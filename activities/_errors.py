@@ -10,31 +10,13 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
 
-from deployflow import workloads
+from deployflow import errors, workloads
 from deployflow.kube import api_client, missing_namespace
 from deployflow.spec.common import Target
 from deployflow.workloads import WorkloadError
 
-# Failures of the release itself, or of its description: retrying the activity cannot change the outcome.
-NON_RETRYABLE = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "ProgressDeadlineExceeded",
-        "HealthTimeout",
-        "InvalidManifest",
-        "SelectorMismatch",
-        "ServiceMissing",
-        "NotFound",
-        "ClusterNotFound",
-        "NamespaceNotFound",
-        "Forbidden",
-        "Unauthorized",
-    }
-)
+# One set for every activity and retry policy: deployflow.errors says which failures no retry can fix.
+NON_RETRYABLE = errors.NON_RETRYABLE
 
 
 def api_for(target: Target) -> client.ApiClient:
