@@ -80,7 +80,9 @@ def _statuses(pod: Obj) -> list[Obj]:
     return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
 
 
-def fatal_problem(pods: Iterable[Obj], image: str | None = None) -> Verdict | None:
+def fatal_problem(
+    pods: Iterable[Obj], image: str | None = None, reasons: frozenset[str] = FATAL_WAITING_REASONS
+) -> Verdict | None:
     """The first live pod that cannot start, as a failed verdict; None when no pod is broken for good.
 
     With `image`, containers reporting another image belong to an older template on its way out and are ignored.
@@ -91,7 +93,7 @@ def fatal_problem(pods: Iterable[Obj], image: str | None = None) -> Verdict | No
                 continue
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            if reason not in FATAL_WAITING_REASONS:
+            if reason not in reasons:
                 continue
             restarts = int(cs.get("restartCount") or 0)
             detail = "; ".join(
