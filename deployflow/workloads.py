@@ -320,11 +320,10 @@ async def wait_healthy(
         return WorkloadError("HealthTimeout", f"{namespace}/{name} not healthy after {timeout:.0f}s: {detail}")
 
     await wait.wait_until(
-        api,
-        [
-            wait.Watch("deployment", _deployments(namespace), name=name),
-            wait.Watch("pods", kube.core_path(namespace, "pods"), labels=pod_selector),
-        ],
+        {
+            "deployment": kube.watch_events(api, kube.apps_path(namespace, "deployments"), name=name),
+            "pods": kube.watch_events(api, kube.core_path(namespace, "pods"), labels=pod_selector),
+        },
         check,
         timeout=timeout,
         on_timeout=timed_out,

@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from deployflow import kube
 from deployflow.errors import FATAL_WAITING_REASONS, ErrorType
 from deployflow.hooks import kubeapi
 from deployflow.hooks.kubeapi import Obj
@@ -118,13 +119,13 @@ async def wait_job(cluster: str, namespace: str, name: str, timeout: float) -> J
         outcome = judge_job(jobs[0] if jobs else None, snapshot["pods"], f"{namespace}/{name}")
         return outcome.state != "running", outcome.state
 
-    watches = [
-        wait.Watch("job", kubeapi.batch_path(namespace), name=name),
+    watches = {
+        "job": kube.watch_events(cluster, kube.batch_path(namespace), name=name),
         # Kubernetes labels a Job's pods with `job-name` (and, since 1.27, `batch.kubernetes.io/job-name` too).
-        wait.Watch("pods", kubeapi.core_path(namespace, "pods"), labels={"job-name": name}),
-    ]
+        "pods": kube.watch_events(cluster, kube.core_path(namespace, "pods"), labels={"job-name": name}),
+    }
     with contextlib.suppress(TimeoutError):
-        await wait.wait_until(cluster, watches, check, timeout=max(0.0, timeout), on_timeout=TimeoutError)
+        await wait.wait_until(watches, check, timeout=max(0.0, timeout), on_timeout=TimeoutError)
     return outcome
 
 

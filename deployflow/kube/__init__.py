@@ -37,6 +37,7 @@ from deployflow.kube.client import (
     resolve,
     send,
 )
+from deployflow.kube.wait import watch_events
 
 __all__ = [
     "ANY",
@@ -67,4 +68,5 @@ __all__ = [
     "reset_clients",
     "resolve",
     "send",
+    "watch_events",
 ]

@@ -48,9 +48,9 @@ WATCH_SECONDS = 290  # the API server ends a watch after at most this long; it i
 
 @dataclass(frozen=True)
 class Watch:
-    """One collection a wait follows: `key` names its items in the snapshot handed to the check."""
+    """One collection a wait follows (list, then watch), in one cluster."""
 
-    key: str
+    api: client.ApiClient
     path: str
     labels: Mapping[str, str] | None = None
     name: str | None = None  # just this object (a fieldSelector on metadata.name)
@@ -62,6 +62,14 @@ class Watch:
         if self.name:
             query["fieldSelector"] = f"metadata.name={self.name}"
         return query
+
+
+def watch_events(
+    api: Api, path: str, *, labels: Mapping[str, str] | None = None, name: str | None = None
+) -> Watch:
+    """The watch events of the collection at `path` (only objects with `labels`, or only `name`), for `wait_until`
+    to follow. Needs `list` and `watch` on the resource."""
+    return Watch(resolve(api), path, dict(labels) if labels else None, name)
 
 
 class Gone(Exception):
@@ -217,8 +225,7 @@ def heartbeat(detail: str) -> None:
 
 
 async def wait_until(
-    api: Api,
-    watches: list[Watch],
+    watches: Mapping[str, Watch],
     check: Check,
     *,
     timeout: float,
@@ -227,20 +234,22 @@ async def wait_until(
 ) -> str:
     """Judges the watched collections with `check` until it says done; returns its last detail.
 
-    `check(snapshot)` gets each watch's current items by key and returns (done, detail); it may raise to fail the
-    wait (a broken pod) and may be async. After `timeout` seconds not done, raises `on_timeout(detail)`.
+    `check(snapshot)` gets each watch's current items under its key and returns (done, detail); it may raise to
+    fail the wait (a broken pod) and may be async. After `timeout` seconds not done, raises `on_timeout(detail)`.
     """
+    apis = {id(w.api): w.api for w in watches.values()}
+    assert len(apis) == 1, "one wait follows one cluster"
     deadline = time.monotonic() + timeout
     changed = asyncio.Event()
-    kube = AsyncKube(resolve(api))
-    followers = [_Follower(kube, w, changed) for w in watches]
-    tasks = [asyncio.create_task(f.run(), name=f"watch {f.watch.path}") for f in followers]
+    kube = AsyncKube(next(iter(apis.values())))
+    followers = {key: _Follower(kube, w, changed) for key, w in watches.items()}
+    tasks = [asyncio.create_task(f.run(), name=f"watch {f.watch.path}") for f in followers.values()]
     try:
         # Everything is listed before the first judgement, so the check never sees a collection half-known.
-        await _first(asyncio.gather(*(f.synced.wait() for f in followers)), tasks)
+        await _first(asyncio.gather(*(f.synced.wait() for f in followers.values())), tasks)
         while True:
             changed.clear()
-            snapshot = {f.watch.key: list(f.items.values()) for f in followers}
+            snapshot = {key: list(f.items.values()) for key, f in followers.items()}
             result = check(snapshot)
             done, detail = await result if inspect.isawaitable(result) else result
             progress(detail)

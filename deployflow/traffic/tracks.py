@@ -194,12 +194,9 @@ class Tracks:
     def scale(self, track: str, replicas: int) -> None:
         kube.merge_patch(self.api, self._deployment_path(track) + "/scale", {"spec": {"replicas": replicas}})
 
-    def _watches(self, track: str) -> list[wait.Watch]:
-        ns = self.target.namespace
-        return [
-            wait.Watch("deployment", kube.apps_path(ns, "deployments"), name=deployment_name(self.target.app, track)),
-            wait.Watch("pods", kube.core_path(ns, "pods"), labels=track_selector(self.target.app, track)),
-        ]
+    def _pod_watch(self, track: str) -> wait.Watch:
+        labels = track_selector(self.target.app, track)
+        return kube.watch_events(self.api, kube.core_path(self.target.namespace, "pods"), labels=labels)
 
     async def wait_ready(self, track: str, replicas: int, timeout: float) -> TrackState:
         """Until `replicas` pods of the track's current template are ready and the pods of the template before it
@@ -223,7 +220,10 @@ class Tracks:
         def timed_out(detail: str) -> TrackError:
             return TrackError(f"{detail} after {timeout:.0f}s", "HealthTimeout")
 
-        await wait.wait_until(self.api, self._watches(track), check, timeout=timeout, on_timeout=timed_out)
+        name = deployment_name(self.target.app, track)
+        deployment = kube.watch_events(self.api, kube.apps_path(self.target.namespace, "deployments"), name=name)
+        watches = {"deployment": deployment, "pods": self._pod_watch(track)}
+        await wait.wait_until(watches, check, timeout=timeout, on_timeout=timed_out)
         return states[0]
 
     async def wait_scaled_down(self, track: str, replicas: int, timeout: float) -> None:
@@ -236,7 +236,7 @@ class Tracks:
         def timed_out(detail: str) -> TrackError:
             return TrackError(f"{detail}: still more after {timeout:.0f}s", "HealthTimeout")
 
-        await wait.wait_until(self.api, self._watches(track)[1:], check, timeout=timeout, on_timeout=timed_out)
+        await wait.wait_until({"pods": self._pod_watch(track)}, check, timeout=timeout, on_timeout=timed_out)
 
     def ensure_service(self, name: str, selector: dict[str, str], port: int, target_port: int) -> None:
         """Creates the Service if missing; an existing one must select this app's pods or we refuse to touch it."""
