@@ -27,6 +27,7 @@ from deployflow.errors import ErrorType, fatal_waiting_message
 from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, NEVER_READY
 from deployflow.sim.server import Simulator
 from deployflow.spec.common import Target, Workload
+from tests.test_canary_workflow import Release, rate_server, release  # noqa: F401 (fixtures)
 from tests.test_rolling_workflow import create_deployment, pods, request, wait_ready
 
 TIMEOUT = timedelta(minutes=10)  # far longer than any test may run: an answer at all means it failed fast
@@ -83,7 +84,7 @@ async def kubelet(sim: Simulator, namespace: str, reason: str) -> AsyncIterator[
             await task
 
 
-async def release(strategy: str, namespace: str, annotations: dict[str, str]) -> None:
+async def roll_out(strategy: str, namespace: str, annotations: dict[str, str]) -> None:
     """Starts version 2.0.0 with one pod carrying `annotations` and waits for it as the strategy does."""
     env = ActivityEnvironment()
     target = Target(cluster="sim", namespace=namespace, app="web")
@@ -121,7 +122,7 @@ async def test_pods_that_cannot_start_fail_the_release_at_once_with_one_sentence
     await prepared(sim, namespace, strategy)
     async with kubelet(sim, namespace, reason) as reporter:
         with pytest.raises(ApplicationError) as failed:
-            await release(strategy, namespace, {NEVER_READY: "true"})
+            await roll_out(strategy, namespace, {NEVER_READY: "true"})
     error = failed.value
     assert error.type == reason and error.non_retryable, (error.type, error.message)
     assert len(reporter.reported) == 1
@@ -134,10 +135,24 @@ async def test_an_image_that_cannot_be_pulled_fails_the_release_at_once(
 ) -> None:
     await prepared(sim, namespace, strategy)
     with pytest.raises(ApplicationError) as failed:
-        await release(strategy, namespace, {IMAGE_PULL_ERROR: "true"})
+        await roll_out(strategy, namespace, {IMAGE_PULL_ERROR: "true"})
     error = failed.value
     # The kubelet reports ErrImagePull first, then backs off (ImagePullBackOff): whichever the wait sees first.
     assert error.type in (ErrorType.ERR_IMAGE_PULL, ErrorType.IMAGE_PULL_BACKOFF) and error.non_retryable
     failing = [p["metadata"]["name"] for p in pods(sim, namespace) if IMAGE_PULL_ERROR in p["metadata"]["annotations"]]
     assert len(failing) == 1
     assert f"{fatal_waiting_message(failing[0], str(error.type))} (" in error.message
+
+
+async def test_a_canary_missing_its_configmap_rolls_back_without_waiting_for_its_timeout(
+    release: Release, sim: Simulator, namespace: str  # noqa: F811 (the canary tests' fixture)
+) -> None:
+    reason = ErrorType.CREATE_CONTAINER_CONFIG_ERROR
+    workload = {"image": "registry.example.com/web:v2", "replicas": 4, "pod_annotations": {NEVER_READY: "true"},
+                "health_timeout": "10m"}
+    async with kubelet(sim, namespace, reason) as reporter:
+        failed = await release.fails(release.spec("v2", workload=workload))
+    assert any(fatal_waiting_message(pod, reason, MESSAGES[reason]) in failed.message for pod in reporter.reported), (
+        failed.message
+    )
+    release.assert_serving("v1")
