@@ -8,13 +8,11 @@ manifests as dicts (what the API server speaks), so they run the same against a 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from deployflow import kube
 from deployflow.kube import health, wait
@@ -124,7 +122,7 @@ def namespace_exists(api: client.ApiClient, namespace: str) -> bool | None:
     in which case writes into it report a missing namespace instead."""
     try:
         return kube.get_or_none(api, f"/api/v1/namespaces/{namespace}") is not None
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 403:
             return None
         raise
@@ -168,11 +166,11 @@ def apply_deployment(api: client.ApiClient, manifest: Obj, *, attempts: int = 5)
             live_annotations = live["metadata"].get("annotations") or {}
             desired["metadata"]["annotations"] = {**live_annotations, **(manifest["metadata"].get("annotations") or {})}
             return kube.request_json(api, "PUT", _deployments(namespace, name), body=desired)
-        except ApiException as err:
+        except kube.KubeError as err:
             if err.status == 409:  # someone wrote in between (or created it): read again and restate
                 continue
             if err.status in (400, 422):
-                message = f"Deployment {namespace}/{name} rejected: {_reason(err)}"
+                message = f"Deployment {namespace}/{name} rejected: {err.message}"
                 raise WorkloadError("InvalidManifest", message) from err
             raise
     raise WorkloadError("Conflict", f"Deployment {namespace}/{name} kept changing under us; gave up after {attempts}")
@@ -189,7 +187,7 @@ def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas:
             content_type=kube.MERGE_PATCH,
         )
         return True
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 404:
             return False
         raise
@@ -199,7 +197,7 @@ def delete_deployment(api: client.ApiClient, namespace: str, name: str) -> bool:
     try:
         kube.request_json(api, "DELETE", _deployments(namespace, name), query={"propagationPolicy": "Background"})
         return True
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 404:
             return False
         raise
@@ -232,18 +230,11 @@ def set_service_selector(
             live["spec"]["selector"] = dict(selector)
             kube.request_json(api, "PUT", _services(namespace, name), body=live)
             return previous
-        except ApiException as err:
+        except kube.KubeError as err:
             if err.status == 409:
                 continue
             raise
     raise WorkloadError("Conflict", f"Service {namespace}/{name} kept changing under us; gave up after {attempts}")
-
-
-def _reason(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "").get("message") or err.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(err.body or err.reason)
 
 
 # --- health -------------------------------------------------------------------------------------------------------

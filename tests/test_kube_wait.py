@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubernetes import client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -99,6 +100,31 @@ async def test_bookmarks_move_the_resume_point_without_a_new_judgement(script: l
     script.append(s)
     await until_done()
     assert s.watched_from[:2] == ["1", "7"]
+
+
+async def test_a_stream_closed_without_a_word_is_reopened_from_the_same_version(script: list[Script]) -> None:
+    s = Script([[obj(1)]], [[], [{"type": "MODIFIED", "object": obj(2, True)}]])
+    script.append(s)
+    await until_done()
+    assert s.watched_from[:2] == ["1", "1"] and s.listed == 1
+
+
+async def test_the_async_client_carries_the_official_clients_credentials() -> None:
+    cfg = client.Configuration(host="https://api.example:6443")
+    cfg.verify_ssl = False
+    cfg.tls_server_name = "kubernetes.default"
+    cfg.api_key = {"authorization": "expired"}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    tokens = iter(["first", "rotated"])
+    cfg.refresh_api_key_hook = lambda c: c.api_key.update(authorization=next(tokens))
+    reader = wait.AsyncKube(client.ApiClient(cfg))
+    try:
+        assert (await reader._headers())["authorization"] == "Bearer first"
+        assert (await reader._headers())["authorization"] == "Bearer rotated"  # a rotated token is used at once
+        assert reader.extensions == {"sni_hostname": "kubernetes.default"}
+        assert str(reader.http.base_url).startswith("https://api.example:6443")
+    finally:
+        await reader.aclose()
 
 
 async def test_an_expired_version_lists_again(script: list[Script]) -> None:

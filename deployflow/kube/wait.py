@@ -95,6 +95,8 @@ class AsyncKube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.cfg: client.Configuration = api.configuration
+        # The name the server's certificate carries, when the kubeconfig says it differs from the host's.
+        self.extensions = {"sni_hostname": self.cfg.tls_server_name} if self.cfg.tls_server_name else {}
         self.http = httpx.AsyncClient(
             base_url=str(self.cfg.host),
             verify=_ssl(self.cfg),
@@ -116,7 +118,9 @@ class AsyncKube:
         return headers
 
     async def list(self, watch: Watch) -> tuple[list[Obj], str]:
-        response = await self.http.get(watch.path, params=watch.query(), headers=await self._headers())
+        response = await self.http.get(
+            watch.path, params=watch.query(), headers=await self._headers(), extensions=self.extensions
+        )
         if response.status_code != 200:
             raise KubeError.of(response.status_code, response.text)
         body = response.json()
@@ -131,7 +135,10 @@ class AsyncKube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SECONDS),
         }
-        async with self.http.stream("GET", watch.path, params=params, headers=await self._headers()) as response:
+        headers = await self._headers()
+        async with self.http.stream(
+            "GET", watch.path, params=params, headers=headers, extensions=self.extensions
+        ) as response:
             if response.status_code == 410:
                 raise Gone()
             if response.status_code != 200:
@@ -196,7 +203,9 @@ class _Follower:
             try:
                 if not self.synced.is_set() or not self.version:
                     await self.relist()
+                events = 0
                 async for event in self.kube.events(self.watch, self.version):
+                    events += 1
                     backoff = BACKOFF_MIN_SECONDS
                     obj = event.get("object") or {}
                     kind = event.get("type")
@@ -207,7 +216,11 @@ class _Follower:
                     self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version)
                     if kind != "BOOKMARK":
                         self.changed.set()
-                # The server ended the stream (its timeout): resume from the last version seen.
+                # The server ended the stream (its timeout): resume from the last version seen, at once unless it
+                # ended without a word (a proxy cutting watches short), which must not become a busy loop.
+                if events == 0:
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             except Gone:
                 self.version = ""
                 continue
