@@ -15,7 +15,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.workloads import ApplyWorkloadInput, WaitHealthyInput, apply_workload, wait_healthy
 from deployflow import kube
 from deployflow.hooks import job as jobs
-from deployflow.kube import wait
+from deployflow.kube import health, wait
+from deployflow.sim.server import Simulator
 from deployflow.spec.common import Target, Workload
 from deployflow.spec.hooks import HookContext, HookPoint, JobHook
 
@@ -142,6 +143,23 @@ async def test_server_errors_back_off_and_resume_from_the_same_version(script: l
     assert s.watched_from[:3] == ["1", "1", "1"] and s.listed == 1
 
 
+async def test_a_list_that_keeps_failing_heartbeats_until_the_timeout(script: list[Script]) -> None:
+    script.append(Script([[obj(1)]], []))
+    s = script[0]
+
+    async def failing(*_: Any) -> Any:
+        s.listed += 1
+        raise kube.KubeError(503, "etcd is unavailable")
+
+    beats: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wait, "HEARTBEAT_SECONDS", 0.01)
+        patch.setattr(type(wait.AsyncKube(None)), "list", failing)  # type: ignore[arg-type]
+        with pytest.raises(TimeoutError) as late:
+            await wait.wait_until(watches(), done, timeout=0.2, on_timeout=TimeoutError, progress=beats.append)
+    assert str(late.value).startswith("listing ") and len(beats) > 1 and s.listed > 1
+
+
 async def test_a_refused_watch_fails_the_wait(script: list[Script]) -> None:
     script.append(Script([[obj(1)]], [kube.KubeError(403, "pods is forbidden")]))
     with pytest.raises(kube.KubeError) as refused:
@@ -214,6 +232,28 @@ async def test_wait_healthy_heartbeats_its_progress_and_ends_when_ready(namespac
     ))
     assert report.ready_replicas == 3
     assert beats and beats[-1].startswith("3/3 ready")
+
+
+async def test_a_flaky_api_server_slows_a_wait_but_does_not_fail_it(
+    sim: Simulator, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wait, "BACKOFF_MAX_SECONDS", 0.5)
+    target = Target(cluster="sim", namespace=namespace, app="web")
+    selector = {"app": "web", "deployflow.io/color": "blue"}
+    env = ActivityEnvironment()
+    env.run(apply_workload, ApplyWorkloadInput(target=target, name="web-blue", workload=Workload(image="web:1.0"),
+                                               replicas=2, selector=selector))
+    before = sim.faults.injected
+    sim.faults.set(error_rate=0.3, codes=(500, 503, 429), seed=7)
+    try:
+        report = await wait.wait_until(
+            {"pods": kube.watch_events("sim", kube.core_path(namespace, "pods"), labels=selector)},
+            lambda snapshot: (sum(1 for p in snapshot["pods"] if health.pod_ready(p)) == 2, "pods ready"),
+            timeout=600, on_timeout=TimeoutError, progress=lambda _: None,
+        )
+    finally:
+        sim.faults.clear()
+    assert report == "pods ready" and sim.faults.injected > before
 
 
 async def test_wait_healthy_of_a_missing_deployment_fails_for_good(namespace: str) -> None:

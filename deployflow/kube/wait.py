@@ -43,6 +43,7 @@ SETTLE_SECONDS = 0.05
 # to be alive (the shortest heartbeat timeout a workflow sets is 10 s).
 HEARTBEAT_SECONDS = 2.0
 BACKOFF_MIN_SECONDS, BACKOFF_MAX_SECONDS = 0.2, 10.0
+LIST_GRACE_SECONDS = 1.0
 WATCH_SECONDS = 290  # the API server ends a watch after at most this long; it is resumed from its last version
 
 
@@ -203,6 +204,7 @@ class _Follower:
             try:
                 if not self.synced.is_set() or not self.version:
                     await self.relist()
+                    backoff = BACKOFF_MIN_SECONDS
                 events = 0
                 async for event in self.kube.events(self.watch, self.version):
                     events += 1
@@ -258,8 +260,7 @@ async def wait_until(
     followers = {key: _Follower(kube, w, changed) for key, w in watches.items()}
     tasks = [asyncio.create_task(f.run(), name=f"watch {f.watch.path}") for f in followers.values()]
     try:
-        # Everything is listed before the first judgement, so the check never sees a collection half-known.
-        await _first(asyncio.gather(*(f.synced.wait() for f in followers.values())), tasks)
+        await _listed(list(followers.values()), tasks, deadline, on_timeout, progress)
         while True:
             changed.clear()
             snapshot = {key: list(f.items.values()) for key, f in followers.items()}
@@ -279,6 +280,29 @@ async def wait_until(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await kube.aclose()
+
+
+async def _listed(
+    followers: list[_Follower],
+    tasks: list[asyncio.Task[None]],
+    deadline: float,
+    on_timeout: Callable[[str], Exception],
+    progress: Callable[[str], None],
+) -> None:
+    """Until every collection is listed, so the check never sees one half-known. A list that keeps failing is
+    retried with back-off (by its follower) while the activity goes on heartbeating; the lists get at least a
+    moment even when the wait has no time left, so a wait for a state the cluster is already in succeeds."""
+    tried = False
+    while unsynced := [f.watch.path for f in followers if not f.synced.is_set()]:
+        detail = f"listing {', '.join(unsynced)}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 and tried:
+            raise on_timeout(detail)
+        progress(detail)
+        synced = asyncio.gather(*(f.synced.wait() for f in followers))
+        with contextlib.suppress(TimeoutError):
+            await _first(asyncio.wait_for(synced, min(HEARTBEAT_SECONDS, max(remaining, LIST_GRACE_SECONDS))), tasks)
+        tried = True
 
 
 async def _first(awaitable: Awaitable[Any], watchers: list[asyncio.Task[None]]) -> None:
