@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._errors import api_for, require_namespace
+from deployflow.errors import ErrorType
 from deployflow.kube.wait import blocking
 from deployflow.spec.canary import TrafficRouting
 from deployflow.spec.common import Target, Workload
@@ -102,11 +103,11 @@ def _non_retryable(err: Exception) -> ApplicationError:
     if isinstance(err, TrackError):
         return ApplicationError(str(err), type=err.kind, non_retryable=True)
     if isinstance(err, RouterError):
-        return ApplicationError(str(err), type="RoutingError", non_retryable=True)
+        return ApplicationError(str(err), type=ErrorType.ROUTING_ERROR, non_retryable=True)
     assert isinstance(err, ApiException)
     return ApplicationError(
         f"Kubernetes API refused the request ({err.status} {err.reason}): {str(err.body)[:500]}",
-        type="KubernetesRequestRejected",
+        type=ErrorType.REQUEST_REJECTED,
         non_retryable=True,
     )
 
@@ -172,7 +173,9 @@ async def prepare_routing(request: RoutingRequest) -> int | None:
 async def deploy_track(request: TrackRequest) -> TrackInfo:
     """Puts a version on a track (create or update its Deployment) and, with `wait`, waits until it is ready."""
     if request.template is None and request.workload is None:
-        raise ApplicationError("deploy_track needs a workload or a template", type="BadRequest", non_retryable=True)
+        raise ApplicationError(
+            "deploy_track needs a workload or a template", type=ErrorType.BAD_REQUEST, non_retryable=True
+        )
 
     def apply() -> Tracks:
         tracks = Tracks(api_for(request.target), request.target)
@@ -205,7 +208,7 @@ async def set_weight(request: WeightRequest) -> WeightResult:
         stable, canary = await blocking(tracks.read, STABLE), await blocking(tracks.read, CANARY)
         if not stable.exists or not canary.exists:
             missing = STABLE if not stable.exists else CANARY
-            raise TrackError(f"the {missing} Deployment of {request.target.app} does not exist", "NotFound")
+            raise TrackError(f"the {missing} Deployment of {request.target.app} does not exist", ErrorType.NOT_FOUND)
         timeout = request.timeout_seconds
         # Grow first, and wait: a route must never point at pods that cannot answer.
         if canary_n > canary.replicas or canary.ready < min(canary_n, canary.replicas):
@@ -253,7 +256,7 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
         tracks = router.tracks
         stable = await blocking(tracks.read, STABLE)
         if not stable.exists:
-            raise TrackError(f"the stable Deployment of {request.target.app} does not exist", "NotFound")
+            raise TrackError(f"the stable Deployment of {request.target.app} does not exist", ErrorType.NOT_FOUND)
         if router.scales_stable and stable.ready == 0:
             # Without a mesh the canary pods are the only backends until stable pods are ready again.
             await blocking(tracks.scale, STABLE, request.replicas)

@@ -14,6 +14,7 @@ from typing import Any
 from kubernetes import client
 
 from deployflow import kube
+from deployflow.errors import ErrorType
 from deployflow.kube import health, wait
 from deployflow.spec.common import Target, Workload
 
@@ -189,7 +190,7 @@ class Tracks:
                 if err.status != 409:
                     raise
         raise TrackError(f"Deployment {manifest['metadata']['name']} kept changing under us; giving up this attempt",
-                         "Conflict")
+                         ErrorType.CONFLICT)
 
     def scale(self, track: str, replicas: int) -> None:
         kube.merge_patch(self.api, self._deployment_path(track) + "/scale", {"spec": {"replicas": replicas}})
@@ -206,7 +207,8 @@ class Tracks:
         def check(snapshot: wait.Snapshot) -> tuple[bool, str]:
             deployments = snapshot["deployment"]
             if not deployments:
-                raise TrackError(f"Deployment {deployment_name(self.target.app, track)} does not exist", "NotFound")
+                name = deployment_name(self.target.app, track)
+                raise TrackError(f"Deployment {name} does not exist", ErrorType.NOT_FOUND)
             state = track_state(track, deployments[0], snapshot["pods"], self.target.container_name)
             states[:] = [state]
             failure = health.fatal_problem(current_pods(health.live(snapshot["pods"]), state.version, state.image))
@@ -218,7 +220,7 @@ class Tracks:
             return settled, f"{track}: {state.ready}/{replicas} ready"
 
         def timed_out(detail: str) -> TrackError:
-            return TrackError(f"{detail} after {timeout:.0f}s", "HealthTimeout")
+            return TrackError(f"{detail} after {timeout:.0f}s", ErrorType.HEALTH_TIMEOUT)
 
         name = deployment_name(self.target.app, track)
         deployment = kube.watch_events(self.api, kube.apps_path(self.target.namespace, "deployments"), name=name)
@@ -234,7 +236,7 @@ class Tracks:
             return left <= replicas, f"{track}: {left} pods, scaling down to {replicas}"
 
         def timed_out(detail: str) -> TrackError:
-            return TrackError(f"{detail}: still more after {timeout:.0f}s", "HealthTimeout")
+            return TrackError(f"{detail}: still more after {timeout:.0f}s", ErrorType.HEALTH_TIMEOUT)
 
         await wait.wait_until({"pods": self._pod_watch(track)}, check, timeout=timeout, on_timeout=timed_out)
 
@@ -264,6 +266,6 @@ class Tracks:
                 raise TrackError(
                     f"Service {name} selects {current}, not the pods of app {self.target.app}; "
                     "refusing to change a Service deployflow does not manage",
-                    "ForeignService",
+                    ErrorType.FOREIGN_SERVICE,
                 )
             kube.merge_patch(self.api, kube.core_path(ns, "services", name), {"spec": {"selector": selector}})
