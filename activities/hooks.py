@@ -23,8 +23,6 @@ HOOK_FAILED: str = ErrorType.HOOK_FAILED
 HOOK_TIMED_OUT: str = ErrorType.HOOK_TIMED_OUT
 HOOK_MISCONFIGURED: str = ErrorType.HOOK_MISCONFIGURED
 
-POLL_SECONDS = 0.5
-
 
 class JobHookInput(BaseModel):
     target: Target
@@ -85,26 +83,23 @@ async def run_job_hook(req: JobHookInput) -> JobHookResult:
     # The deadline runs from the Job's creation, so a retried attempt does not grant itself a fresh timeout.
     deadline = _created_at(job) + timedelta(seconds=hook.timeout_seconds)
     started = datetime.now(UTC)
-    while True:
-        outcome = await asyncio.to_thread(jobs.job_outcome, target.cluster, target.namespace, name)
-        activity.heartbeat(outcome.state)
-        if outcome.state == "succeeded":
-            return JobHookResult(job=name, duration_seconds=(datetime.now(UTC) - started).total_seconds())
-        if outcome.state == "failed":
-            logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
-            message = f"job hook {hook.name} (Job {target.namespace}/{name}) failed: {outcome.message}"
-            if logs:
-                message += f"\nlast log lines:\n{logs}"
-            raise ApplicationError(message, type=HOOK_FAILED, non_retryable=True)
-        if datetime.now(UTC) >= deadline:
-            logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
-            # A Job left running could still finish its migration after we have given up and rolled back.
-            await asyncio.to_thread(jobs.delete_job, target.cluster, target.namespace, name)
-            message = f"job hook {hook.name} (Job {target.namespace}/{name}) did not finish in {hook.timeout_seconds}s"
-            if logs:
-                message += f"\nlast log lines:\n{logs}"
-            raise ApplicationError(message, type=HOOK_TIMED_OUT, non_retryable=True)
-        await asyncio.sleep(POLL_SECONDS)
+    outcome = await jobs.wait_job(
+        target.cluster, target.namespace, name, (deadline - datetime.now(UTC)).total_seconds()
+    )
+    if outcome.state == "succeeded":
+        return JobHookResult(job=name, duration_seconds=(datetime.now(UTC) - started).total_seconds())
+    logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
+    if outcome.state == "failed":
+        message = f"job hook {hook.name} (Job {target.namespace}/{name}) failed: {outcome.message}"
+        kind = HOOK_FAILED
+    else:
+        # A Job left running could still finish its migration after we have given up and rolled back.
+        await asyncio.to_thread(jobs.delete_job, target.cluster, target.namespace, name)
+        message = f"job hook {hook.name} (Job {target.namespace}/{name}) did not finish in {hook.timeout_seconds}s"
+        kind = HOOK_TIMED_OUT
+    if logs:
+        message += f"\nlast log lines:\n{logs}"
+    raise ApplicationError(message, type=kind, non_retryable=True)
 
 
 def http_probe(target: Target, hook: HttpHook) -> Probe:

@@ -199,6 +199,11 @@ def scan(path: Path) -> tuple[set[Need], list[str]]:
         assigns = {t.id: n.value for n in ast.walk(fn or tree) if isinstance(n, ast.Assign)
                    for t in n.targets if isinstance(t, ast.Name)}
         name = _call_name(call)
+        if name == "service_proxy_path":
+            # Probes reach an app through the Service proxy with the method their spec names (GET, or POST).
+            for verb in _verbs("ANY", "services/proxy", True):
+                needs.add(Need("", "services/proxy", verb, where))
+            continue
         typed = re.fullmatch(r"(read|list|create|patch|replace|delete)_namespaced_([a-z_]+?)"
                              r"(?:_(status|scale|log|proxy_with_path|proxy))?", name)
         if typed:

@@ -68,8 +68,8 @@ def service_proxy_path(namespace: str, service: str, port: int | str | None, pat
         if len(name) > 63 or not _DNS_LABEL.match(name):
             raise ValueError(f"{what} {name!r} is not a DNS label")
     checked_port = check_port(port)
-    target = f"{service}:{checked_port}" if checked_port is not None else service
-    prefix = f"/api/v1/namespaces/{namespace}/services/{quote(target, safe=':')}/proxy"
+    target = quote(f"{service}:{checked_port}" if checked_port is not None else service, safe=":")
+    prefix = f"/api/v1/namespaces/{namespace}/services/{target}/proxy"
     full = prefix + check_path(path)
     # Defence in depth: whatever the checks above missed, the normalised path must still be under the prefix.
     if not posixpath.normpath(unquote(full.partition("?")[0])).startswith(prefix):
