@@ -80,6 +80,16 @@ def test_invalid_deployment_is_422_naming_the_fields(apps: client.AppsV1Api, nam
     assert apps.list_namespaced_deployment(namespace).items == []  # nothing was stored
 
 
+def test_a_selector_with_an_unknown_operator_is_invalid(apps: client.AppsV1Api, namespace: str) -> None:
+    bad = deployment("bad")
+    bad["spec"]["selector"] = {"matchExpressions": [{"key": "app", "operator": "Near", "values": ["bad"]}]}
+    with pytest.raises(ApiException) as err:
+        apps.create_namespaced_deployment(namespace, bad)
+    causes = status_of(err.value)["details"]["causes"]
+    assert err.value.status == 422 and [(c["field"], "Near" in c["message"]) for c in causes] == [
+        ("spec.selector", True)]
+
+
 def test_wrong_type_is_a_bad_request(sim: Simulator, namespace: str) -> None:
     bad = deployment("typed")
     bad["spec"]["replicas"] = "three"  # the client's own models refuse this, so it goes over plain HTTP
