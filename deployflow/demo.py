@@ -66,23 +66,8 @@ class StepResult:
     no_backend: int | None = None  # requests that found no ready backend while this release ran
 
 
-def available_strategies() -> set[str]:
-    """Strategies with both a spec model and a workflow the worker registers."""
-    from temporalio import workflow
-
-    from deployflow.spec import STRATEGIES
-    from workflows import ALL_WORKFLOWS
-
-    registered = set()
-    for cls in ALL_WORKFLOWS:
-        defn = workflow._Definition.from_class(cls)
-        if defn is not None and defn.name:
-            registered.add(defn.name)
-    return {name for name, (workflow_type, _) in STRATEGIES.items() if workflow_type in registered}
-
-
-def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep]:
-    """The releases the demo runs, given which strategies this build has."""
+def demo_plan(prometheus_url: str | None) -> list[DemoStep]:
+    """The releases the demo runs: canary analysis needs Prometheus, so the canary releases run only with it."""
     ns = {"target": {"namespace": NAMESPACE}}
     steps = [
         DemoStep(
@@ -97,7 +82,7 @@ def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep
             "one step; v1 stays on standby for an instant rollback.",
         ),
     ]
-    if "canary" in strategies and prometheus_url:
+    if prometheus_url:
         canary = ns
         steps += [
             DemoStep("cart v1: first release", "canary.yaml", Phase.SUCCEEDED,
@@ -108,13 +93,12 @@ def demo_plan(strategies: set[str], prometheus_url: str | None) -> list[DemoStep
             DemoStep("cart v2 → v3: a bad canary", "canary-bad.yaml", Phase.ROLLED_BACK, canary,
                      "v3 answers 20% of requests with errors: analysis fails at 5% and the release rolls back."),
         ]
-    if "rolling" in strategies:
-        steps.append(
-            DemoStep("catalog v1 → v2: rolling + migration", "rolling.yaml", Phase.SUCCEEDED, ns,
-                     "catalog v1 runs as a plain 4-replica Deployment. Its database migration Job runs first, "
-                     "then the pods move to v2 one batch at a time, each batch healthy before the next.",
-                     manifests="manifests/catalog.yaml"),
-        )
+    steps.append(
+        DemoStep("catalog v1 → v2: rolling + migration", "rolling.yaml", Phase.SUCCEEDED, ns,
+                 "catalog v1 runs as a plain 4-replica Deployment. Its database migration Job runs first, "
+                 "then the pods move to v2 one batch at a time, each batch healthy before the next.",
+                 manifests="manifests/catalog.yaml"),
+    )
     return steps
 
 
@@ -268,7 +252,7 @@ async def run_demo(
     step_timeout: float = 180.0,
     keep_running: bool = False,
     state_dir: Path = Path(".deployflow/demo"),
-    plan: Callable[[set[str], str | None], list[DemoStep]] = demo_plan,
+    plan: Callable[[str | None], list[DemoStep]] = demo_plan,
 ) -> bool:
     """Runs the demo; True when every release ended as expected and no request found the app without a backend."""
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -286,11 +270,8 @@ async def run_demo(
     try:
         stack.print_addresses(console)
         os.environ.update(stack.child_env())
-        steps = plan(available_strategies(), stack.prometheus_url)
-        skipped = {"canary", "rolling"} - available_strategies()
-        if skipped:
-            console.print(f"[dim]not in this build yet, so not shown: {', '.join(sorted(skipped))}[/dim]")
-        elif "canary" in available_strategies() and not stack.prometheus_url:
+        steps = plan(stack.prometheus_url)
+        if not stack.prometheus_url:
             console.print("[yellow]Prometheus is not installed: the canary releases are skipped[/yellow]")
         for step in steps:
             console.rule(f"[bold]{step.title}")

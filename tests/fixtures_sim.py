@@ -1,4 +1,5 @@
-"""Simulator fixtures: one simulated cluster per test session, a fresh namespace per test."""
+"""Simulator fixtures: one simulated cluster per test session, a fresh namespace per test, the official client's
+APIs on it, and a controllers-only cluster at a hand-moved clock."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from deployflow import kube
 from deployflow.sim.config import SimConfig
 from deployflow.sim.resources import NAMESPACES
 from deployflow.sim.server import Simulator
 from deployflow.sim.store import StoreError
+from tests.sim_support import SimCluster
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +60,24 @@ def namespace(sim: Simulator, kubeconfig: str) -> Iterator[str]:
     yield name
     with contextlib.suppress(StoreError):
         sim.store.delete(NAMESPACES, None, name)
+
+
+@pytest.fixture
+def api(kubeconfig: str) -> client.ApiClient:
+    return kube.api_client("sim")
+
+
+@pytest.fixture
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+@pytest.fixture
+def cluster() -> SimCluster:
+    """Store, controllers and traffic without the HTTP layer, at a clock the test moves."""
+    return SimCluster()

@@ -7,13 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from deployflow.status import Phase
-from tests.test_canary_workflow import (  # noqa: F401 (fixtures)
-    Release,
-    analysis_step,
-    rate_server,
-    release,
-    replays,
-)
+from tests.canary_support import Release, analysis_step, replays
 
 
 def background(r: Release, **analysis: Any) -> dict[str, Any]:
@@ -24,7 +18,7 @@ def background(r: Release, **analysis: Any) -> dict[str, Any]:
     }], **analysis}}
 
 
-async def test_inconclusive_step_configured_to_fail_rolls_back(release: Release) -> None:  # noqa: F811
+async def test_inconclusive_step_configured_to_fail_rolls_back(release: Release) -> None:
     release.rates.script = lambda version, n: 0.03  # between the two conditions: inconclusive
     step = analysis_step(release)
     step["analysis"]["on_inconclusive"] = "fail"
@@ -35,7 +29,7 @@ async def test_inconclusive_step_configured_to_fail_rolls_back(release: Release)
     await replays(handle)
 
 
-async def test_inconclusive_background_analysis_pauses_until_resumed(release: Release) -> None:  # noqa: F811
+async def test_inconclusive_background_analysis_pauses_until_resumed(release: Release) -> None:
     release.rates.script = lambda version, n: 0.03 if n == 2 else 0.001
     steps = [{"set_weight": 25}, {"pause": {"duration": "10m"}}, {"set_weight": 50}, {"pause": {"duration": "10m"}}]
     handle = await release.start(release.spec("v2", steps=steps, background_analysis=background(release)))
@@ -51,7 +45,7 @@ async def test_inconclusive_background_analysis_pauses_until_resumed(release: Re
     release.assert_serving("v2")
 
 
-async def test_inconclusive_background_analysis_configured_to_fail_rolls_back(release: Release) -> None:  # noqa: F811
+async def test_inconclusive_background_analysis_configured_to_fail_rolls_back(release: Release) -> None:
     release.rates.script = lambda version, n: 0.03 if n == 2 else 0.001
     steps = [{"set_weight": 25}, {"pause": {"duration": "10m"}}, {"set_weight": 50}, {"pause": {"duration": "10m"}}]
     spec = release.spec("v2", steps=steps, background_analysis=background(release, on_inconclusive="fail"))

@@ -16,7 +16,7 @@ from activities.notify import send_notification
 from deployflow.hooks import kubeapi
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
-from tests.test_canary_workflow import ACTIVITIES, Rates, Release, replays
+from tests.canary_support import ACTIVITIES, Rates, Release, replays
 from tests.test_hooks import index_of, job_manifest, messages
 from tests.test_notify import Receiver, closed_port, serve_receiver
 from workflows.canary import CanaryDeployment

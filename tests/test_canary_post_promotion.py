@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from deployflow.status import DeploymentStatus, Phase
-from tests.test_canary_workflow import Release, rate_server, release, replays  # noqa: F401 (fixtures)
+from tests.canary_support import Release, replays
 
 
 async def timeline_of(handle: WorkflowHandle[Any, DeploymentStatus]) -> list[str]:
@@ -24,7 +24,7 @@ async def timeline_of(handle: WorkflowHandle[Any, DeploymentStatus]) -> list[str
     return timeline
 
 
-async def test_post_promotion_watch_first_measures_one_delay_after_promotion(release: Release) -> None:  # noqa: F811
+async def test_post_promotion_watch_first_measures_one_delay_after_promotion(release: Release) -> None:
     release.rates.script = lambda version, n: 0.004 if version == "v1" else 0.002
     spec = release.spec(
         "v2",

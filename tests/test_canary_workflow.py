@@ -6,174 +6,20 @@ version, per measurement, so a test decides exactly which measurement goes bad.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import CancelledError
 
-from activities.analysis import measure
-from activities.traffic import deploy_track, inspect_release, prepare_routing, rollback_traffic, scale_track, set_weight
 from deployflow.kube import api_client
-from deployflow.sim.server import Simulator
 from deployflow.spec.canary import CanaryRequest
 from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.traffic import router_for
-from deployflow.traffic.tracks import Tracks
-from workflows.canary import CanaryDeployment
-
-ACTIVITIES = [measure, inspect_release, prepare_routing, deploy_track, set_weight, rollback_traffic, scale_track]
-REPLICAS = 4
-
-
-class Rates:
-    """What the metric endpoint answers: `script(version, n)` gives the n-th (0-based) answer for a version."""
-
-    def __init__(self) -> None:
-        self.script: Callable[[str, int], float | None] = lambda version, n: 0.001
-        self.calls: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def next(self, version: str) -> float | None:
-        with self.lock:
-            n = self.calls.get(version, 0)
-            self.calls[version] = n + 1
-        return self.script(version, n)
-
-
-@pytest.fixture(scope="module")
-def rate_server() -> Iterator[tuple[str, dict[str, Rates]]]:
-    """One server; each test gets its own `Rates` under its own path."""
-    tables: dict[str, Rates] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            key, version = self.path.strip("/").split("/")
-            value = tables[key].next(version)
-            body = json.dumps({"data": {"error_rate": value}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", tables
-    server.shutdown()
-
-
-class Release:
-    """One app in one namespace: starts canary runs and reads the cluster back."""
-
-    def __init__(self, env: WorkflowEnvironment, sim: Simulator, namespace: str, base: str, rates: Rates,
-                 key: str, task_queue: str) -> None:
-        self.env, self.sim, self.namespace, self.rates = env, sim, namespace, rates
-        self.metrics_url = f"{base}/{key}/{{{{ args.version }}}}"
-        self.task_queue = task_queue
-        self.started: list[WorkflowHandle[Any, DeploymentStatus]] = []
-
-    def spec(self, version: str, **fields: Any) -> CanaryRequest:
-        body: dict[str, Any] = {
-            "target": {"cluster": "sim", "namespace": self.namespace, "app": "web"},
-            "workload": {"image": f"registry.example.com/web:{version}", "replicas": REPLICAS},
-            "error_rate": {
-                "provider": {"kind": "web", "url": self.metrics_url, "json_path": "$.data.error_rate"},
-                "interval": "30s",
-            },
-        }
-        body.update(fields)
-        return CanaryRequest.model_validate(body)
-
-    async def start(self, request: CanaryRequest) -> WorkflowHandle[Any, DeploymentStatus]:
-        handle = await self.env.client.start_workflow(
-            CanaryDeployment.run, request, id=request.target.workflow_id() + "/" + uuid.uuid4().hex[:6],
-            task_queue=self.task_queue, execution_timeout=timedelta(days=3),
-        )
-        self.started.append(handle)
-        return handle
-
-    async def still_running(self) -> list[str]:
-        """Runs a test left open; they are terminated, since their timers would move the shared test server's
-        clock for every later test."""
-        running = []
-        for handle in self.started:
-            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                running.append(handle.id)
-                await handle.terminate("left running by a test")
-        return running
-
-    async def deploy(self, request: CanaryRequest) -> DeploymentStatus:
-        handle = await self.start(request)
-        result: DeploymentStatus = await handle.result()
-        return result
-
-    async def fails(self, request: CanaryRequest | WorkflowHandle[Any, DeploymentStatus]) -> ApplicationError:
-        handle = await self.start(request) if isinstance(request, CanaryRequest) else request
-        with pytest.raises(WorkflowFailureError) as err:
-            await handle.result()
-        cause = err.value.cause
-        assert isinstance(cause, ApplicationError), cause
-        return cause
-
-    def tracks(self) -> Tracks:
-        return Tracks(api_client("sim"), self.spec("v1").target)
-
-    def assert_serving(self, version: str) -> None:
-        """The cluster's final state: stable runs `version` on every pod, the canary has none, and the users'
-        entry point reaches `version` only."""
-        tracks = self.tracks()
-        stable, canary = tracks.read("stable"), tracks.read("canary")
-        assert stable.version == version and stable.image == f"registry.example.com/web:{version}"
-        assert stable.replicas == REPLICAS and stable.ready == REPLICAS, stable
-        assert not canary.exists or (canary.replicas == 0 and not tracks._pods("canary")), canary
-        assert self.sim.send_requests(self.namespace, "service/web", 400) == {version: 400}
-
-    async def wait_for(
-        self, handle: WorkflowHandle[Any, DeploymentStatus], predicate: Callable[[DeploymentStatus], bool]
-    ) -> DeploymentStatus:
-        for _ in range(600):
-            status: DeploymentStatus = await handle.query("status", result_type=DeploymentStatus)
-            if predicate(status):
-                return status
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"the workflow never got there; last status: {status.phase} {status.step} "
-                             f"{status.message}")
-
-
-@pytest.fixture
-async def release(
-    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str,
-    rate_server: tuple[str, dict[str, Rates]],
-) -> AsyncIterator[Release]:
-    base, tables = rate_server
-    key = uuid.uuid4().hex[:8]
-    tables[key] = Rates()
-    task_queue = f"canary-{key}"
-    async with Worker(time_skipping_env.client, task_queue=task_queue, workflows=[CanaryDeployment],
-                      activities=ACTIVITIES):
-        r = Release(time_skipping_env, sim, namespace, base, tables[key], key, task_queue)
-        first = await r.deploy(r.spec("v1"))
-        assert first.phase == Phase.SUCCEEDED and "first deployment" in first.message
-        yield r
-        assert await r.still_running() == []
-
+from tests.canary_support import Release, analysis_step, replays
 
 SEED_STAGES = [
     {"weight": 5, "duration": "5m", "max_error_rate": 0.02},
@@ -186,12 +32,6 @@ SEED_STAGES = [
 async def test_first_deployment_skips_the_steps(release: Release) -> None:
     release.assert_serving("v1")
     assert release.rates.calls == {}  # nothing measured: there was nothing to compare against
-
-
-async def replays(handle: WorkflowHandle[Any, DeploymentStatus]) -> None:
-    """The recorded history replays against today's code: the workflow is deterministic."""
-    history = await handle.fetch_history()
-    await Replayer(workflows=[CanaryDeployment], data_converter=pydantic_data_converter).replay_workflow(history)
 
 
 async def test_seed_stages_complete_and_promote(release: Release) -> None:
@@ -366,14 +206,6 @@ async def test_full_promotion_skips_every_remaining_step(release: Release) -> No
     assert any(e.message.startswith("promoted: web-stable runs v2") for e in result.events)
     release.assert_serving("v2")
     assert release.sim.no_backend_requests(namespace=release.namespace) == 0
-
-
-def analysis_step(release: Release, **metric: Any) -> dict[str, Any]:
-    return {"analysis": {"metrics": [{
-        "name": "error_rate",
-        "provider": {"kind": "web", "url": release.metrics_url, "json_path": "$.data.error_rate"},
-        "success_condition": "result < 0.01", "failure_condition": "result > 0.05", **metric,
-    }]}}
 
 
 @pytest.mark.parametrize("decision", ["promote", "abort"])

@@ -7,20 +7,17 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import yaml
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from deployflow.cli import app
 from deployflow.temporal import DEFAULT_TASK_QUEUE
-from tests.worker_process import worker_process
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -152,13 +149,6 @@ def test_start_says_where_temporal_was_expected(tmp_path: Path, monkeypatch: pyt
 # ---------------------------------------------------------------------------------------------- against Temporal
 
 WAIT = 60.0  # bounds a hang; not a speed assertion
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
-    """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
-    async with worker_process(dev_env, kubeconfig, "cli") as queue:
-        yield queue
 
 
 async def deployflow(dev_env: WorkflowEnvironment, *args: str, queue: str = "") -> tuple[int, str]:

@@ -20,7 +20,7 @@ from deployflow.sim.resources import ALL, NAMESPACES
 from deployflow.sim.server import Simulator
 from deployflow.spec.canary import CanaryRequest
 from deployflow.status import DeploymentStatus, Phase
-from tests.test_canary_workflow import ACTIVITIES as CANARY_ACTIVITIES
+from tests.canary_support import ACTIVITIES as CANARY_ACTIVITIES
 from tests.test_rolling_workflow import ACTIVITIES as ROLLING_ACTIVITIES
 from tests.test_rolling_workflow import create_deployment, request, workload
 from workflows.canary import CanaryDeployment

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from deployflow.dev import DevPorts
 
@@ -91,6 +92,7 @@ def test_dev_stack_starts_serves_kubectl_and_stops_every_child_on_sigint(tmp_pat
             assert "kube-system" in result.stdout
             assert "demo" in result.stdout.split()  # created so the examples run as they are
         else:
+            assert os.environ.get("CI") != "true", "CI installs kubectl: this stack must be checked with it"
             resp = httpx.get(f"http://127.0.0.1:{ports.sim}/api/v1/namespaces", timeout=10)
             assert "kube-system" in resp.text
         # The UI and the gRPC frontend are where the stack said they would be.
@@ -141,3 +143,16 @@ def test_demo_runs_end_to_end_and_every_release_ends_as_expected(tmp_path: Path)
     assert "deployflow demo: summary" in out
     assert "shop v1 → v2: blue-green" in out
     assert "requests that found no ready backend during the releases: 0" in out
+
+
+@pytest.mark.parametrize("prometheus_url", [None, "http://127.0.0.1:9090"])
+def test_the_demo_plans_every_strategy_and_canary_analysis_only_with_prometheus(prometheus_url: str | None) -> None:
+    from deployflow.demo import EXAMPLES, deep_merge, demo_plan, validate_spec
+
+    steps = demo_plan(prometheus_url)
+    strategies = set()
+    for step in steps:
+        spec = deep_merge(yaml.safe_load((EXAMPLES / step.example).read_text()), step.overrides)
+        strategies.add(validate_spec(spec).strategy)  # every release the demo starts is a valid spec
+    expected = {"blue-green", "rolling"} | ({"canary"} if prometheus_url else set())
+    assert strategies == expected

@@ -27,7 +27,7 @@ from deployflow.errors import ErrorType, fatal_waiting_message
 from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, NEVER_READY
 from deployflow.sim.server import Simulator
 from deployflow.spec.common import Target, Workload
-from tests.test_canary_workflow import Release, rate_server, release  # noqa: F401 (fixtures)
+from tests.canary_support import Release
 from tests.test_rolling_workflow import create_deployment, pods, request, wait_ready
 
 TIMEOUT = timedelta(minutes=10)  # far longer than any test may run: an answer at all means it failed fast
@@ -145,7 +145,7 @@ async def test_an_image_that_cannot_be_pulled_fails_the_release_at_once(
 
 
 async def test_a_canary_missing_its_configmap_rolls_back_without_waiting_for_its_timeout(
-    release: Release, sim: Simulator, namespace: str  # noqa: F811 (the canary tests' fixture)
+    release: Release, sim: Simulator, namespace: str
 ) -> None:
     reason = ErrorType.CREATE_CONTAINER_CONFIG_ERROR
     workload = {"image": "registry.example.com/web:v2", "replicas": 4, "pod_annotations": {NEVER_READY: "true"},

@@ -19,7 +19,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from deployflow.hooks import kubeapi
 from deployflow.notify.slack import SlackSender
-from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
 from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.server import Simulator
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
@@ -81,12 +80,6 @@ async def serve_receiver() -> AsyncIterator[Receiver]:
 async def receiver() -> AsyncIterator[Receiver]:
     async with serve_receiver() as rec:
         yield rec
-
-
-@pytest.fixture(autouse=True)
-def local_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The receivers listen on loopback, which the worker only fetches when its operator allows it."""
-    monkeypatch.setenv(ALLOWED_HOSTS_SETTING, "127.0.0.1")
 
 
 def closed_port() -> int:

@@ -1,143 +1,15 @@
-"""The simulator's controllers, driven pass by pass on a store with a clock the test moves by hand."""
+"""The simulator's Deployment, ReplicaSet and pod controllers, driven pass by pass on a store with a clock the test
+moves by hand; injected failures."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from typing import Any
 
-import pytest
-
-from deployflow.sim.config import Clock, SimConfig
-from deployflow.sim.controllers import ControllerManager
 from deployflow.sim.controllers.deployments import HASH_LABEL, REVISION, fenceposts, template_hash
 from deployflow.sim.controllers.pods import LOG, PodBehaviour, is_ready, lifecycle
-from deployflow.sim.resources import DEPLOYMENTS, ENDPOINTS, EVENTS, JOBS, PODS, REPLICASETS, SERVICES
-from deployflow.sim.selectors import LabelIndex, SelectorError, from_label_selector, matches
-from deployflow.sim.store import Obj, Store
-from deployflow.sim.traffic import NO_BACKEND, Traffic
-
-NS = "shop"
-
-
-class ManualClock(Clock):
-    """Simulated time that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        super().__init__(1.0)
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-
-class SimCluster:
-    """Store + controllers + traffic at a hand-moved clock: the simulator minus its HTTP layer."""
-
-    def __init__(self, ready_delay: float = 2.0, rps: float = 20.0) -> None:
-        self.store = Store()
-        self.clock = ManualClock()
-        self.config = SimConfig(ready_delay_seconds=ready_delay, traffic_rps=rps, seed=7)
-        self.manager = ControllerManager(self.store, self.clock, self.config)
-        self.traffic = Traffic(self.store, self.clock, self.config)
-
-    def step(self, seconds: float = 0.5) -> None:
-        """Moves the clock and runs a pass if one is due, exactly as `ControllerManager.run` does."""
-        self.clock.t += seconds
-        self.manager.reconcile_due()
-
-    def run_until(self, done: Callable[[], bool], seconds: float = 120, step: float = 0.5,
-                  each: Callable[[], None] | None = None) -> None:
-        deadline = self.clock.t + seconds
-        while not done():
-            assert self.clock.t < deadline, f"not reached within {seconds} simulated seconds"
-            self.step(step)
-            if each:
-                each()
-
-    # ---- objects --------------------------------------------------------------------------------------
-
-    def deploy(self, name: str = "web", version: str = "v1", replicas: int = 3, annotations: dict[str, str] | None
-               = None, **spec: Any) -> Obj:
-        body: Obj = {
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": _template(name, version, annotations),
-                **spec,
-            },
-        }
-        return self.store.create(DEPLOYMENTS, body)
-
-    def set_version(self, name: str, version: str, annotations: dict[str, str] | None = None) -> None:
-        def change(d: Obj) -> None:
-            d["spec"]["template"] = _template(name, version, annotations)
-
-        self.store.mutate(DEPLOYMENTS, NS, name, change)
-
-    def patch_spec(self, name: str, **fields: Any) -> None:
-        self.store.mutate(DEPLOYMENTS, NS, name, lambda d: d["spec"].update(fields))
-
-    def service(self, name: str, selector: dict[str, str], annotations: dict[str, str] | None = None) -> Obj:
-        return self.store.create(SERVICES, {
-            "metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
-            "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-        })
-
-    def deployment(self, name: str = "web") -> Obj:
-        d = self.store.get(DEPLOYMENTS, NS, name)
-        assert d is not None
-        return d
-
-    def pods(self, app: str | None = None) -> list[Obj]:
-        return [p for p in self.store.list(PODS, NS) if app is None or p["metadata"]["labels"].get("app") == app]
-
-    def ready_pods(self, app: str | None = None) -> list[Obj]:
-        return [p for p in self.pods(app) if is_ready(p)]
-
-    def replicasets(self) -> list[Obj]:
-        return self.store.list(REPLICASETS, NS)
-
-    def versions(self, app: str | None = None, ready_only: bool = True) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.ready_pods(app) if ready_only else self.pods(app):
-            v = p["metadata"]["labels"]["app.kubernetes.io/version"]
-            out[v] = out.get(v, 0) + 1
-        return out
-
-    def complete(self, name: str = "web") -> bool:
-        d = self.deployment(name)
-        st = d.get("status", {})
-        want = d["spec"]["replicas"]
-        return bool(
-            st.get("observedGeneration") == d["metadata"]["generation"]
-            and st.get("updatedReplicas") == want == st.get("replicas") == st.get("availableReplicas")
-            and condition(d, "Progressing").get("reason") == "NewReplicaSetAvailable"
-        )
-
-
-def _template(app: str, version: str, annotations: dict[str, str] | None = None) -> Obj:
-    return {
-        "metadata": {"labels": {"app": app, "app.kubernetes.io/version": version}, "annotations": annotations or {}},
-        "spec": {"containers": [{"name": "app", "image": f"registry.local/{app}:{version}",
-                                 "ports": [{"name": "http", "containerPort": 8080}]}]},
-    }
-
-
-def condition(obj: Obj, ctype: str) -> Obj:
-    return next((c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == ctype), {})
-
-
-def container_status(pod: Obj) -> Obj:
-    statuses: list[Obj] = pod["status"]["containerStatuses"]
-    return statuses[0]
-
-
-@pytest.fixture
-def cluster() -> SimCluster:
-    return SimCluster()
-
+from deployflow.sim.resources import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
+from deployflow.sim.traffic import NO_BACKEND
+from tests.sim_support import NS, SimCluster, condition, container_status, template
 
 # ---- Deployment -> ReplicaSet -> Pods ----------------------------------------------------------------------
 
@@ -446,175 +318,9 @@ def test_lifecycle_is_a_function_of_behaviour_and_age() -> None:
     assert PodBehaviour.of({"sim.deployflow.io/error-rate": "7"}, 1).error_rate == 1.0  # clamped
 
 
-# ---- Endpoints ---------------------------------------------------------------------------------------------
-
-
-def test_endpoints_track_readiness_and_selector(cluster: SimCluster) -> None:
-    cluster.deploy("web", replicas=2, annotations={"sim.deployflow.io/ready-delay-seconds": "3"})
-    cluster.deploy("api", replicas=1)
-    cluster.service("web", {"app": "web"})
-    cluster.step(0)
-    cluster.step(1)
-
-    def endpoints() -> Obj:
-        ep = cluster.store.get(ENDPOINTS, NS, "web")
-        assert ep is not None
-        return ep
-
-    [subset] = endpoints()["subsets"]
-    assert "addresses" not in subset and len(subset["notReadyAddresses"]) == 2
-    assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
-    cluster.run_until(lambda: len(cluster.ready_pods("web")) == 2)
-    cluster.step()
-    [subset] = endpoints()["subsets"]
-    assert "notReadyAddresses" not in subset
-    names = {a["targetRef"]["name"] for a in subset["addresses"]}
-    assert names == {p["metadata"]["name"] for p in cluster.pods("web")}
-    assert {a["ip"] for a in subset["addresses"]} == {p["status"]["podIP"] for p in cluster.pods("web")}
-
-    cluster.store.delete(PODS, NS, sorted(names)[0])
-    cluster.step(0)
-    ready = endpoints()["subsets"][0].get("addresses", [])
-    assert sorted(names)[0] not in {a["targetRef"]["name"] for a in ready}
-
-    cluster.store.mutate(SERVICES, NS, "web", lambda s: s["spec"].__setitem__("selector", {"app": "api"}))
-    cluster.step()
-    [subset] = endpoints()["subsets"]
-    assert {a["targetRef"]["name"] for a in subset["addresses"]} == {p["metadata"]["name"]
-                                                                     for p in cluster.pods("api")}
-    cluster.store.mutate(SERVICES, NS, "web", lambda s: s["spec"].__setitem__("selector", {"app": "none"}))
-    cluster.step()
-    assert endpoints()["subsets"] == []
-    cluster.store.delete(SERVICES, NS, "web")
-    cluster.step()
-    assert cluster.store.get(ENDPOINTS, NS, "web") is None
-
-
-# ---- Jobs -----------------------------------------------------------------------------------------------------
-
-
-def _job(name: str, annotations: dict[str, str], backoff_limit: int | None = None) -> Obj:
-    spec: Obj = {"template": {"metadata": {"annotations": annotations},
-                              "spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "migrate", "image": "registry.local/migrate:1"}]}}}
-    if backoff_limit is not None:
-        spec["backoffLimit"] = backoff_limit
-    return {"metadata": {"name": name, "namespace": NS}, "spec": spec}
-
-
-def test_job_completes_and_keeps_its_log(cluster: SimCluster) -> None:
-    cluster.store.create(JOBS, _job("migrate", {"sim.deployflow.io/job-duration-seconds": "3",
-                                                "sim.deployflow.io/job-log": "applying 0042\ndone"}))
-    cluster.step(0)
-    [pod] = cluster.pods()
-    assert pod["metadata"]["labels"]["job-name"] == "migrate"
-    assert pod["metadata"]["annotations"][LOG] == "applying 0042\ndone"
-    cluster.step(1)
-    job = cluster.store.get(JOBS, NS, "migrate")
-    assert job is not None and job["status"]["active"] == 1 and not condition(job, "Complete")
-
-    def done() -> bool:
-        j = cluster.store.get(JOBS, NS, "migrate")
-        return bool(j and condition(j, "Complete").get("status") == "True")
-
-    cluster.run_until(done, seconds=10)
-    assert cluster.clock.t >= 3
-    job = cluster.store.get(JOBS, NS, "migrate")
-    assert job is not None
-    assert job["status"]["succeeded"] == 1 and job["status"]["active"] == 0 and "failed" not in job["status"]
-    assert job["status"]["completionTime"]
-    [pod] = cluster.pods()
-    assert pod["status"]["phase"] == "Succeeded"
-    assert container_status(pod)["state"]["terminated"]["exitCode"] == 0
-
-
-def test_failing_job_retries_up_to_its_backoff_limit(cluster: SimCluster) -> None:
-    cluster.store.create(JOBS, _job("smoke", {"sim.deployflow.io/job-fail": "true",
-                                              "sim.deployflow.io/job-duration-seconds": "1"}, backoff_limit=2))
-
-    def failed() -> bool:
-        j = cluster.store.get(JOBS, NS, "smoke")
-        return bool(j and condition(j, "Failed").get("status") == "True")
-
-    cluster.run_until(failed, seconds=30)
-    job = cluster.store.get(JOBS, NS, "smoke")
-    assert job is not None
-    assert job["status"]["failed"] == 3 and job["status"]["active"] == 0 and "succeeded" not in job["status"]
-    assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"
-    pods = cluster.pods()
-    assert len(pods) == 3 and all(p["status"]["phase"] == "Failed" for p in pods)
-    assert all(container_status(p)["state"]["terminated"]["exitCode"] == 1 for p in pods)
-    for _ in range(10):
-        cluster.step()
-    assert len(cluster.pods()) == 3  # a failed Job starts nothing more
-
-
-def test_idle_manager_skips_passes_until_something_is_due(cluster: SimCluster) -> None:
-    cluster.deploy(replicas=2)
-    cluster.run_until(cluster.complete)
-    cluster.run_until(lambda: not cluster.manager.due())
-    passes = cluster.manager.passes
-    for _ in range(100):
-        cluster.step()
-    assert cluster.manager.passes == passes  # steady state: nothing changed and no timer pending
-    cluster.patch_spec("web", replicas=3)
-    assert cluster.manager.due()
-    for _ in range(10):
-        cluster.manager.reconcile_due()
-    assert not cluster.manager.due()  # converged for now: the new pod is starting
-    assert len(cluster.pods()) == 3 and len(cluster.ready_pods()) == 2
-    cluster.clock.t += 5  # the new pod's ready delay has elapsed: its timer makes a pass due
-    assert cluster.manager.due()
-    cluster.run_until(lambda: cluster.complete() and len(cluster.ready_pods()) == 3, seconds=5)
-
-
-def test_passes_cover_only_namespaces_that_changed_or_have_timers_due(cluster: SimCluster) -> None:
-    cluster.deploy(replicas=2)
-    cluster.step()
-    other = copy.deepcopy(cluster.deployment())
-    other["metadata"] = {"name": "web", "namespace": "other"}
-    other.pop("status", None)
-    cluster.store.create(DEPLOYMENTS, other)
-
-    def other_complete() -> bool:
-        d = cluster.store.get(DEPLOYMENTS, "other", "web")
-        return bool(d and d.get("status", {}).get("availableReplicas") == 2)
-
-    cluster.run_until(lambda: cluster.complete() and other_complete())
-    cluster.run_until(lambda: not cluster.manager.due())
-    untouched = {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in cluster.store.list(PODS, "other")}
-    cluster.set_version("web", "v2")
-    cluster.run_until(cluster.complete)
-    assert cluster.versions() == {"v2": 2}
-    after = {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in cluster.store.list(PODS, "other")}
-    assert after == untouched
-    # A timer in the quiet namespace still fires while the busy one is idle.
-    cluster.store.mutate(DEPLOYMENTS, "other", "web", lambda d: d["spec"].__setitem__("replicas", 3))
-    cluster.run_until(lambda: cluster.store.get(DEPLOYMENTS, "other", "web")["status"]["availableReplicas"] == 3)
-
-
-def test_label_selectors_match_like_the_apiserver() -> None:
-    sel = from_label_selector({"matchLabels": {"app": "web"},
-                               "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
-                                                    {"key": "legacy", "operator": "DoesNotExist"}]})
-    assert matches(sel, {"app": "web", "tier": "a"})
-    assert not matches(sel, {"app": "web", "tier": "c"})
-    assert not matches(sel, {"app": "web", "tier": "a", "legacy": "yes"})
-    assert matches(from_label_selector({}), {"anything": "x"})
-    with pytest.raises(SelectorError):
-        from_label_selector({"matchExpressions": [{"key": "a", "operator": "Near"}]})
-    index = LabelIndex()
-    index.add(NS, "p1", {"app": "web", "v": "1"})
-    index.add(NS, "p2", {"app": "web", "v": "2"})
-    index.add("other", "p3", {"app": "web", "v": "1"})
-    assert index.select_map(NS, {"app": "web"}) == {"p1", "p2"}
-    assert index.select_map(NS, {"app": "web", "v": "1"}) == {"p1"}
-    assert index.select_map(NS, {}) == set()
-
-
 def test_a_deployment_whose_selector_misses_its_template_is_left_alone(cluster: SimCluster) -> None:
     body = {"metadata": {"name": "bad", "namespace": NS},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "other"}}, "template": _template("bad", "v1")}}
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "other"}}, "template": template("bad", "v1")}}
     cluster.store.create(DEPLOYMENTS, body)
     for _ in range(5):
         cluster.step()
@@ -625,7 +331,7 @@ def test_replicaset_names_that_are_taken_bump_the_collision_count(cluster: SimCl
     d = cluster.deploy(replicas=1)
     squatter = {"metadata": {"name": f"web-{template_hash(d['spec']['template'])}", "namespace": NS},
                 "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "squatter"}},
-                         "template": _template("squatter", "v0")}}
+                         "template": template("squatter", "v0")}}
     cluster.store.create(REPLICASETS, squatter)
     cluster.run_until(cluster.complete)
     d = cluster.deployment()

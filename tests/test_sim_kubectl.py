@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,11 +17,7 @@ from deployflow.sim import resources as R
 from deployflow.sim.server import Simulator
 
 KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-needs_controllers = pytest.mark.skipif(
-    importlib.util.find_spec("deployflow.sim.controllers") is None,
-    reason="needs the simulated controllers (deployflow.sim.controllers)",
-)
+pytestmark = pytest.mark.kubectl
 
 
 class Kubectl:
@@ -182,7 +177,6 @@ def test_patch_types(kubectl: Kubectl) -> None:
     assert proc.returncode != 0
 
 
-@needs_controllers
 def test_delete_cascades(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
     kubectl.apply(manifests())
     eventually(lambda: len(sim.store.list(R.PODS, namespace)) == 2, "two pods")
@@ -192,14 +186,12 @@ def test_delete_cascades(kubectl: Kubectl, sim: Simulator, namespace: str) -> No
     assert "service/web" in kubectl.run("get", "svc", "-o", "name").stdout
 
 
-@needs_controllers
 def test_logs_of_a_pod(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
     kubectl.apply(manifests())
     pod = eventually(lambda: sim.store.list(R.PODS, namespace), "a pod")[0]["metadata"]["name"]
     assert kubectl.run("logs", pod).stdout.strip()
 
 
-@needs_controllers
 def test_rollout_status_undo_and_wait(kubectl: Kubectl) -> None:
     kubectl.apply(manifests("web:1.0"))
     kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")
@@ -236,7 +228,6 @@ def test_default_namespace_cannot_be_deleted(kubectl: Kubectl) -> None:
     assert proc.returncode != 0 and "may not be deleted" in proc.stderr
 
 
-@needs_controllers
 def test_rollout_status_fails_on_a_bad_version_after_its_progress_deadline(kubectl: Kubectl, sim: Simulator,
                                                                             namespace: str) -> None:
     docs = manifests("web:1.0")

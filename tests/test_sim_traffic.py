@@ -9,7 +9,7 @@ import pytest
 from deployflow.sim.resources import HTTPROUTES, INGRESSES, SERVICES, VIRTUALSERVICES
 from deployflow.sim.store import Obj, Resource
 from deployflow.sim.traffic import NO_BACKEND, _binomial
-from tests.test_sim_controllers import NS, SimCluster
+from tests.sim_support import NS, SimCluster
 
 
 def _stable_and_canary(cluster: SimCluster, canary_annotations: dict[str, str] | None = None) -> None:

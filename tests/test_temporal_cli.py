@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from deployflow.spec import BlueGreenRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import DEFAULT_TASK_QUEUE, temporal_cli_path
-from tests.worker_process import worker_process
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_ID = "deploy/sim/demo/shop"
@@ -81,13 +79,6 @@ def served_version(sim_url: str, namespace: str, service: str = "shop") -> str:
     resp = httpx.get(f"{sim_url}/api/v1/namespaces/{namespace}/services/{service}/proxy/", timeout=10)
     assert resp.status_code == 200, resp.text
     return str(resp.json()["version"])
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def worker(dev_env: WorkflowEnvironment, kubeconfig: str) -> AsyncIterator[str]:
-    """`deployflow worker` as its own process on a task queue of this module's own; yields the queue."""
-    async with worker_process(dev_env, kubeconfig, "temporal-cli") as queue:
-        yield queue
 
 
 async def test_readme_temporal_cli_commands(dev_env: WorkflowEnvironment, worker: str, sim: Any, namespace: str,

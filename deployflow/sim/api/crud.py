@@ -16,8 +16,8 @@ from deployflow.sim.api.filters import object_filter
 from deployflow.sim.api.http import field_manager, is_dry_run, json_response, read_body, wants_table, warning_headers
 from deployflow.sim.api.tables import table_for
 from deployflow.sim.api.validation import apply_defaults, prune, validate
+from deployflow.sim.apply import FieldManagers
 from deployflow.sim.openapi import Schema
-from deployflow.sim.patch import FieldManagers
 from deployflow.sim.store import Obj, Resource, Store, StoreError, not_found, now_iso
 
 

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from deployflow.sim.api.crud import Crud
 from deployflow.sim.api.http import field_manager, read_body
+from deployflow.sim.apply import apply_patch_obj
 from deployflow.sim.openapi import Schema
-from deployflow.sim.patch import apply_patch_obj, json_patch, merge_patch, strategic_merge
+from deployflow.sim.patch import json_patch, merge_patch, strategic_merge
 from deployflow.sim.store import Obj, Resource, StoreError, not_found
 
 

@@ -10,29 +10,13 @@ from typing import Any
 
 from deployflow.sim.api.errors import invalid
 from deployflow.sim.openapi import Schema
+from deployflow.sim.selectors import SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Resource, StoreError
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-
-
-def _selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and labels.get(key) in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
 
 
 def validate(res: Resource, obj: Obj, old: Obj | None = None) -> None:
@@ -62,10 +46,16 @@ def validate(res: Resource, obj: Obj, old: Obj | None = None) -> None:
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not selector or not (selector.get("matchLabels") or selector.get("matchExpressions")):
             causes.append(("FieldValueRequired", "spec.selector", "Required value"))
-        elif not _selector_matches(selector, template_labels):
-            causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
-                           f"Invalid value: {json.dumps(template_labels)}: `selector` does not match template "
-                           "`labels`"))
+        else:
+            try:
+                matched = matches(from_label_selector(selector), template_labels)
+            except SelectorError as err:
+                causes.append(("FieldValueInvalid", "spec.selector", f"Invalid value: {err}"))
+            else:
+                if not matched:
+                    causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
+                                   f"Invalid value: {json.dumps(template_labels)}: `selector` does not match "
+                                   "template `labels`"))
         if old is not None and res.kind != "ReplicaSet" and selector != (old.get("spec") or {}).get("selector"):
             causes.append(("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable"))
         replicas = spec.get("replicas", 1)
