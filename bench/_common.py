@@ -120,18 +120,6 @@ def address(client: Client) -> str:
     return client.service_client.config.target_host
 
 
-async def has_pollers(client: Client, queue: str) -> bool:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    resp = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(namespace=client.namespace, task_queue=TaskQueue(name=queue),
-                                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW)
-    )
-    return len(resp.pollers) > 0
-
-
 def history_figures(history: Any) -> dict[str, float]:
     """Events, activities and wall seconds (first event to last) of one run's history."""
     events = list(history.events)
@@ -277,7 +265,8 @@ async def worker_process(client: Client, workdir: Path, name: str, queue: str, k
     child = spawn(name, ["worker", "--address", address(client), "--queue", queue, *knobs], workdir,
                   {"KUBECONFIG": kubeconfig, "DEPLOYFLOW_SHUTDOWN_SECONDS": "5"})
     deadline = time.monotonic() + STARTUP_SECONDS
-    while not await has_pollers(client, queue):
+    # Its own line, not the server's list of pollers: that list still shows a worker stopped a moment ago.
+    while "polling" not in child.log_tail():
         child.check_alive()
         if time.monotonic() > deadline:
             child.stop()
