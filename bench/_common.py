@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -292,63 +292,28 @@ def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="deployflow-bench-"))
 
 
-# --- the simulator in this process, and what its traffic shows ------------------------------------------------
+def catalog_manifests(namespace: str, replicas: int, surge: int = 1) -> str:
+    """examples/manifests/catalog.yaml (the app the rolling examples roll) in `namespace`, with a RollingUpdate
+    strategy of `surge` extra pods and none unavailable."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "manifests" / "catalog.yaml").read_text()))
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        if doc["kind"] == "Deployment":
+            doc["spec"]["replicas"] = replicas
+            doc["spec"]["strategy"] = {"type": "RollingUpdate",
+                                       "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 0}}
+    return yaml.safe_dump_all(docs)
 
 
-@dataclass
-class VersionPoller(threading.Thread):
-    """Sends a few requests through an entry point every few milliseconds and notes, in wall-clock time, when each
-    version first and last answered."""
-
-    sim: Any
-    namespace: str
-    entry: str
-    first: dict[str, float] = field(default_factory=dict)
-    last: dict[str, float] = field(default_factory=dict)
-    stopped: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        threading.Thread.__init__(self, daemon=True)
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                served = self.sim.send_requests(self.namespace, self.entry, 20)
-            except KeyError:  # the entry point does not exist yet
-                served = {}
-            now = time.time()
-            for version, count in served.items():
-                if count:
-                    self.first.setdefault(version, now)
-                    self.last[version] = now
-            time.sleep(0.002)
-
-    def first_after(self, version: str, since: float) -> float | None:
-        """First answer of `version` at or after `since` (the poller keeps only first and last: call once the
-        version has stopped answering, or start a fresh poller)."""
-        last = self.last.get(version)
-        return None if last is None or last < since else max(self.first[version], since)
-
-    def finish(self, linger: float = 0.2) -> None:
-        time.sleep(linger)  # one last look after the change being measured
-        self.stopped.set()
-        self.join()
-
-
-def in_process_simulator(pod_start: float, time_factor: float = 20.0) -> Any:
-    """A simulator in a thread of this process, with KUBECONFIG pointing at it for an in-process worker."""
-    from deployflow import kube
-    from deployflow.sim.config import SimConfig
-    from deployflow.sim.server import Simulator
-
-    sim = Simulator(SimConfig(time_factor=time_factor, ready_delay_seconds=pod_start * time_factor))
-    sim.start_in_thread()
-    kubeconfig = str(scratch_dir() / "kubeconfig")
-    sim.write_kubeconfig(kubeconfig, context="sim")
-    os.environ["KUBECONFIG"] = kubeconfig
-    os.environ.update(WORKER_ENV)
-    kube.reset_clients()
-    return sim
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    """kubectl against the simulator (context `sim`); raises with kubectl's message when it fails."""
+    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "--context", "sim", *args], input=stdin,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 # --- child entry points -----------------------------------------------------------------------------------------

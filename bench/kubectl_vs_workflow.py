@@ -25,7 +25,6 @@ import copy
 import json
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ROOT,
     SimProcess,
+    catalog_manifests,
     emit,
+    kubectl,
     log,
     machine,
     run_main,
@@ -64,13 +65,10 @@ class Kubectl:
     """kubectl against the simulator, with a discovery cache of its own, warmed once (as on an operator's laptop)."""
 
     def __init__(self, sim: SimProcess, cache: Path) -> None:
-        self.base = ["kubectl", "--kubeconfig", sim.kubeconfig, "--context", "sim", "--cache-dir", str(cache)]
+        self.kubeconfig, self.cache = sim.kubeconfig, str(cache)
 
     def __call__(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([*self.base, *args], input=stdin, capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+        return kubectl(self.kubeconfig, "--cache-dir", self.cache, *args, stdin=stdin)
 
 
 # --- blue-green ---------------------------------------------------------------------------------------------------
@@ -122,17 +120,6 @@ def kubectl_bluegreen(kubectl: Kubectl, namespace: str, version: str) -> float:
 # --- rolling ------------------------------------------------------------------------------------------------------
 
 
-def rolling_manifests(namespace: str, replicas: int) -> str:
-    docs = list(yaml.safe_load_all((ROOT / "examples" / "manifests" / "catalog.yaml").read_text()))
-    for doc in docs:
-        doc["metadata"]["namespace"] = namespace
-        if doc["kind"] == "Deployment":
-            doc["spec"]["replicas"] = replicas
-            doc["spec"]["strategy"] = {"type": "RollingUpdate",
-                                       "rollingUpdate": {"maxSurge": SURGE, "maxUnavailable": 0}}
-    return yaml.safe_dump_all(docs)
-
-
 def rolling_spec(namespace: str, version: str, mode: str) -> RollingRequest:
     return RollingRequest.model_validate({
         "target": {"cluster": "sim", "namespace": namespace, "app": ROLLING_APP},
@@ -172,7 +159,7 @@ async def compare(sim: SimProcess, client: Client, kubectl: Kubectl, args: argpa
     for namespace in ("bg-kubectl", "bg-workflow"):
         await workflow_release(client, "BlueGreenDeployment", bluegreen_spec(namespace, "v1", args.replicas))
     for namespace in ("roll-kubectl", "roll-native", "roll-batches"):
-        kubectl("apply", "-f", "-", stdin=rolling_manifests(namespace, args.replicas))
+        kubectl("apply", "-f", "-", stdin=catalog_manifests(namespace, args.replicas, SURGE))
         kubectl("-n", namespace, "rollout", "status", f"deployment/{ROLLING_APP}", "--timeout=300s")
 
     procedures = {
