@@ -1,5 +1,6 @@
-"""Shared pieces of the bench scripts: the stack (Temporal dev server, simulator, worker) in this process or as child
-processes, a traffic poller, history and /proc readings, and the one-JSON-object-plus-one-table-line output.
+"""Shared pieces of the bench scripts: the Temporal dev server, the simulator and workers as child processes, the
+trivial-activity floor, /proc and history readings, and the output (one JSON object, one README table line).
+The in-process stack (simulator thread, worker in the bench process) is in rollback_latency.py.
 
 Child processes start from this file: `python bench/_common.py sim ...` serves a simulator with a given pod start
 delay, `python bench/_common.py worker ...` runs the project's worker (worker.build_worker) with tuning knobs, and a
@@ -351,13 +352,17 @@ async def _run_worker(args: argparse.Namespace) -> None:
     client = await connect(ConnectionSettings(address=args.address, task_queue=args.queue, codec=None))
     threads = args.max_concurrent_activities or 32
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity")
-    built = project_worker.build_worker(client, args.queue, executor=executor, max_concurrent_activities=threads,
-                                        shutdown_timeout=timedelta(seconds=5))
     overrides: dict[str, Any] = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
     if "sticky_queue_schedule_to_start_timeout" in overrides:
         overrides["sticky_queue_schedule_to_start_timeout"] = timedelta(
             seconds=overrides["sticky_queue_schedule_to_start_timeout"])
-    real = Worker(**{**built.config(), **overrides}) if set(overrides) - {"max_concurrent_activities"} else built
+    unexposed = set(overrides) - {"max_concurrent_activities"}
+    # Knobs build_worker does not take are set on a copy of its configuration. The template is built for another
+    # task queue (never polled): the SDK refuses two workers of one process on the same queue.
+    built = project_worker.build_worker(client, f"{args.queue}-template" if unexposed else args.queue,
+                                        executor=executor, max_concurrent_activities=threads,
+                                        shutdown_timeout=timedelta(seconds=5))
+    real = Worker(**{**built.config(), "task_queue": args.queue, **overrides}) if unexposed else built
     # Same sandbox as the real worker, with this module passed through as the project's modules are.
     runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
         "deployflow", "activities", "_common"))
