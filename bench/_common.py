@@ -121,12 +121,22 @@ def address(client: Client) -> str:
     return client.service_client.config.target_host
 
 
-def history_figures(history: Any) -> dict[str, float]:
-    """Events, activities and wall seconds (first event to last) of one run's history."""
-    events = list(history.events)
-    activities = sum(1 for e in events if e.WhichOneof("attributes") == "activity_task_scheduled_event_attributes")
-    wall = (events[-1].event_time.ToDatetime() - events[0].event_time.ToDatetime()).total_seconds() if events else 0
-    return {"events": len(events), "activities": activities, "wall": wall}
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def dev_server_pid() -> int | None:
+    """The Temporal dev server this process started (the SDK does not expose its pid): a child running start-dev."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"start-dev" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+    return None
 
 
 # --- the trivial-activity floor -------------------------------------------------------------------------------
@@ -197,9 +207,7 @@ class Child:
                 self.proc.wait()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process so far (/proc/<pid>/stat fields 14 and 15)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.proc.pid)
 
     def memory_mib(self) -> dict[str, float]:
         """Peak (VmHWM) and current (VmRSS) resident memory."""
@@ -291,30 +299,6 @@ async def workers(client: Client, workdir: Path, count: int, queue: str, kubecon
 
 def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="deployflow-bench-"))
-
-
-def catalog_manifests(namespace: str, replicas: int, surge: int = 1) -> str:
-    """examples/manifests/catalog.yaml (the app the rolling examples roll) in `namespace`, with a RollingUpdate
-    strategy of `surge` extra pods and none unavailable."""
-    import yaml
-
-    docs = list(yaml.safe_load_all((ROOT / "examples" / "manifests" / "catalog.yaml").read_text()))
-    for doc in docs:
-        doc["metadata"]["namespace"] = namespace
-        if doc["kind"] == "Deployment":
-            doc["spec"]["replicas"] = replicas
-            doc["spec"]["strategy"] = {"type": "RollingUpdate",
-                                       "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 0}}
-    return yaml.safe_dump_all(docs)
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    """kubectl against the simulator (context `sim`); raises with kubectl's message when it fails."""
-    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "--context", "sim", *args], input=stdin,
-                          capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
 
 
 # --- child entry points -----------------------------------------------------------------------------------------

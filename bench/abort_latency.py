@@ -34,7 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import catalog_manifests, emit, kubectl, log, machine, ms, run_main, spread  # noqa: E402
+from _common import emit, log, machine, ms, run_main, spread  # noqa: E402
+from kubectl_vs_workflow import catalog_manifests, kubectl  # noqa: E402
 from rollback_latency import ENTRY, Lab, VersionPoller, canary, closed, lab  # noqa: E402
 
 from deployflow.spec import BlueGreenRequest, RollingRequest  # noqa: E402

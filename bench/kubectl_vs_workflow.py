@@ -25,6 +25,7 @@ import copy
 import json
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,9 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ROOT,
     SimProcess,
-    catalog_manifests,
     emit,
-    kubectl,
     log,
     machine,
     run_main,
@@ -69,6 +68,28 @@ class Kubectl:
 
     def __call__(self, *args: str, stdin: str | None = None) -> str:
         return kubectl(self.kubeconfig, "--cache-dir", self.cache, *args, stdin=stdin)
+
+
+def catalog_manifests(namespace: str, replicas: int, surge: int = 1) -> str:
+    """examples/manifests/catalog.yaml (the app the rolling examples roll) in `namespace`, with a RollingUpdate
+    strategy of `surge` extra pods and none unavailable."""
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "manifests" / "catalog.yaml").read_text()))
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        if doc["kind"] == "Deployment":
+            doc["spec"]["replicas"] = replicas
+            doc["spec"]["strategy"] = {"type": "RollingUpdate",
+                                       "rollingUpdate": {"maxSurge": surge, "maxUnavailable": 0}}
+    return yaml.safe_dump_all(docs)
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    """kubectl against the simulator (context `sim`); raises with kubectl's message when it fails."""
+    done = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "--context", "sim", *args], input=stdin,
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 # --- blue-green ---------------------------------------------------------------------------------------------------
@@ -151,9 +172,7 @@ def summary(walls: list[float], limit: float, requests: list[int]) -> dict[str, 
 
 
 async def compare(sim: SimProcess, client: Client, kubectl: Kubectl, args: argparse.Namespace) -> dict[str, Any]:
-    names = {"bg-kubectl": "bg-kubectl", "bg-workflow": "bg-workflow", "roll-kubectl": "roll-kubectl",
-             "roll-native": "roll-native", "roll-batches": "roll-batches"}
-    for namespace in names.values():
+    for namespace in ("bg-kubectl", "bg-workflow", "roll-kubectl", "roll-native", "roll-batches"):
         kubectl("create", "namespace", namespace)
     log("setting up: v1 of the blue-green app (by the workflow, in both namespaces) and of the rolling app")
     for namespace in ("bg-kubectl", "bg-workflow"):

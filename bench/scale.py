@@ -50,9 +50,10 @@ from _common import (  # noqa: E402
     KNOBS,
     Child,
     SimProcess,
+    cpu_seconds,
+    dev_server_pid,
     emit,
     floor,
-    history_figures,
     log,
     machine,
     run_main,
@@ -88,6 +89,14 @@ async def release_all(client: Client, requests: list[CanaryRequest]) -> tuple[fl
                                                            task_queue=QUEUE) for r in requests))
     await asyncio.gather(*(h.result() for h in handles))
     return time.monotonic() - began, [h.id for h in handles]
+
+
+def history_figures(history: Any) -> dict[str, float]:
+    """Events, activities and wall seconds (first event to last) of one run's history."""
+    events = list(history.events)
+    activities = sum(1 for e in events if e.WhichOneof("attributes") == "activity_task_scheduled_event_attributes")
+    wall = (events[-1].event_time.ToDatetime() - events[0].event_time.ToDatetime()).total_seconds() if events else 0
+    return {"events": len(events), "activities": activities, "wall": wall}
 
 
 def waits(history: Any) -> dict[str, list[float]]:
@@ -133,9 +142,13 @@ async def phase(
     sim.requests(reset=True)
     for proc in procs:
         proc.reset_peak_memory()
+    server = dev_server_pid()
+    others = {"simulator": sim.child.proc.pid, **({"temporal_dev_server": server} if server else {})}
     cpu0 = sum(p.cpu_seconds() for p in procs)
+    others0 = {name: cpu_seconds(pid) for name, pid in others.items()}
     wall, ids = await release_all(client, [canary(namespace, a, "v2", args.replicas, STEPS) for a in apps])
     cpu = sum(p.cpu_seconds() for p in procs) - cpu0
+    shares = {name: round((cpu_seconds(pid) - others0[name]) / wall, 2) for name, pid in others.items()}
     api = sim.requests()
     memory = [p.memory_mib() for p in procs]
 
@@ -147,6 +160,7 @@ async def phase(
         "size": size, "worker_processes": len(procs), "setup_wall_s": round(setup, 2), "wall_s": round(wall, 3),
         "releases_per_min": round(size / wall * 60, 1),
         "worker_cpu_s_per_release": round(cpu / size, 4), "worker_cpu_share_of_one_core": round(cpu / wall, 2),
+        "other_cpu_share_of_one_core": shares,
         "peak_rss_mib": [m["peak_rss_mib"] for m in memory],
         "events_per_release": spread([f["events"] for f in figures], digits=0),
         "activities_per_release": spread([f["activities"] for f in figures], digits=0),
