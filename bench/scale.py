@@ -9,29 +9,34 @@ release (the simulator's request counter, reset before the phase), activities pe
 how long tasks waited for the worker (activity and workflow task schedule-to-start, from the histories).
 Temporal dev server, simulator and workers are processes of their own on loopback.
 
-    .venv/bin/python bench/scale.py [--sizes 10,100] [--workers 1,2] [--replicas 2] [--floor-activities 100]
+    .venv/bin/python bench/scale.py [--sizes 10,50] [--workers 1,2] [--replicas 2] [--floor-activities 100]
         [worker knobs: --max-concurrent-activities 32 --max-concurrent-workflow-tasks N --max-cached-workflows N
          --max-concurrent-workflow-task-polls N --max-concurrent-activity-task-polls N
          --nonsticky-to-sticky-poll-ratio F --sticky-queue-schedule-to-start-timeout S]
 
 Prints one JSON object and one line for the README's *Measured* table; asserts nothing.
 
-What the numbers point at (worker settings; figures from the shared, loaded 2-core machine, not for the README):
-- max_cached_workflows (SDK default 1,000) must stay above the releases one process runs at once: an evicted run is
-  replayed from its whole history on its next task, which shows up as CPU per release growing with N while history
-  events per release stay flat. Above ~1,000 concurrent releases per process, raise it (memory grows with it:
-  watch peak RSS per release) or add processes.
-- max_concurrent_activities (worker.build_worker: 32, also the activity thread pool): the canary's activities are
-  short API calls plus heartbeating waits for pods; when the activity schedule-to-start wait grows with N while CPU
-  is not saturated, the slots are the limit, not the machine. Raise it with the thread pool (one thread per slot).
-- max_concurrent_workflow_tasks / max_concurrent_workflow_task_polls: the workflow task schedule-to-start wait
-  rising with N means workflow tasks queue; more pollers help only while the worker process has CPU left.
-- Worker CPU per release near one core-second per release-second means one process is saturated: run a second
-  worker process (the two-worker figures) rather than raising slots; on this 2-core machine the server, the
-  simulator and the worker share the same cores, so the second process helps only as far as a core is idle.
-- Sticky queues (nonsticky_to_sticky_poll_ratio, sticky_queue_schedule_to_start_timeout) keep a run on the process
-  that caches it; with two processes the timeout bounds how long a task waits for a busy process before another
-  replays the run.
+What the numbers point at (worker settings). Measured so far only on the shared 2-core machine under a load average
+of 7-8.5 from other processes, so these are leads to confirm on a quiet machine, not README figures:
+- max_cached_workflows (SDK default 1,000) must stay above the releases one process runs at once. From 10 to 100
+  releases, events per release stayed at 82 and worker CPU per release at 0.13-0.16 s: no eviction. With
+  --max-cached-workflows 2 at N=6, CPU per release rose from about 0.10 to 0.45 s and the wall time from 3.9 to 6.7 s:
+  every evicted run is replayed from its whole history on its next task. Above ~1,000 concurrent releases per
+  process raise it (peak RSS grows with it: 140 MiB at N=10, 185 MiB at N=100) or add processes.
+- At N=100 tasks queue: workflow task schedule-to-start median 1.2 s and activity 0.3 s on one worker, while that
+  worker used only a quarter of a core (the simulator and the dev server a fifth and a quarter each). A second
+  worker process cut the workflow task wait to 0.7 s but not the wall time; 16 instead of 5 workflow and activity
+  task pollers (--max-concurrent-workflow-task-polls/--max-concurrent-activity-task-polls) gave 45 s instead of
+  53 s, within the noise of that load. First settings to try on a quiet machine at N=500-1,000: the poller counts,
+  then max_concurrent_workflow_tasks (SDK default 100), then a second process.
+- max_concurrent_activities (worker.build_worker: 32, also the size of the activity thread pool): the canary's
+  activities are short API calls plus heartbeating waits for pods; an activity schedule-to-start wait that grows
+  with N while no process is CPU-bound means the slots are the limit. Raise it with the thread pool.
+- Sticky queues (nonsticky_to_sticky_poll_ratio, sticky_queue_schedule_to_start_timeout, default 10 s) keep a run
+  on the process that caches it; with two processes the timeout bounds how long a task waits for a busy process
+  before another replays the run.
+worker.build_worker exposes only max_concurrent_activities; the other knobs are set here on a copy of its
+configuration (see _common.py).
 """
 
 from __future__ import annotations
@@ -211,7 +216,7 @@ def table_line(result: dict[str, Any]) -> tuple[str, str]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10,100", help="concurrent releases, e.g. 10,100,500,1000")
+    parser.add_argument("--sizes", default="10,50", help="concurrent releases, e.g. 10,100,500,1000")
     parser.add_argument("--workers", default="1,2", help="worker process counts to measure")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--pod-start", type=float, default=0.1, help="real seconds from pod creation to Ready")
