@@ -17,7 +17,10 @@ from pydantic import Field, field_validator, model_validator
 from temporalio import workflow
 
 from deployflow.analysis.conditions import ConditionError, compile_condition
-from deployflow.spec.common import Duration, PositiveDuration, StrictModel
+from deployflow.security import secrets
+from deployflow.spec.common import MAX_DURATION, Duration, PositiveDuration, StrictModel
+
+MAX_MEASUREMENTS = 10_000
 
 
 def format_duration(value: timedelta) -> str:
@@ -66,7 +69,7 @@ class PrometheusProvider(StrictModel):
 class WebProvider(StrictModel):
     kind: Literal["web"] = "web"
     url: str = Field(min_length=1, description="URL answering JSON; {{ args.* }} are filled in")
-    json_path: str = Field(default="$", description="JSONPath of the value, e.g. $.data.error_rate")
+    json_path: str = Field(default="$", max_length=1024, description="JSONPath of the value, e.g. $.data.error_rate")
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
@@ -108,12 +111,14 @@ class Metric(StrictModel):
     provider: Provider
     interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
     count: int | None = Field(
-        default=None, ge=1, le=10_000,
+        default=None, ge=1, le=MAX_MEASUREMENTS,
         description="measurements to take; default 1 in a step, unbounded in background analysis",
     )
     initial_delay: Duration = Field(default=timedelta(0), description="wait before the first measurement")
-    success_condition: str | None = Field(default=None, description="e.g. result < 0.02")
-    failure_condition: str | None = Field(default=None, description="e.g. result > max(2 * baseline, 0.01)")
+    success_condition: str | None = Field(default=None, max_length=1024, description="e.g. result < 0.02")
+    failure_condition: str | None = Field(
+        default=None, max_length=1024, description="e.g. result > max(2 * baseline, 0.01)"
+    )
     failure_limit: int = Field(default=0, ge=-1, description="failed measurements tolerated; -1: no limit")
     inconclusive_limit: int = Field(default=0, ge=-1, description="inconclusive measurements tolerated; -1: no limit")
     consecutive_error_limit: int = Field(default=4, ge=0, description="provider errors in a row tolerated")
@@ -145,6 +150,11 @@ class Metric(StrictModel):
         uses = any("baseline" in (c or "") for c in (self.success_condition, self.failure_condition))
         if uses and not self.baseline:
             raise ValueError("a condition uses `baseline`: set baseline: true so the stable version is measured")
+        if self.count is not None and self.initial_delay + (self.count - 1) * self.interval > MAX_DURATION:
+            raise ValueError(
+                f"count: {self.count} measurements {format_duration(self.interval)} apart (after "
+                f"{format_duration(self.initial_delay)}) would take longer than 365d; take fewer or closer ones"
+            )
         return self
 
 
@@ -153,6 +163,12 @@ class Analysis(StrictModel):
     args: dict[str, str] = Field(
         default_factory=dict, description="extra {{ args.NAME }} values for queries and URLs"
     )
+
+    @field_validator("args")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        secrets.check_mapping(value, "")
+        return value
 
     @field_validator("metrics")
     @classmethod

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import re
+import types
+import typing
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -12,10 +17,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+
+from deployflow.security import pods, secrets
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -31,18 +39,63 @@ def _dns_label(value: str) -> str:
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 
+# A kubeconfig context name becomes part of the workflow ID: printable, no spaces, bounded. '/', ':' and '@' stay
+# allowed because real context names use them (arn:aws:eks:...:cluster/prod, user@cluster).
+_CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
+
+
+def _context_name(value: str) -> str:
+    if len(value) > 253 or not _CONTEXT_NAME.match(value):
+        raise ValueError(
+            "must be a kubeconfig context name: 1 to 253 characters, letters, digits and '.', '_', '-', ':', '@', "
+            "'/', starting with a letter or digit (or 'in-cluster')"
+        )
+    return value
+
+
+ContextName = Annotated[str, AfterValidator(_context_name)]
+
+
+def _base_types(annotation: Any) -> set[Any]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        return set().union(*(_base_types(arg) for arg in typing.get_args(annotation)))
+    return {annotation}
+
 
 class StrictModel(BaseModel):
-    """Base of every spec model: unknown fields are an error, not silently dropped."""
+    """Base of every spec model: unknown fields are an error, not silently dropped; numbers are numbers (not
+    true/false, which pydantic would otherwise read as 1/0) and finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            numeric = _numeric_fields(cls)
+            for key, value in data.items():
+                if isinstance(value, bool) and key in numeric:
+                    raise ValueError(f"{key}: expected a number, not {str(value).lower()}")
+        return data
+
+
+@functools.cache
+def _numeric_fields(model: type[StrictModel]) -> frozenset[str]:
+    """Names (and aliases) of the fields that take a number or duration but never true/false."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        kinds = _base_types(info.annotation)
+        if kinds & {int, float, timedelta} and not kinds & {bool, Any}:
+            names.update(n for n in (name, info.alias) if n)
+            choices = getattr(info.validation_alias, "choices", None) or [info.validation_alias]
+            names.update(c for c in choices if isinstance(c, str))
+    return frozenset(names)
 
 
 class Target(StrictModel):
     """Where a deployment happens. One workflow runs per target at a time."""
 
-    cluster: str = Field(
-        min_length=1,
+    cluster: ContextName = Field(
         description="kubeconfig context of the cluster, or 'in-cluster' to use the worker's service account",
     )
     namespace: DnsLabel = Field(description="Kubernetes namespace of the app")
@@ -73,8 +126,16 @@ _IMAGE_REF = re.compile(
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
     r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
 )
-_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_WILDCARD_HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_IANA_SERVICE = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
+MAX_DURATION = timedelta(days=365)
+DURATION_FORMS = (
+    "seconds as a number (90), Go-style text ('1h30m', '90s', '250ms', '2d') or ISO 8601 ('PT1H30M'), "
+    "at most 365d"
+)
+MAX_ANNOTATION_BYTES = 256 * 1024  # Kubernetes' limit for all annotations of one object together
+_timedelta: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def _label_value(value: str) -> str:
@@ -108,17 +169,81 @@ def _image_reference(value: str) -> str:
     return value
 
 
-def parse_duration(value: object) -> object:
-    """Accepts seconds (a number), Go-style '1h30m' / '90s' / '250ms', or ISO 8601 ('PT1H'); pydantic does the rest."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ValueError(f"{value!r}: a duration cannot be negative")
-        if text and _DURATION_PART.sub("", text) == "" and _DURATION_PART.search(text):
-            unit_seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-            return timedelta(
-                seconds=sum(float(n) * unit_seconds[u] for n, u in _DURATION_PART.findall(text))
-            )
+def _seconds(seconds: float, shown: object) -> timedelta:
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION.total_seconds():
+        raise ValueError(f"{shown!r} is too long a duration: at most 365d")
+    return timedelta(seconds=seconds)
+
+
+def parse_duration(value: object) -> timedelta:
+    """Seconds (a number), Go-style '1h30m' / '90s' / '250ms' / '2d', or ISO 8601 ('PT1H'), at most 365 days."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _seconds(float(value), value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration: {DURATION_FORMS}")
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"{value!r}: a duration cannot be negative")
+    if len(text) > 64:
+        raise ValueError(f"not a duration: use {DURATION_FORMS}")
+    if text and _DURATION_PART.sub("", text) == "" and _DURATION_PART.search(text):
+        unit_seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+        return _seconds(sum(float(n) * unit_seconds[u] for n, u in _DURATION_PART.findall(text)), value)
+    try:
+        parsed = _timedelta.validate_python(text)
+    except (ValidationError, OverflowError):
+        raise ValueError(f"{value!r} is not a duration: use {DURATION_FORMS}") from None
+    return _seconds(parsed.total_seconds(), value)
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not _WILDCARD_HOST.match(value):
+        raise ValueError(
+            f"{value!r} is not a hostname: lower-case RFC 1123 names (shop.example.com), optionally with a leading "
+            "'*.' wildcard, at most 253 characters"
+        )
+    return value
+
+
+def _service_port(value: int | str) -> int | str:
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise ValueError("a port number is between 1 and 65535")
+        return value
+    if len(value) > 15 or not _IANA_SERVICE.match(value):
+        raise ValueError(
+            f"{value!r} is neither a port number nor a port name (an IANA service name: at most 15 lower-case "
+            "letters, digits and single '-', with at least one letter)"
+        )
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending with "
+            "a letter or digit, at most 253 characters"
+        )
+    return value
+
+
+def check_annotations(annotations: object, field: str) -> None:
+    """Kubernetes refuses an object whose annotations are over 256 KiB together; say so before anything changes."""
+    if not isinstance(annotations, dict):
+        return
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > MAX_ANNOTATION_BYTES:
+        raise ValueError(f"{field}: {size} bytes of annotations; Kubernetes allows at most 256 KiB in total")
+
+
+def nested(value: object, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None as soon as a step is not a mapping holding the key."""
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
     return value
 
 
@@ -140,6 +265,9 @@ ImageReference = Annotated[str, AfterValidator(_image_reference)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+ServicePort = Annotated[int | str, AfterValidator(_service_port)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+KubeName = Annotated[str, AfterValidator(_dns_subdomain)]
 
 
 def image_tag(image: str) -> str | None:
@@ -148,19 +276,17 @@ def image_tag(image: str) -> str | None:
 
 
 def looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in _SECRET_WORDS)
+    return secrets.name_looks_secret(name)
 
 
-def check_env_list(env: list[dict[str, Any]], where: str) -> None:
-    """Rejects literal values on secret-looking names in a raw container env list (full manifests)."""
-    for item in env:
-        name = str(item.get("name", ""))
-        if "value" in item and looks_secret(name):
-            raise ValueError(
-                f"{where}: env {name!r} looks like a secret and has a literal value; secrets must not travel in "
-                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
-            )
+def check_pod_template(manifest: dict[str, Any], field: str) -> None:
+    """A workload manifest's pod: literal secrets in any container, baseline pod privileges, annotation sizes."""
+    check_annotations(nested(manifest, "metadata", "annotations"), f"{field}.metadata.annotations")
+    template = nested(manifest, "spec", "template")
+    check_annotations(nested(template, "metadata", "annotations"), f"{field}.spec.template.metadata.annotations")
+    pod_spec = nested(template, "spec")
+    secrets.check_containers(pod_spec, f"{field}.spec.template.spec")
+    pods.check_pod_spec(pod_spec, f"{field}.spec.template.spec")
 
 
 # --- Pieces of a workload every strategy deploys ---------------------------------------------------------------
@@ -188,11 +314,9 @@ class EnvVar(StrictModel):
     def _no_literal_secrets(self) -> EnvVar:
         if self.value is not None and self.value_from is not None:
             raise ValueError(f"env {self.name!r}: give either value or valueFrom, not both")
-        if self.value is not None and looks_secret(self.name):
-            raise ValueError(
-                f"env {self.name!r} looks like a secret and has a literal value; secrets must not travel in "
-                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
-            )
+        reason = secrets.literal_secret(self.name, self.value)
+        if reason:
+            raise ValueError(secrets.secret_error("value", reason))
         return self
 
     def manifest(self) -> dict[str, Any]:
@@ -260,6 +384,7 @@ class Workload(StrictModel):
         reserved = {"app", "deployflow.io/color", "app.kubernetes.io/version"} & set(self.pod_labels)
         if reserved:
             raise ValueError(f"pod_labels: {sorted(reserved)} are managed by deployflow and cannot be set")
+        check_annotations(self.pod_annotations, "pod_annotations")
         return self
 
     def _check_manifest(self, manifest: dict[str, Any]) -> None:
@@ -267,14 +392,20 @@ class Workload(StrictModel):
             raise ValueError("manifest.kind: must be Deployment")
         if manifest.get("apiVersion", "apps/v1") != "apps/v1":
             raise ValueError("manifest.apiVersion: must be apps/v1")
-        containers = manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        containers = nested(manifest, "spec", "template", "spec", "containers")
         if not isinstance(containers, list) or not containers:
             raise ValueError("manifest.spec.template.spec.containers: at least one container is required")
         for i, container in enumerate(containers):
             if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
                 raise ValueError(f"manifest.spec.template.spec.containers[{i}]: name and image are required")
-            _image_reference(str(container["image"]))
-            check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
+            try:
+                _image_reference(str(container["image"]))
+            except ValueError as err:
+                raise ValueError(f"manifest.spec.template.spec.containers[{i}].image: {err}") from None
+        labels = nested(manifest, "spec", "template", "metadata", "labels")
+        if labels is not None and not isinstance(labels, dict):
+            raise ValueError("manifest.spec.template.metadata.labels: must be a mapping")
+        check_pod_template(manifest, "manifest")
 
     def manifest_image(self, container: str) -> str | None:
         if self.manifest is None:
@@ -290,7 +421,7 @@ class Workload(StrictModel):
         if self.version:
             return self.version
         if self.manifest is not None:
-            labels = self.manifest.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {}) or {}
+            labels = nested(self.manifest, "spec", "template", "metadata", "labels") or {}
             if labels.get("app.kubernetes.io/version"):
                 return str(labels["app.kubernetes.io/version"])
         image = self.image if self.manifest is None else self.manifest_image(container or "")
@@ -316,14 +447,31 @@ class SmokeTest(StrictModel):
         return self.name or f"GET {self.path}"
 
 
+# Tags pydantic puts in an error's location for a discriminated union: the strategy, the kind of a hook or provider,
+# and a canary step's kind (which repeats the step's own key: `steps.1.pause.pause.duration`).
+_UNION_TAGS = frozenset(
+    {"blue-green", "canary", "rolling", "job", "http", "confirm", "prometheus", "web", "kubernetes"}
+)
+STEP_TAGS = frozenset({"set_weight", "pause", "analysis"})
+
+
+def field_path(loc: Sequence[int | str]) -> tuple[int | str, ...]:
+    """The location of a field as the spec writes it: union tags of pydantic's error locations dropped."""
+    path: list[int | str] = []
+    for i, part in enumerate(loc):
+        if part in _UNION_TAGS:
+            continue
+        if part in STEP_TAGS and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
 def describe_validation_error(err: ValidationError) -> str:
     """One line per problem, each starting with the dotted path of the field, for messages people read."""
     lines = []
     for problem in err.errors(include_url=False):
-        path = ".".join(str(part) for part in problem["loc"] if part not in _UNION_TAGS)
+        path = ".".join(str(part) for part in field_path(problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
-
-
-_UNION_TAGS = {"blue-green", "canary", "rolling"}

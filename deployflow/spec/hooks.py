@@ -31,7 +31,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from deployflow.spec.common import DnsLabel, EnvVar, StrictModel, check_env_list
+from deployflow.security import secrets
+from deployflow.spec.common import (
+    DnsLabel,
+    EnvVar,
+    KubeName,
+    ServicePort,
+    StrictModel,
+    check_pod_template,
+    nested,
+)
 
 
 class HookPoint(StrEnum):
@@ -50,6 +59,16 @@ def _env_name(value: str | None) -> str | None:
     return value
 
 
+def _check_url(url: str | None) -> None:
+    if url is None:
+        return
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("url: must start with http:// or https://")
+    reason = secrets.value_looks_secret(url)
+    if reason:
+        raise ValueError(secrets.secret_error("url", reason))
+
+
 class JobHook(StrictModel):
     kind: Literal["job"] = "job"
     name: DnsLabel = Field(description="names the hook in events and errors, and its Job")
@@ -58,7 +77,7 @@ class JobHook(StrictModel):
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list, description="secrets by valueFrom.secretKeyRef, never literal")
-    service_account: str | None = None
+    service_account: KubeName | None = Field(default=None, description="ServiceAccount the Job's pod runs as")
     backoff_limit: int = Field(default=0, ge=0, le=10, description="pod retries before the Job counts as failed")
     timeout_seconds: int = Field(default=600, ge=1, le=86_400, description="time allowed to complete")
     log_lines: int = Field(default=20, ge=1, le=500, description="last log lines quoted when the Job fails")
@@ -70,13 +89,14 @@ class JobHook(StrictModel):
         if self.manifest is not None:
             if self.manifest.get("kind") != "Job" or self.manifest.get("apiVersion") != "batch/v1":
                 raise ValueError("manifest: must be a batch/v1 Job")
-            containers = self.manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
-            if not containers:
+            containers = nested(self.manifest, "spec", "template", "spec", "containers")
+            if not isinstance(containers, list) or not containers:
                 raise ValueError("manifest: spec.template.spec.containers must list at least one container")
             if self.command or self.args or self.env:
                 raise ValueError("command/args/env go into the manifest when 'manifest' is given")
-            for i, container in enumerate(containers):
-                check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
+            check_pod_template(self.manifest, "manifest")
+        secrets.check_args(self.command, "command")
+        secrets.check_args(self.args, "args")
         return self
 
 
@@ -84,7 +104,7 @@ class HttpHook(StrictModel):
     kind: Literal["http"] = "http"
     name: DnsLabel
     service: DnsLabel | None = Field(default=None, description="Service in the target namespace, reached via the API")
-    port: int | str | None = Field(default=None, description="Service port (number or name); default: the first")
+    port: ServicePort | None = Field(default=None, description="Service port (number or name); default: the first")
     url: str | None = Field(default=None, description="an absolute URL instead of a Service")
     path: str = Field(default="/", description="path requested on the Service")
     method: Literal["GET", "POST", "HEAD"] = "GET"
@@ -98,8 +118,7 @@ class HttpHook(StrictModel):
     def _service_or_url(self) -> HttpHook:
         if (self.service is None) == (self.url is None):
             raise ValueError("set exactly one of 'service' or 'url'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
+        _check_url(self.url)
         if self.max_failures >= self.requests:
             raise ValueError("max_failures: must be below 'requests', or the test cannot fail")
         return self
@@ -130,8 +149,7 @@ class ConfirmHook(StrictModel):
     def _one_url(self) -> ConfirmHook:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("set exactly one of 'url' or 'url_env'")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError("url: must start with http:// or https://")
+        _check_url(self.url)
         return self
 
 
