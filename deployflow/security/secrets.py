@@ -21,6 +21,7 @@ ADVICE = (
 # word, so BYPASS_CACHE or KEYCLOAK_URL are not taken for credentials.
 _NAME_SUBSTRINGS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATEKEY", "APIKEY", "ACCESSKEY")
 _NAME_WORDS = frozenset({"PASS", "PWD", "KEY", "DSN", "CREDS", "PASSPHRASE"})
+_REFERENCE_SUFFIXES = frozenset({"FILE", "PATH", "DIR", "NAME", "REF"})
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 _REFERENCE = re.compile(r"^\s*(\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*)\s*$")
@@ -44,11 +45,13 @@ _INLINE_ASSIGN = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
 def name_looks_secret(name: str) -> bool:
     upper = name.upper()
+    words = [w.upper() for w in _WORD_SPLIT.split(name) if w]
+    if words and words[-1] in _REFERENCE_SUFFIXES:
+        return False  # PASSWORD_FILE, TOKEN_PATH, SECRET_NAME: where the secret is, not the secret
     squashed = re.sub(r"[^A-Z0-9]", "", upper)
     if any(word in squashed for word in _NAME_SUBSTRINGS):
         return True
-    words = {w.upper() for w in _WORD_SPLIT.split(name) if w}
-    return bool(words & _NAME_WORDS) or "PRIVATE_KEY" in upper
+    return bool(set(words) & _NAME_WORDS)
 
 
 def is_reference(value: str) -> bool:
@@ -108,7 +111,7 @@ def args_secret(args: Sequence[object]) -> tuple[int, str] | None:
 
 
 def secret_error(field: str, reason: str) -> str:
-    return f"{field}: {reason}; {ADVICE}"
+    return f"{field}: {reason}; {ADVICE}" if field else f"{reason}; {ADVICE}"
 
 
 def check_env(env: object, field: str) -> None:

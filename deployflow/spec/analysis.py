@@ -32,6 +32,13 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds:g}s"
 
 
+def _no_password_in_url(value: str) -> str:
+    reason = secrets.value_looks_secret(value)
+    if reason:
+        raise ValueError(secrets.secret_error("", reason))
+    return value
+
+
 class SecretKeyRef(StrictModel):
     name: str = Field(min_length=1, description="Secret in the target namespace")
     key: str = Field(min_length=1)
@@ -65,6 +72,11 @@ class PrometheusProvider(StrictModel):
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    @field_validator("address")
+    @classmethod
+    def _address_without_credentials(cls, value: str) -> str:
+        return _no_password_in_url(value)
+
 
 class WebProvider(StrictModel):
     kind: Literal["web"] = "web"
@@ -72,6 +84,11 @@ class WebProvider(StrictModel):
     json_path: str = Field(default="$", max_length=1024, description="JSONPath of the value, e.g. $.data.error_rate")
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url_without_credentials(cls, value: str) -> str:
+        return _no_password_in_url(value)
 
     @field_validator("json_path")
     @classmethod

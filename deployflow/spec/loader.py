@@ -366,11 +366,10 @@ def format_problems(err: ValidationError, doc: SpecDocument) -> list[str]:
             message = "required field is missing"
         line, _ = doc.line_of(path)
         named = _MESSAGE_FIELD.match(message)
-        if named:  # a model-level check names its field first: point at that field's line
+        if named:  # a model-level check names its field first: name it in full, at its line (or its parent's)
             inner = [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", named.group(1))]
-            inner_line, found = doc.line_of([*path, *inner])
-            if found:
-                path, message, line = [*path, *inner], named.group(2), inner_line
+            path, message = [*path, *inner], named.group(2)
+            line = doc.line_of(path)[0]
         got = ""
         value = problem.get("input")
         if problem["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict | list):
@@ -400,6 +399,9 @@ def validate_document(doc: SpecDocument) -> LoadedSpec:
     except ValidationError as err:
         problems = format_problems(err, doc)
         raise SpecError(f"{origin} is not a valid {strategy} spec:\n  " + "\n  ".join(problems), problems) from None
+    except (TypeError, AttributeError, KeyError, IndexError, OverflowError, RecursionError) as err:
+        # A check that did not expect this shape of input: still bad input, never a traceback.
+        raise SpecError(f"{origin} is not a valid {strategy} spec: {type(err).__name__}: {err}") from None
     workflow_id: str = spec.target.workflow_id()  # type: ignore[attr-defined]
     return LoadedSpec(spec=spec, strategy=strategy, workflow_type=workflow_type, workflow_id=workflow_id)
 
@@ -414,6 +416,6 @@ def load_spec_bytes(raw: bytes, origin: str = "spec") -> LoadedSpec:
     return load_spec_text(decode_spec(raw, origin), origin)
 
 
-def load_spec_file(path: Path) -> LoadedSpec:
+def load_spec_file(path: Path | str) -> LoadedSpec:
     """Reads, parses and validates a YAML or JSON spec file; every failure is a SpecError."""
-    return load_spec_bytes(read_spec_bytes(path), str(path))
+    return load_spec_bytes(read_spec_bytes(Path(path)), str(path))
