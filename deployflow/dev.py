@@ -10,20 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
+from deployflow.prometheus import prometheus_binary, scrape_config
 from deployflow.temporal import DEFAULT_TASK_QUEUE, dev_server_search_attribute_args, temporal_cli_path
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class DevStack:
         self.parts.append(part)
         return part
 
-    async def _wait_ready(self, part: Part, check: Any, what: str) -> None:
+    async def _wait_ready(self, part: Part, check: Callable[[], Awaitable[bool]], what: str) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         last_error = ""
         while time.monotonic() < deadline:
@@ -286,12 +287,7 @@ class DevStack:
                     raise StackError(f"could not create namespace {name} in the simulator: {err.reason}") from err
 
     async def _start_prometheus(self) -> None:
-        if importlib.util.find_spec("deployflow.prometheus") is None:
-            self.notes.append("Prometheus skipped: deployflow.prometheus is not part of this build")
-            return
         import yaml
-
-        from deployflow.prometheus import prometheus_binary, scrape_config
 
         binary = prometheus_binary()
         if not binary:

@@ -522,8 +522,6 @@ def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
 
 def test_service_proxy_reaches_a_ready_pod_and_metrics_count_it(sim: Simulator, apps: client.AppsV1Api,
                                                                 core: client.CoreV1Api, namespace: str) -> None:
-    if sim.traffic is None or sim.controllers is None:
-        pytest.skip("needs the simulated controllers and traffic")
     apps.create_namespaced_deployment(namespace, deployment("shop", image="shop:1"))
     core.create_namespaced_service(namespace, {"metadata": {"name": "shop"}, "spec": {
         "selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}})
@@ -536,8 +534,6 @@ def test_service_proxy_reaches_a_ready_pod_and_metrics_count_it(sim: Simulator, 
 
 def test_service_proxy_without_backends_is_503_and_counted(sim: Simulator, core: client.CoreV1Api,
                                                            namespace: str) -> None:
-    if sim.traffic is None:
-        pytest.skip("needs the simulated traffic")
     core.create_namespaced_service(namespace, {"metadata": {"name": "empty"}, "spec": {
         "selector": {"app": "nothing"}, "ports": [{"port": 80}]}})
     before = sim.no_backend_requests(namespace=namespace, service="empty")

@@ -91,7 +91,7 @@ class Metrics:
             "# TYPE http_requests_total counter",
         ]
         for (ns, svc, version, code), n in requests:
-            lines.append(f"http_requests_total{_labels(namespace=ns, service=svc, version=version, code=code)} {n}")
+            lines.append(f"http_requests_total{labels_text(namespace=ns, service=svc, version=version, code=code)} {n}")
         lines += [
             "# HELP http_request_duration_seconds Latency of HTTP requests served by the simulated applications.",
             "# TYPE http_request_duration_seconds histogram",
@@ -99,16 +99,16 @@ class Metrics:
         for (ns, svc, version), hist in durations:
             base = {"namespace": ns, "service": svc, "version": version}
             for bound, n in zip(BUCKETS, hist.buckets, strict=True):
-                lines.append(f"http_request_duration_seconds_bucket{_labels(**base, le=_float(bound))} {n}")
-            lines.append(f"http_request_duration_seconds_bucket{_labels(**base, le='+Inf')} {hist.count}")
-            lines.append(f"http_request_duration_seconds_sum{_labels(**base)} {_float(hist.total)}")
-            lines.append(f"http_request_duration_seconds_count{_labels(**base)} {hist.count}")
+                lines.append(f"http_request_duration_seconds_bucket{labels_text(**base, le=_float(bound))} {n}")
+            lines.append(f"http_request_duration_seconds_bucket{labels_text(**base, le='+Inf')} {hist.count}")
+            lines.append(f"http_request_duration_seconds_sum{labels_text(**base)} {_float(hist.total)}")
+            lines.append(f"http_request_duration_seconds_count{labels_text(**base)} {hist.count}")
         lines += [
             "# HELP sim_no_backend_requests_total Requests that found no ready endpoint behind the chosen Service.",
             "# TYPE sim_no_backend_requests_total counter",
         ]
         for (ns, svc), n in no_backend:
-            lines.append(f"sim_no_backend_requests_total{_labels(namespace=ns, service=svc)} {n}")
+            lines.append(f"sim_no_backend_requests_total{labels_text(namespace=ns, service=svc)} {n}")
         return "\n".join(lines) + "\n"
 
 
@@ -116,7 +116,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(**labels: str) -> str:
+def labels_text(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 

@@ -1,44 +1,33 @@
 """The `Simulator`: object store, API server, controllers and traffic in one event loop.
 
 Tests run it in a background thread (`start_in_thread`); `python -m deployflow.sim` and `deployflow sim` run it
-in the foreground (`serve`). Controllers and traffic are optional modules: without them the simulator is an API
-server only (objects are stored, nothing reconciles them).
+in the foreground (`serve`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
 import threading
-from typing import Any
 
 import yaml
 from aiohttp import web
 
 from deployflow.sim import resources as R
 from deployflow.sim.api import ApiServer
+from deployflow.sim.api.accounting import Snapshot
 from deployflow.sim.config import Clock, SimConfig
+from deployflow.sim.controllers import ControllerManager
 from deployflow.sim.faults import Faults
 from deployflow.sim.store import Store, StoreError
+from deployflow.sim.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public")
-
-
-def _optional(module: str, name: str) -> Any:
-    """A class from a module that may not exist yet; a module that exists but is broken still raises."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            return None
-        raise
-    return getattr(mod, name, None)
 
 
 class Simulator:
@@ -49,11 +38,9 @@ class Simulator:
         self.clock = Clock(self.config.time_factor)
         self.store = Store()
         self.faults = Faults(self.config.seed)
-        controllers_cls = _optional("deployflow.sim.controllers", "ControllerManager")
-        traffic_cls = _optional("deployflow.sim.traffic", "Traffic")
-        self.controllers: Any = controllers_cls(self.store, self.clock, self.config) if controllers_cls else None
-        self.traffic: Any = traffic_cls(self.store, self.clock, self.config) if traffic_cls else None
-        self.api = ApiServer(self.store, self.faults, lambda: self.traffic)
+        self.controllers = ControllerManager(self.store, self.clock, self.config)
+        self.traffic = Traffic(self.store, self.clock, self.config)
+        self.api = ApiServer(self.store, self.faults, self.traffic)
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -77,7 +64,7 @@ class Simulator:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self.started.set()
-        tasks = [asyncio.create_task(c.run()) for c in (self.controllers, self.traffic) if c is not None]
+        tasks = [asyncio.create_task(self.controllers.run()), asyncio.create_task(self.traffic.run())]
         try:
             await self._stopped.wait()
         finally:
@@ -163,21 +150,21 @@ class Simulator:
             if e.code != 409:
                 raise
 
+    def api_requests(self, reset: bool = False, **filters: str) -> Snapshot:
+        """The Kubernetes API requests served so far, as `GET /debug/requests` answers (filters: verb, resource,
+        client, label); `reset=True` starts the counts again from zero."""
+        return self.api.counts.snapshot(filters, reset=reset)
+
     # ---- traffic pass-throughs ------------------------------------------------------------------------
 
-    def _traffic(self) -> Any:
-        if self.traffic is None:
-            raise RuntimeError("deployflow.sim.traffic is not available: the simulator serves the API only")
-        return self.traffic
-
     def no_backend_requests(self, namespace: str | None = None, service: str | None = None) -> int:
-        return int(self._traffic().no_backend(namespace, service))
+        return self.traffic.no_backend(namespace, service)
 
     def send_requests(self, namespace: str, entry: str, n: int) -> dict[str, int]:
-        return dict(self._traffic().send(namespace, entry, n))
+        return self.traffic.send(namespace, entry, n)
 
     def request_counts(self, namespace: str) -> dict[str, dict[str, dict[str, int]]]:
-        return dict(self._traffic().counts(namespace))
+        return self.traffic.counts(namespace)
 
 
 def run(
