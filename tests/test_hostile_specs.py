@@ -135,17 +135,17 @@ def test_an_allowed_rule_lets_exactly_that_privilege_through() -> None:
 def test_the_environment_variable_allows_rules_in_a_fresh_process(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(deployment({"hostNetwork": True, "hostIPC": True})))
-    code = "import sys; from deployflow.spec.loader import load_spec_file; load_spec_file(sys.argv[1])"
     root = Path(__file__).resolve().parent.parent
 
     def run(allow: str) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "DEPLOYFLOW_ALLOW_POD_PRIVILEGES": allow}
-        return subprocess.run([sys.executable, "-c", code, str(spec)], cwd=root, env=environment,
-                              capture_output=True, text=True, timeout=60)
+        environment = {**os.environ, "DEPLOYFLOW_ALLOW_POD_PRIVILEGES": allow, "COLUMNS": "400"}
+        return subprocess.run([sys.executable, "-m", "deployflow.cli", "validate", str(spec)], cwd=root,
+                              env=environment, capture_output=True, text=True, timeout=60)
 
-    assert run("hostNetwork, hostIPC").returncode == 0
+    allowed = run("hostNetwork, hostIPC")
+    assert allowed.returncode == 0 and "valid blue-green spec" in allowed.stdout, allowed.stderr
     refused = run("hostNetwork,no-such-rule")
-    assert refused.returncode != 0 and "'hostIPC' rule" in refused.stderr
+    assert refused.returncode == 2 and "'hostIPC' rule" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_the_cli_prints_values_literally_not_as_markup(tmp_path: Path) -> None:

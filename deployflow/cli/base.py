@@ -10,6 +10,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="deployflow",
@@ -46,7 +47,7 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except CliError as err:
-        err_console.print(f"[red]error:[/red] {err}", markup=True, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, soft_wrap=True)
         raise typer.Exit(err.code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted (a deployment that started keeps running: see `deployflow status`)")
