@@ -67,6 +67,8 @@ def _schema_type(prop: dict[str, Any]) -> str:
         return prop["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " or ".join(_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null") + " (optional)"
+    if "oneOf" in prop:  # a union told apart by a key (a canary step)
+        return " or ".join(_schema_type(p) for p in prop["oneOf"])
     if "const" in prop:
         return json.dumps(prop["const"])
     if "enum" in prop:
