@@ -95,6 +95,13 @@ def test_valid_specs_that_look_like_attacks_pass(name: str) -> None:
     assert isinstance(loaded, LoadedSpec)
 
 
+@pytest.mark.timeout(30)  # a hang guard: every check is linear in the size of the value it reads
+@pytest.mark.parametrize("value", ["eyJ" * 600_000, "a:" * 900_000, "-----BEGIN " + "A" * 1_800_000, "AKIA" * 450_000])
+def test_a_long_repetitive_value_near_the_size_limit_is_read_through(value: str) -> None:
+    text = yaml.safe_dump(env("SETTING", value), width=10**9)
+    assert load_spec_bytes(text.encode(), "long.yaml").strategy == "blue-green"
+
+
 def test_a_utf8_byte_order_mark_and_json_are_read_like_yaml() -> None:
     assert load_spec_bytes(b"\xef\xbb\xbf" + BASE_TEXT.encode(), "bom.yaml").workflow_id == "deploy/sim/demo/shop"
     assert load_spec_bytes(json_bytes(bluegreen()), "spec.json").workflow_id == "deploy/sim/demo/shop"

@@ -25,22 +25,33 @@ _REFERENCE_SUFFIXES = frozenset({"FILE", "PATH", "DIR", "NAME", "REF"})
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 _REFERENCE = re.compile(r"^\s*(\$\([A-Za-z_][A-Za-z0-9_]*\)|\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*)\s*$")
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:([^/\s@]+)@")
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
-_TOKENS = (
-    (re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), "a GitHub token"),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), "a Slack token"),
-    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
-    (re.compile(r"\b[sr]k_live_[A-Za-z0-9]{8,}"), "a Stripe live key"),
-    (re.compile(r"\bglpat-[A-Za-z0-9_-]{16,}"), "a GitLab token"),
-    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), "a Google API key"),
-    (re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), "an npm token"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "a JSON Web Token"),
-    (re.compile(r"hooks\.slack\.com/services/[A-Za-z0-9/]+"), "a Slack webhook URL"),
+# Every pattern below is anchored where it starts (after '://', at a '-----BEGIN ', at the start of a word), so a
+# check costs time in proportion to the value, however long and repetitive it is: a spec may be 2 MiB.
+_AFTER_SCHEME = re.compile(r"://([^/\s@]*)@")
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
+# One pass over the value: a token must start a word (nothing word-like just before it), so a long repetitive value
+# gives the engine one starting point per word, not one per character.
+_TOKENS = re.compile(
+    r"(?<![A-Za-z0-9_.\-])(?:"
+    r"(?P<github>gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"
+    r"|(?P<slack>xox[abposr]-[A-Za-z0-9-]{8,})"
+    r"|(?P<aws>(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Za-z0-9]))"
+    r"|(?P<stripe>[sr]k_live_[A-Za-z0-9]{8,})"
+    r"|(?P<gitlab>glpat-[A-Za-z0-9_-]{16,})"
+    r"|(?P<google>AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-]))"
+    r"|(?P<npm>npm_[A-Za-z0-9]{36}(?![A-Za-z0-9]))"
+    r"|(?P<jwt>eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+    r")"
 )
-# `--password=x` or `--db-token x` inside a shell string (`sh -c "..."`), and `PGPASSWORD=x cmd`.
-_INLINE_FLAG = re.compile(r"(?:^|\s)-{1,2}([A-Za-z0-9_.-]+)[= ](\S+)")
-_INLINE_ASSIGN = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+_TOKEN_NAMES = {
+    "github": "a GitHub token", "slack": "a Slack token", "aws": "an AWS access key id", "stripe": "a Stripe live key",
+    "gitlab": "a GitLab token", "google": "a Google API key", "npm": "an npm token", "jwt": "a JSON Web Token",
+}
+# `--password=x` or `--db-token x` inside a shell string (`sh -c "..."`), and `PGPASSWORD=x cmd`; only names with a
+# secret-like word are looked at twice.
+_SECRET_HINT = r"[A-Za-z0-9_.-]*(?i:pass|pwd|secret|token|credential|creds|key|dsn)[A-Za-z0-9_.-]*"
+_INLINE_FLAG = re.compile(rf"(?:^|\s)-{{1,2}}({_SECRET_HINT})[= ](\S+)")
+_INLINE_ASSIGN = re.compile(rf"(?:^|\s)({_SECRET_HINT})=(\S+)")
 
 
 def name_looks_secret(name: str) -> bool:
@@ -60,14 +71,17 @@ def is_reference(value: str) -> bool:
 
 def value_looks_secret(value: str) -> str | None:
     """Why a value is a credential whatever its name (a URL with a password, a private key, a known token)."""
-    match = _USERINFO.search(value)
-    if match and not is_reference(match.group(1)):
-        return "holds a URL with a password (user:password@)"
-    if _PEM.search(value):
+    for match in _AFTER_SCHEME.finditer(value):
+        _, colon, password = match.group(1).partition(":")
+        if colon and password and not is_reference(password):
+            return "holds a URL with a password (user:password@)"
+    if "PRIVATE KEY" in value and _PEM.search(value):
         return "holds a PEM private key"
-    for pattern, what in _TOKENS:
-        if pattern.search(value):
-            return f"holds what looks like {what}"
+    if "hooks.slack.com/services/" in value:
+        return "holds what looks like a Slack webhook URL"
+    token = _TOKENS.search(value)
+    if token and token.lastgroup:
+        return f"holds what looks like {_TOKEN_NAMES[token.lastgroup]}"
     return None
 
 

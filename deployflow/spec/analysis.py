@@ -160,6 +160,8 @@ class Metric(StrictModel):
             compile_condition(value)
         except ConditionError as err:
             raise ValueError(str(err)) from None
+        except RecursionError:
+            raise ValueError("the condition is nested too deeply") from None
         return value
 
     @model_validator(mode="after")

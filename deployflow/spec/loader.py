@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from deployflow.spec.common import field_path
+from deployflow.spec.common import field_path, shown
 
 MAX_SPEC_BYTES = 2 * 1024 * 1024  # Temporal refuses a payload over 2 MB: the spec is the workflow's input
 MAX_DEPTH = 64
@@ -349,11 +349,6 @@ def format_field(path: Sequence[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).removeprefix(".")
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def format_problems(err: ValidationError, doc: SpecDocument) -> list[str]:
     """One line per problem: `origin:line: field: message`, the line being the field's own when it can be found."""
     lines = []
@@ -373,7 +368,7 @@ def format_problems(err: ValidationError, doc: SpecDocument) -> list[str]:
         got = ""
         value = problem.get("input")
         if problem["type"] not in ("missing", "extra_forbidden") and not isinstance(value, dict | list):
-            got = f" (got {_shown(value)})"
+            got = f" (got {shown(value)})"
         lines.append(f"{_at(doc.origin, line)}: {format_field(path) or '(spec)'}: {message}{got}")
     return lines
 
@@ -392,7 +387,7 @@ def validate_document(doc: SpecDocument) -> LoadedSpec:
     if strategy is None:
         raise _refuse(origin, f"required field is missing (one of: {names})", line, "strategy")
     if not isinstance(strategy, str) or strategy not in STRATEGIES:
-        raise _refuse(origin, f"unknown strategy {_shown(strategy)} (one of: {names})", line, "strategy")
+        raise _refuse(origin, f"unknown strategy {shown(strategy)} (one of: {names})", line, "strategy")
     workflow_type, model = STRATEGIES[strategy]
     try:
         spec = model.model_validate(data)

@@ -29,6 +29,7 @@ from deployflow.spec.common import (
     StrictModel,
     Target,
     image_tag,
+    shown,
 )
 from deployflow.spec.hooks import Hooks
 from deployflow.spec.notify import Notifier
@@ -43,7 +44,7 @@ def _count_or_percent(value: int | str) -> int | str:
         return value
     match = _PERCENT.match(value.strip())
     if not match or int(match.group(1)) > 100:
-        raise ValueError(f"{value!r} is neither a count nor a percentage between 0% and 100% (e.g. 2 or '25%')")
+        raise ValueError(f"{shown(value)} is neither a count nor a percentage between 0% and 100% (e.g. 2 or '25%')")
     return value.strip()
 
 

@@ -224,6 +224,8 @@ def _step_cases() -> list[Case]:
              ("steps[1].analysis.metrics[0].count", "365d")),
         Case("condition-too-long", _dump(analysis_step({"metrics": [metric(failure_condition="(" * 2000)]})),
              ("failure_condition",)),
+        Case("condition-nested-deep", _dump(analysis_step({"metrics": [metric(failure_condition="-" * 1020 + "1")]})),
+             ("failure_condition", "nested too deeply")),
         Case("annotations-over-256k", _dump(with_workload(pod_annotations=big_annotation)),
              ("workload.pod_annotations", "256 KiB")),
         Case("manifest-spec-is-list", _dump(with_workload(image=None, manifest={"spec": ["x"]})),
