@@ -102,6 +102,16 @@ def test_a_long_repetitive_value_near_the_size_limit_is_read_through(value: str)
     assert load_spec_bytes(text.encode(), "long.yaml").strategy == "blue-green"
 
 
+@pytest.mark.timeout(30)
+def test_thousands_of_problems_are_all_kept_and_twenty_shown() -> None:
+    text = BASE_TEXT + "  env:\n" + "".join(f"  - {{name: '{i} bad', value: x}}\n" for i in range(5000))
+    with pytest.raises(SpecError) as refused:
+        load_spec_bytes(text.encode(), "many.yaml")
+    assert len(refused.value.problems) == 5000
+    assert "workload.env[0].name" in str(refused.value) and "... and 4980 more problems" in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 22
+
+
 def test_a_utf8_byte_order_mark_and_json_are_read_like_yaml() -> None:
     assert load_spec_bytes(b"\xef\xbb\xbf" + BASE_TEXT.encode(), "bom.yaml").workflow_id == "deploy/sim/demo/shop"
     assert load_spec_bytes(json_bytes(bluegreen()), "spec.json").workflow_id == "deploy/sim/demo/shop"

@@ -9,6 +9,7 @@ read, so a typo fails before anything in a cluster changes.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -193,7 +194,7 @@ class Analysis(StrictModel):
     @classmethod
     def _unique_names(cls, value: list[Metric]) -> list[Metric]:
         names = [m.name for m in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, seen in Counter(names).items() if seen > 1)  # linear: lists may be long
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
         return value

@@ -26,6 +26,7 @@ Kinds:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -172,7 +173,7 @@ class Hooks(StrictModel):
     def _unique_names(self) -> Hooks:
         for point in HookPoint:
             names = [h.name for h in self.at(point)]
-            dupes = sorted({n for n in names if names.count(n) > 1})
+            dupes = sorted(n for n, seen in Counter(names).items() if seen > 1)  # linear: lists may be long
             if dupes:
                 raise ValueError(f"{point.value}: hook names must be unique; repeated: {', '.join(dupes)}")
         return self
