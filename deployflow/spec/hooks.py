@@ -146,6 +146,12 @@ class ConfirmHook(StrictModel):
     def _valid_env(cls, value: str | None) -> str | None:
         return _env_name(value)
 
+    @field_validator("metadata")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        secrets.check_mapping(value, "")
+        return value
+
     @model_validator(mode="after")
     def _one_url(self) -> ConfirmHook:
         if (self.url is None) == (self.url_env is None):

@@ -272,6 +272,9 @@ def _secret_cases() -> list[Case]:
         Case("prometheus-url-password", _dump(analysis_step({"metrics": [metric(provider={
             "kind": "prometheus", "address": "http://admin:hunter2@prometheus:9090", "query": "up"})]})),
              ("provider.address", "user:password@")),
+        Case("confirm-metadata-token", _dump(bluegreen(hooks={"pre_promote": [
+            {"kind": "confirm", "name": "gate", "url_env": "GATE_URL", "metadata": {"api_token": "t0k3n"}}]})),
+             ("hooks.pre_promote[0].metadata.api_token", "secretKeyRef")),
         Case("confirm-url-password", _dump(bluegreen(hooks={"pre_promote": [
             {"kind": "confirm", "name": "gate", "url": "https://bot:hunter2@ci.example.com/ok"}]})),
              ("hooks.pre_promote[0].url", "user:password@")),
