@@ -11,30 +11,10 @@ from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
 
 from deployflow import workloads
+from deployflow.errors import NON_RETRYABLE, ErrorType
 from deployflow.kube import api_client, missing_namespace
 from deployflow.spec.common import Target
 from deployflow.workloads import WorkloadError
-
-# Failures of the release itself, or of its description: retrying the activity cannot change the outcome.
-NON_RETRYABLE = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "ProgressDeadlineExceeded",
-        "HealthTimeout",
-        "InvalidManifest",
-        "SelectorMismatch",
-        "ServiceMissing",
-        "NotFound",
-        "ClusterNotFound",
-        "NamespaceNotFound",
-        "Forbidden",
-        "Unauthorized",
-    }
-)
 
 
 def api_for(target: Target) -> client.ApiClient:
@@ -45,7 +25,7 @@ def api_for(target: Target) -> client.ApiClient:
         message = str(err) if str(err).startswith(f"cluster {target.cluster!r}") else (
             f"cluster {target.cluster!r}: no such kubeconfig context or in-cluster config ({err})"
         )
-        raise ApplicationError(message, type="ClusterNotFound", non_retryable=True) from err
+        raise ApplicationError(message, type=ErrorType.CLUSTER_NOT_FOUND, non_retryable=True) from err
 
 
 def namespace_not_found(target: Target, namespace: str | None = None) -> ApplicationError:
@@ -53,7 +33,7 @@ def namespace_not_found(target: Target, namespace: str | None = None) -> Applica
     return ApplicationError(
         f"namespace {namespace!r} does not exist in cluster {target.cluster!r}: create it (or fix target.namespace "
         "or target.cluster) and start again",
-        type="NamespaceNotFound",
+        type=ErrorType.NAMESPACE_NOT_FOUND,
         non_retryable=True,
     )
 
@@ -85,7 +65,7 @@ def as_activity_errors(what: str, target: Target | None = None) -> Iterator[None
         if target is not None and gone is not None:
             raise namespace_not_found(target, gone) from err
         if status in (401, 403):
-            kind = "Unauthorized" if status == 401 else "Forbidden"
+            kind = ErrorType.UNAUTHORIZED if status == 401 else ErrorType.FORBIDDEN
             where = (
                 f" in namespace {target.namespace!r} of cluster {target.cluster!r} (where no RoleBinding grants the "
                 "worker's role, as in a namespace that does not exist, every call is refused)"
@@ -99,7 +79,7 @@ def as_activity_errors(what: str, target: Target | None = None) -> Iterator[None
         if 400 <= status < 500 and status not in (404, 409, 429):
             raise ApplicationError(
                 f"{what}: rejected by the API server ({status}): {err.body!s:.500}",
-                type="InvalidManifest",
+                type=ErrorType.INVALID_MANIFEST,
                 non_retryable=True,
             ) from err
         raise

@@ -6,9 +6,13 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from deployflow.analysis.judge import judge_measurement
 from deployflow.analysis.providers import MeasureContext, ProviderError, provider_for
+from deployflow.analysis.providers.base import RefusedByPolicy
+from deployflow.errors import ErrorType
+from deployflow.security.redact import BODY_EXCERPT, Redactor
 from deployflow.spec.analysis import Metric
 from deployflow.spec.common import Target
 from deployflow.status import Measurement
@@ -32,9 +36,10 @@ async def measure(request: MeasureInput) -> Measurement:
     metric = request.metric
     target = request.target
     provider = provider_for(metric.provider)
+    redactor = Redactor()
 
     def context(version: str) -> MeasureContext:
-        return MeasureContext(target.cluster, target.namespace, target.app, version, request.args)
+        return MeasureContext(target.cluster, target.namespace, target.app, version, request.args, redactor)
 
     value: float | list[float] | None = None
     baseline: float | list[float] | None = None
@@ -46,8 +51,14 @@ async def measure(request: MeasureInput) -> Measurement:
                 baseline = request.baseline_value
             elif request.baseline_version is not None:
                 baseline = await provider.measure(context(request.baseline_version))
+    except RefusedByPolicy as err:
+        # The spec asks for what the worker refuses: fail now, naming the field and the rule, rather than count
+        # errors until the limit.
+        raise ApplicationError(
+            f"metric {metric.name}: {redactor(str(err))}", type=ErrorType.INVALID_SPEC, non_retryable=True
+        ) from None
     except ProviderError as err:
-        error = str(err)
+        error = redactor(str(err))
     except Exception as err:  # an unexpected failure is still a measurement error, shown to the operator
-        error = f"{type(err).__name__}: {err}"
+        error = f"{type(err).__name__}: {redactor(str(err))[:BODY_EXCERPT]}"
     return judge_measurement(metric, value, time=datetime.now(UTC), baseline=baseline, error=error)

@@ -11,18 +11,17 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from deployflow.errors import ErrorType
 from deployflow.hooks import job as jobs
-from deployflow.hooks.http import smoke_test
 from deployflow.hooks.kubeapi import KubeError
 from deployflow.hooks.webhook import ConfirmConfigError, ask
+from deployflow.probes.engine import Expect, Probe, ProbeRefused, ServiceEndpoint, run_probe
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import ConfirmHook, HookContext, HttpHook, JobHook
 
-HOOK_FAILED = "HookFailed"
-HOOK_TIMED_OUT = "HookTimedOut"
-HOOK_MISCONFIGURED = "HookMisconfigured"
-
-POLL_SECONDS = 0.5
+HOOK_FAILED: str = ErrorType.HOOK_FAILED
+HOOK_TIMED_OUT: str = ErrorType.HOOK_TIMED_OUT
+HOOK_MISCONFIGURED: str = ErrorType.HOOK_MISCONFIGURED
 
 
 class JobHookInput(BaseModel):
@@ -84,41 +83,52 @@ async def run_job_hook(req: JobHookInput) -> JobHookResult:
     # The deadline runs from the Job's creation, so a retried attempt does not grant itself a fresh timeout.
     deadline = _created_at(job) + timedelta(seconds=hook.timeout_seconds)
     started = datetime.now(UTC)
-    while True:
-        outcome = await asyncio.to_thread(jobs.job_outcome, target.cluster, target.namespace, name)
-        activity.heartbeat(outcome.state)
-        if outcome.state == "succeeded":
-            return JobHookResult(job=name, duration_seconds=(datetime.now(UTC) - started).total_seconds())
-        if outcome.state == "failed":
-            logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
-            message = f"job hook {hook.name} (Job {target.namespace}/{name}) failed: {outcome.message}"
-            if logs:
-                message += f"\nlast log lines:\n{logs}"
-            raise ApplicationError(message, type=HOOK_FAILED, non_retryable=True)
-        if datetime.now(UTC) >= deadline:
-            logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
-            # A Job left running could still finish its migration after we have given up and rolled back.
-            await asyncio.to_thread(jobs.delete_job, target.cluster, target.namespace, name)
-            message = f"job hook {hook.name} (Job {target.namespace}/{name}) did not finish in {hook.timeout_seconds}s"
-            if logs:
-                message += f"\nlast log lines:\n{logs}"
-            raise ApplicationError(message, type=HOOK_TIMED_OUT, non_retryable=True)
-        await asyncio.sleep(POLL_SECONDS)
+    outcome = await jobs.wait_job(
+        target.cluster, target.namespace, name, (deadline - datetime.now(UTC)).total_seconds()
+    )
+    if outcome.state == "succeeded":
+        return JobHookResult(job=name, duration_seconds=(datetime.now(UTC) - started).total_seconds())
+    logs = await asyncio.to_thread(jobs.last_log_lines, target.cluster, target.namespace, name, hook.log_lines)
+    if outcome.state == "failed":
+        message = f"job hook {hook.name} (Job {target.namespace}/{name}) failed: {outcome.message}"
+        kind = HOOK_FAILED
+    else:
+        # A Job left running could still finish its migration after we have given up and rolled back.
+        await asyncio.to_thread(jobs.delete_job, target.cluster, target.namespace, name)
+        message = f"job hook {hook.name} (Job {target.namespace}/{name}) did not finish in {hook.timeout_seconds}s"
+        kind = HOOK_TIMED_OUT
+    if logs:
+        message += f"\nlast log lines:\n{logs}"
+    raise ApplicationError(message, type=kind, non_retryable=True)
+
+
+def http_probe(target: Target, hook: HttpHook) -> Probe:
+    endpoint = (
+        hook.url if hook.url is not None
+        else ServiceEndpoint(target.cluster, target.namespace, str(hook.service), hook.port, hook.path)
+    )
+    return Probe(
+        name=hook.name,
+        endpoint=endpoint,
+        expect=Expect(statuses=tuple(hook.expect_status), body_contains=hook.body_contains),
+        method=hook.method,
+        timeout=hook.timeout_seconds,
+        requests=hook.requests,
+        until_pass=False,
+        max_failures=hook.max_failures,
+    )
 
 
 @activity.defn
 async def run_http_hook(req: HttpHookInput) -> HttpHookResult:
     hook = req.hook
-    result = await asyncio.to_thread(smoke_test, req.target.cluster, req.target.namespace, hook)
-    where = hook.url or f"service {req.target.namespace}/{hook.service}{hook.path}"
-    if result.failures > hook.max_failures:
-        raise ApplicationError(
-            f"http hook {hook.name} against {where}: {result.summary} "
-            f"({result.failures} failed, {hook.max_failures} tolerated); first failures: {'; '.join(result.samples)}",
-            type=HOOK_FAILED,
-            non_retryable=True,
-        )
-    return HttpHookResult(summary=f"{where}: {result.summary}")
+    try:
+        result = await asyncio.to_thread(run_probe, http_probe(req.target, hook))
+    except ProbeRefused as err:
+        raise ApplicationError(f"http hook {err}", type=HOOK_MISCONFIGURED, non_retryable=True) from None
+    if not result.passed:
+        raise ApplicationError(f"http hook {hook.name} against {result.message}", type=HOOK_FAILED, non_retryable=True)
+    return HttpHookResult(summary=result.message)
 
 
 @activity.defn

@@ -1,15 +1,14 @@
 """Canary traffic activities: read the two tracks, deploy a track, shift traffic, roll traffic back.
 
-Each takes one model and is idempotent: a retry after a crash lands on the same cluster state. Kubernetes calls
-are blocking, so they run in a thread while the activity heartbeats.
+Each takes one model and is idempotent: a retry after a crash lands on the same cluster state. Calls that change
+the cluster are blocking (the official client) and run in a thread; the waits follow watches on the event loop, so
+a waiting release holds no thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +17,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._errors import api_for, require_namespace
+from deployflow.errors import ErrorType
+from deployflow.kube.wait import blocking
 from deployflow.spec.canary import TrafficRouting
 from deployflow.spec.common import Target, Workload
 from deployflow.traffic.base import RouterError, TrafficRouter, router_for
@@ -98,26 +99,22 @@ class ScaleRequest(BaseModel):
     replicas: int = Field(ge=0)
 
 
-def _heartbeat(detail: str) -> None:
-    # Cluster work runs in a thread, where the activity context is not reachable; _run heartbeats for it.
-    return None
-
-
 def _non_retryable(err: Exception) -> ApplicationError:
     if isinstance(err, TrackError):
         return ApplicationError(str(err), type=err.kind, non_retryable=True)
     if isinstance(err, RouterError):
-        return ApplicationError(str(err), type="RoutingError", non_retryable=True)
+        return ApplicationError(str(err), type=ErrorType.ROUTING_ERROR, non_retryable=True)
     assert isinstance(err, ApiException)
     return ApplicationError(
         f"Kubernetes API refused the request ({err.status} {err.reason}): {str(err.body)[:500]}",
-        type="KubernetesRequestRejected",
+        type=ErrorType.REQUEST_REJECTED,
         non_retryable=True,
     )
 
 
-async def _run(fn: Callable[..., T], *args: Any) -> T:
-    """Runs blocking cluster work in a thread, heartbeating meanwhile; errors a retry cannot fix stop retries."""
+async def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Runs an activity's cluster work, heartbeating meanwhile (a blocking call can outlast a heartbeat timeout);
+    errors a retry cannot fix stop retries."""
 
     async def beat() -> None:
         while True:
@@ -125,16 +122,8 @@ async def _run(fn: Callable[..., T], *args: Any) -> T:
             activity.heartbeat()
 
     beating = asyncio.create_task(beat())
-    work = asyncio.ensure_future(asyncio.to_thread(functools.partial(fn, *args)))
     try:
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # A thread cannot be stopped: let it finish its change before reporting the cancellation, so the
-            # rollback that follows never races with it.
-            with contextlib.suppress(Exception):
-                await work
-            raise
+        return await work()
     except (TrackError, RouterError) as err:
         raise _non_retryable(err) from err
     except ApiException as err:
@@ -164,7 +153,7 @@ async def inspect_release(request: ReleaseQuery) -> ReleaseState:
         tracks = Tracks(api, request.target)
         return ReleaseState(stable=TrackInfo.of(tracks.read(STABLE)), canary=TrackInfo.of(tracks.read(CANARY)))
 
-    return await _run(read)
+    return await _run(lambda: blocking(read))
 
 
 @activity.defn
@@ -177,16 +166,18 @@ async def prepare_routing(request: RoutingRequest) -> int | None:
         router.ensure()
         return router.weight()
 
-    return await _run(ensure)
+    return await _run(lambda: blocking(ensure))
 
 
 @activity.defn
 async def deploy_track(request: TrackRequest) -> TrackInfo:
     """Puts a version on a track (create or update its Deployment) and, with `wait`, waits until it is ready."""
     if request.template is None and request.workload is None:
-        raise ApplicationError("deploy_track needs a workload or a template", type="BadRequest", non_retryable=True)
+        raise ApplicationError(
+            "deploy_track needs a workload or a template", type=ErrorType.BAD_REQUEST, non_retryable=True
+        )
 
-    def apply() -> TrackInfo:
+    def apply() -> Tracks:
         tracks = Tracks(api_for(request.target), request.target)
         if request.template is not None:
             template = retarget_template(request.template, request.track)
@@ -194,13 +185,15 @@ async def deploy_track(request: TrackRequest) -> TrackInfo:
             assert request.workload is not None
             template = pod_template(request.target, request.workload, request.track)
         tracks.apply(request.track, template, request.replicas)
-        if request.wait and request.replicas > 0:
-            return TrackInfo.of(
-                tracks.wait_ready(request.track, request.replicas, request.timeout_seconds, _heartbeat)
-            )
-        return TrackInfo.of(tracks.read(request.track))
+        return tracks
 
-    return await _run(apply)
+    async def deploy() -> TrackInfo:
+        tracks = await blocking(apply)
+        if request.wait and request.replicas > 0:
+            return TrackInfo.of(await tracks.wait_ready(request.track, request.replicas, request.timeout_seconds))
+        return TrackInfo.of(await blocking(tracks.read, request.track))
+
+    return await _run(deploy)
 
 
 @activity.defn
@@ -208,32 +201,32 @@ async def set_weight(request: WeightRequest) -> WeightResult:
     """Sets the canary's share of traffic to `weight` (never adds to it). Pods that will take traffic are ready
     before the route sends it to them, and pods lose traffic before they are removed."""
 
-    def shift() -> WeightResult:
-        router = _router(request)
+    async def shift() -> WeightResult:
+        router = await blocking(_router, request)
         tracks = router.tracks
         stable_n, canary_n = router.replicas(request.weight, request.replicas)
-        stable, canary = tracks.read(STABLE), tracks.read(CANARY)
+        stable, canary = await blocking(tracks.read, STABLE), await blocking(tracks.read, CANARY)
         if not stable.exists or not canary.exists:
             missing = STABLE if not stable.exists else CANARY
-            raise TrackError(f"the {missing} Deployment of {request.target.app} does not exist", "NotFound")
+            raise TrackError(f"the {missing} Deployment of {request.target.app} does not exist", ErrorType.NOT_FOUND)
         timeout = request.timeout_seconds
         # Grow first, and wait: a route must never point at pods that cannot answer.
         if canary_n > canary.replicas or canary.ready < min(canary_n, canary.replicas):
-            tracks.scale(CANARY, canary_n)
-            tracks.wait_ready(CANARY, canary_n, timeout, _heartbeat)
+            await blocking(tracks.scale, CANARY, canary_n)
+            await tracks.wait_ready(CANARY, canary_n, timeout)
         if router.scales_stable and (stable_n > stable.replicas or stable.ready < min(stable_n, stable.replicas)):
-            tracks.scale(STABLE, stable_n)
-            tracks.wait_ready(STABLE, stable_n, timeout, _heartbeat)
-        router.set_weight(request.weight)
+            await blocking(tracks.scale, STABLE, stable_n)
+            await tracks.wait_ready(STABLE, stable_n, timeout)
+        await blocking(router.set_weight, request.weight)
         if canary_n < canary.replicas:
-            tracks.scale(CANARY, canary_n)
+            await blocking(tracks.scale, CANARY, canary_n)
         if router.scales_stable and stable_n < stable.replicas:
-            tracks.scale(STABLE, stable_n)
+            await blocking(tracks.scale, STABLE, stable_n)
         # Without a mesh the split is the pod ratio, which holds only once surplus pods are gone; with one, this
         # makes "canary at N pods" true when the step ends, not a little later.
-        tracks.wait_scaled_down(CANARY, canary_n, timeout, _heartbeat)
+        await tracks.wait_scaled_down(CANARY, canary_n, timeout)
         if router.scales_stable:
-            tracks.wait_scaled_down(STABLE, stable_n, timeout, _heartbeat)
+            await tracks.wait_scaled_down(STABLE, stable_n, timeout)
         return WeightResult(weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n)
 
     return await _run(shift)
@@ -244,28 +237,34 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
     """Sends all traffic back to stable as fast as it safely can, then restores stable's size and scales the
     canary to zero. `weight` is ignored: a rollback always ends at 0%."""
 
-    def rollback() -> WeightResult:
-        router = _router(request)
-        tracks = router.tracks
-        stable = tracks.read(STABLE)
-        if not stable.exists:
-            raise TrackError(f"the stable Deployment of {request.target.app} does not exist", "NotFound")
-        if router.scales_stable and stable.ready == 0:
-            # Without a mesh the canary pods are the only backends until stable pods are ready again.
-            tracks.scale(STABLE, request.replicas)
-            tracks.wait_ready(STABLE, 1, request.timeout_seconds, _heartbeat)
+    def route_back(router: TrafficRouter) -> None:
         try:
             routed = router.weight() is not None
         except RouterError:
             routed = False  # a route that never pointed at our Services carries none of our traffic
         if routed or router.scales_stable:
             router.set_weight(0)
+
+    def shrink(tracks: Tracks, stable: TrackState) -> None:
         if stable.replicas < request.replicas:
             tracks.scale(STABLE, request.replicas)
         if tracks.read(CANARY).exists:
             tracks.scale(CANARY, 0)
-        tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds, _heartbeat)
-        tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds, _heartbeat)
+
+    async def rollback() -> WeightResult:
+        router = await blocking(_router, request)
+        tracks = router.tracks
+        stable = await blocking(tracks.read, STABLE)
+        if not stable.exists:
+            raise TrackError(f"the stable Deployment of {request.target.app} does not exist", ErrorType.NOT_FOUND)
+        if router.scales_stable and stable.ready == 0:
+            # Without a mesh the canary pods are the only backends until stable pods are ready again.
+            await blocking(tracks.scale, STABLE, request.replicas)
+            await tracks.wait_ready(STABLE, 1, request.timeout_seconds)
+        await blocking(route_back, router)
+        await blocking(shrink, tracks, stable)
+        await tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds)
+        await tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds)
         return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0)
 
     return await _run(rollback)
@@ -278,7 +277,7 @@ async def scale_track(request: ScaleRequest) -> None:
         if tracks.read(request.track).exists:
             tracks.scale(request.track, request.replicas)
 
-    await _run(scale)
+    await _run(lambda: blocking(scale))
 
 
 TRAFFIC_ACTIVITIES: list[Callable[..., Any]] = [

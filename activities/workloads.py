@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.exceptions import CancelledError
 
 from activities._errors import api_for, as_activity_errors, require_namespace
 from deployflow import workloads
+from deployflow.kube import wait
 from deployflow.spec.common import Target, Workload
 
 
@@ -143,17 +143,12 @@ def apply_workload(request: ApplyWorkloadInput) -> AppliedWorkload:
 
 
 @activity.defn(name="wait_healthy")
-def wait_healthy(request: WaitHealthyInput) -> HealthReport:
-    """Watches until every new pod is ready; heartbeats progress, fails fast on a broken release."""
-    api = api_for(request.target)
-
-    def progress(health: workloads.Health) -> None:
-        activity.heartbeat(health.summary())
-        if activity.is_cancelled():
-            raise CancelledError(f"stopped waiting for {request.name}: cancelled")
-
+async def wait_healthy(request: WaitHealthyInput) -> HealthReport:
+    """Follows the Deployment and its pods on watches until every new pod is ready; heartbeats progress, fails
+    fast on a broken release. Async: a waiting release holds no thread, and a cancellation stops it at once."""
+    api = await wait.blocking(api_for, request.target)
     with as_activity_errors(f"wait for Deployment {request.name}", request.target):
-        health = workloads.wait_healthy(
+        health = await workloads.wait_healthy(
             api,
             request.target.namespace,
             request.name,
@@ -161,7 +156,6 @@ def wait_healthy(request: WaitHealthyInput) -> HealthReport:
             image=request.image,
             pod_selector=request.pod_selector,
             timeout=request.timeout.total_seconds(),
-            progress=progress,
         )
     return HealthReport(
         name=request.name, ready_replicas=health.ready_replicas, replicas=health.replicas, summary=health.summary()

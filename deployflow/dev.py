@@ -321,6 +321,9 @@ class DevStack:
         argv = [sys.executable, "-m", "deployflow.cli", "worker"]
         # Activities get 10 s to finish on Ctrl-C, inside the 15 s the stack waits before it kills a part.
         env = {**self.child_env(), "PYTHONUNBUFFERED": "1", "DEPLOYFLOW_SHUTDOWN_SECONDS": "10"}
+        # Workers refuse loopback URLs by default; this stack's Prometheus and test endpoints live there.
+        allowed = [h for h in os.environ.get("DEPLOYFLOW_ALLOWED_HOSTS", "").split(",") if h.strip()]
+        env["DEPLOYFLOW_ALLOWED_HOSTS"] = ",".join([*allowed, HOST])
         if self.prometheus_url:
             env["DEPLOYFLOW_PROMETHEUS_URL"] = self.prometheus_url
         part = await self._spawn("worker", argv, env)

@@ -60,8 +60,9 @@ class ErrorType(StrEnum):
     SNAPSHOT_FAILED = "SnapshotFailed"
 
 
-# Container waiting reasons that mean "this pod will not become ready by waiting". One list for every strategy,
-# hooks' Jobs included: a missing ConfigMap or Secret (CreateContainerConfigError) fails as fast as a bad image.
+# Container waiting reasons that mean "this pod will not become ready by waiting". One list for every strategy: a
+# missing ConfigMap or Secret (CreateContainerConfigError) fails as fast as a bad image. Hook Jobs use it less
+# CrashLoopBackOff, since a Job's restarts count against its own backoffLimit.
 FATAL_WAITING_REASONS: frozenset[str] = frozenset(
     {
         ErrorType.CRASH_LOOP,

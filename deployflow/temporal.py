@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec
 from temporalio.service import TLSConfig
 
 DEFAULT_TASK_QUEUE = "deployments"
@@ -51,9 +51,22 @@ def _venv_bin(name: str) -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
+def _codec_from_env() -> PayloadCodec | None:
+    # Imported here: workflows import this module for the search attribute keys, and the workflow sandbox cannot
+    # re-import cryptography's native extension.
+    from deployflow.codec import codec_from_env
+
+    return codec_from_env()
+
+
 @dataclass
 class ConnectionSettings:
-    """Where the worker and CLI find Temporal. Read from the same variables the temporal CLI reads."""
+    """Where the worker and CLI find Temporal. Read from the same variables the temporal CLI reads.
+
+    `codec` encrypts payloads (deployflow.codec). It defaults to the one DEPLOYFLOW_CODEC_KEY or
+    DEPLOYFLOW_CODEC_KEY_FILE configure, even for settings built in code (the dev stack), so the worker, the CLI
+    and the dev stack all encrypt with one setting; pass codec=None explicitly for a client that must not.
+    """
 
     address: str = "localhost:7233"
     namespace: str = "default"
@@ -63,6 +76,7 @@ class ConnectionSettings:
     tls_key: str | None = None
     tls_ca: str | None = None
     tls_server_name: str | None = None
+    codec: PayloadCodec | None = field(default_factory=_codec_from_env, repr=False)
 
     @classmethod
     def from_env(cls) -> ConnectionSettings:
@@ -98,13 +112,19 @@ class ConnectionSettings:
 
 
 async def connect(settings: ConnectionSettings | None = None) -> Client:
+    """A client with the pydantic data converter, encrypting payloads when the settings carry a codec.
+
+    Raises deployflow.codec.CodecConfigError (naming the variable) for an unusable key, before connecting.
+    """
+    from deployflow.codec import data_converter
+
     settings = settings or ConnectionSettings.from_env()
     return await Client.connect(
         settings.address,
         namespace=settings.namespace,
         api_key=settings.api_key,
         tls=settings.tls(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.codec),
     )
 
 

@@ -1,24 +1,21 @@
 """Kubernetes work the activities delegate to: build Deployments and Services, apply them idempotently, scale,
 switch selectors, read live state and watch a rollout become healthy.
 
-Plain synchronous functions over `kubernetes.client.ApiClient`, working on manifests as dicts (what the API server
-speaks), so they run the same against a real cluster and the simulator.
+Plain synchronous functions over `kubernetes.client.ApiClient` (the wait is async, on watches), working on
+manifests as dicts (what the API server speaks), so they run the same against a real cluster and the simulator.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import urllib3
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from deployflow import kube
+from deployflow.kube import health, wait
 from deployflow.spec.common import Target, Workload
 
 APP_LABEL = "app"
@@ -26,11 +23,6 @@ COLOR_LABEL = "deployflow.io/color"
 VERSION_LABEL = "app.kubernetes.io/version"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deployflow"
-
-# Waiting reasons no amount of waiting fixes: the release is broken, not slow.
-FATAL_WAITING_REASONS = frozenset(
-    {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
-)
 
 Obj = dict[str, Any]
 
@@ -130,7 +122,7 @@ def namespace_exists(api: client.ApiClient, namespace: str) -> bool | None:
     in which case writes into it report a missing namespace instead."""
     try:
         return kube.get_or_none(api, f"/api/v1/namespaces/{namespace}") is not None
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 403:
             return None
         raise
@@ -142,14 +134,6 @@ def read_deployment(api: client.ApiClient, namespace: str, name: str) -> Obj | N
 
 def read_service(api: client.ApiClient, namespace: str, name: str) -> Obj | None:
     return kube.get_or_none(api, _services(namespace, name))
-
-
-def list_pods(api: client.ApiClient, namespace: str, selector: dict[str, str]) -> list[Obj]:
-    label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    path = f"/api/v1/namespaces/{namespace}/pods"
-    data = kube.request_json(api, "GET", path, query={"labelSelector": label_selector})
-    items: list[Obj] = data.get("items") or []
-    return items
 
 
 def container_image(deployment: Obj, container: str) -> str | None:
@@ -182,11 +166,11 @@ def apply_deployment(api: client.ApiClient, manifest: Obj, *, attempts: int = 5)
             live_annotations = live["metadata"].get("annotations") or {}
             desired["metadata"]["annotations"] = {**live_annotations, **(manifest["metadata"].get("annotations") or {})}
             return kube.request_json(api, "PUT", _deployments(namespace, name), body=desired)
-        except ApiException as err:
+        except kube.KubeError as err:
             if err.status == 409:  # someone wrote in between (or created it): read again and restate
                 continue
             if err.status in (400, 422):
-                message = f"Deployment {namespace}/{name} rejected: {_reason(err)}"
+                message = f"Deployment {namespace}/{name} rejected: {err.message}"
                 raise WorkloadError("InvalidManifest", message) from err
             raise
     raise WorkloadError("Conflict", f"Deployment {namespace}/{name} kept changing under us; gave up after {attempts}")
@@ -203,7 +187,7 @@ def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas:
             content_type=kube.MERGE_PATCH,
         )
         return True
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 404:
             return False
         raise
@@ -213,7 +197,7 @@ def delete_deployment(api: client.ApiClient, namespace: str, name: str) -> bool:
     try:
         kube.request_json(api, "DELETE", _deployments(namespace, name), query={"propagationPolicy": "Background"})
         return True
-    except ApiException as err:
+    except kube.KubeError as err:
         if err.status == 404:
             return False
         raise
@@ -246,18 +230,11 @@ def set_service_selector(
             live["spec"]["selector"] = dict(selector)
             kube.request_json(api, "PUT", _services(namespace, name), body=live)
             return previous
-        except ApiException as err:
+        except kube.KubeError as err:
             if err.status == 409:
                 continue
             raise
     raise WorkloadError("Conflict", f"Service {namespace}/{name} kept changing under us; gave up after {attempts}")
-
-
-def _reason(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "").get("message") or err.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(err.body or err.reason)
 
 
 # --- health -------------------------------------------------------------------------------------------------------
@@ -284,66 +261,22 @@ class Health:
 
 
 def assess(deployment: Obj, pods: list[Obj], *, replicas: int, image: str | None) -> Health:
-    """Judges a rollout from the Deployment's status and its new pods' states.
-
-    Ready means: the controller has seen the current spec, every replica runs the new template, no old pod is
-    left, and `replicas` new pods are Ready. Ready pods are counted from the pods themselves as well as from the
-    status, because pod readiness is what puts a pod behind a Service, and status counts can lag it.
-    """
-    meta, spec, status = deployment.get("metadata", {}), deployment.get("spec", {}), deployment.get("status") or {}
-    observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    want = int(spec.get("replicas", replicas))
-    live_pods = [p for p in pods if not p.get("metadata", {}).get("deletionTimestamp")]
-    new_ready = sum(1 for p in live_pods if _runs(p, image) and _pod_ready(p))
-    ready_replicas = max(int(status.get("readyReplicas") or 0), new_ready)
-    health = Health(
-        ready=observed and updated >= want and ready_replicas >= want and total <= want and len(live_pods) <= want,
+    """Judges a rollout from the Deployment's status and its new pods' states (see `kube.health.judge`)."""
+    want = int((deployment.get("spec") or {}).get("replicas", replicas))
+    verdict = health.judge(deployment, pods, replicas=want, image=image)
+    return Health(
+        ready=verdict.healthy,
         replicas=want,
-        updated=updated,
-        ready_replicas=ready_replicas,
-        available=available,
+        updated=verdict.updated,
+        ready_replicas=verdict.ready,
+        available=int((deployment.get("status") or {}).get("availableReplicas") or 0),
+        failure_reason=verdict.reason,
+        failure_message=verdict.message,
+        pod_problems=list(verdict.problems),
     )
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            health.failure_reason = "ProgressDeadlineExceeded"
-            detail = condition.get("message") or "the rollout exceeded its progress deadline"
-            health.failure_message = f"ProgressDeadlineExceeded ({detail.rstrip('.')})"
-    for pod in pods:
-        if pod.get("metadata", {}).get("deletionTimestamp"):
-            continue
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            if image is not None and cs.get("image") not in (image, None, ""):
-                continue  # a pod of an older template, going away
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            reason = waiting.get("reason")
-            if not reason:
-                continue
-            pod_name = pod["metadata"]["name"]
-            detail = f"pod {pod_name}: {reason}" + (f" ({waiting['message']})" if waiting.get("message") else "")
-            health.pod_problems.append(detail)
-            if reason in FATAL_WAITING_REASONS and health.failure_reason is None:
-                restarts = cs.get("restartCount", 0)
-                health.failure_reason = reason
-                health.failure_message = detail + (f", {restarts} restarts" if restarts else "")
-    return health
 
 
-def _pod_ready(pod: Obj) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-def _runs(pod: Obj, image: str | None) -> bool:
-    if image is None:
-        return True
-    containers = (pod.get("spec") or {}).get("containers") or []
-    return any(c.get("image") == image for c in containers)
-
-
-def wait_healthy(
+async def wait_healthy(
     api: client.ApiClient,
     namespace: str,
     name: str,
@@ -352,48 +285,39 @@ def wait_healthy(
     image: str | None,
     pod_selector: dict[str, str],
     timeout: float,
-    progress: Callable[[Health], None],
-    recheck_seconds: float = 1.0,
+    progress: Callable[[str], None] = wait.heartbeat,
 ) -> Health:
-    """Watches the Deployment until all `replicas` new pods are ready.
+    """Follows the Deployment and its pods (watches) until all `replicas` new pods are ready.
 
-    Raises WorkloadError on a fatal pod state (crash loop, image pull failure), ProgressDeadlineExceeded, or when
-    `timeout` seconds pass. Between changes it sleeps on a watch, re-checking pods at least every
-    `recheck_seconds` because a crash loop changes pods, not the Deployment.
+    Raises WorkloadError on a fatal pod state (crash loop, image pull failure, missing ConfigMap), on
+    ProgressDeadlineExceeded, or when `timeout` seconds pass; reason and message come from `kube.health`.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        deployment = read_deployment(api, namespace, name)
-        if deployment is None:
+    latest: list[Health] = []
+
+    def check(snapshot: wait.Snapshot) -> tuple[bool, str]:
+        deployments = snapshot["deployment"]
+        if not deployments:
             raise WorkloadError("NotFound", f"Deployment {namespace}/{name} does not exist")
-        health = assess(deployment, list_pods(api, namespace, pod_selector), replicas=replicas, image=image)
-        progress(health)
-        if health.failure_reason is not None:
+        judged = assess(deployments[0], snapshot["pods"], replicas=replicas, image=image)
+        latest[:] = [judged]
+        if judged.failure_reason is not None:
             raise WorkloadError(
-                health.failure_reason,
-                f"{namespace}/{name}: {health.failure_message}; {health.ready_replicas}/{health.replicas} ready",
+                judged.failure_reason,
+                f"{namespace}/{name}: {judged.failure_message}; {judged.ready_replicas}/{judged.replicas} ready",
             )
-        if health.ready:
-            return health
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise WorkloadError(
-                "HealthTimeout", f"{namespace}/{name} not healthy after {timeout:.0f}s: {health.summary()}"
-            )
-        wait = max(1, int(min(recheck_seconds, remaining) + 0.999))
-        try:
-            for _event in kube.watch_events(
-                api,
-                _deployments(namespace),
-                query={
-                    "fieldSelector": f"metadata.name={name}",
-                    "resourceVersion": deployment["metadata"].get("resourceVersion"),
-                },
-                timeout_seconds=wait,
-            ):
-                break  # something changed: look again
-        except (ApiException, urllib3.exceptions.HTTPError) as err:
-            # An expired resourceVersion (410) or a dropped stream is not a failure: re-read and watch again.
-            if isinstance(err, ApiException) and err.status not in (410, 500, 503, 504):
-                raise
-            time.sleep(min(recheck_seconds, max(0.0, deadline - time.monotonic())))
+        return judged.ready, judged.summary()
+
+    def timed_out(detail: str) -> WorkloadError:
+        return WorkloadError("HealthTimeout", f"{namespace}/{name} not healthy after {timeout:.0f}s: {detail}")
+
+    await wait.wait_until(
+        {
+            "deployment": kube.watch_events(api, kube.apps_path(namespace, "deployments"), name=name),
+            "pods": kube.watch_events(api, kube.core_path(namespace, "pods"), labels=pod_selector),
+        },
+        check,
+        timeout=timeout,
+        on_timeout=timed_out,
+        progress=progress,
+    )
+    return latest[0]

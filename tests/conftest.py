@@ -18,6 +18,10 @@ from deployflow.temporal import (
     test_server_path,
 )
 
+# Workers refuse loopback URLs unless their operator allows them; the tests' Prometheus, webhook receivers and
+# worker subprocesses all live on loopback.
+os.environ.setdefault("DEPLOYFLOW_ALLOWED_HOSTS", "127.0.0.1,localhost")
+
 pytest_plugins = ["tests.fixtures_sim"]
 
 

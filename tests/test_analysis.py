@@ -17,7 +17,7 @@ from deployflow.analysis.conditions import ConditionError, EvaluationError, comp
 from deployflow.analysis.judge import Verdict, judge_measurement, judge_metric, judge_run
 from deployflow.analysis.providers.prometheus import parse_result
 from deployflow.spec.analysis import Analysis, Metric
-from deployflow.spec.common import Target
+from deployflow.spec.common import Target, describe_validation_error
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TARGET = Target(cluster="sim", namespace="shop", app="web")
@@ -94,6 +94,17 @@ def test_bad_condition_names_the_field_in_the_spec() -> None:
 def test_baseline_in_a_condition_requires_baseline_measurement() -> None:
     with pytest.raises(ValidationError, match="baseline: true"):
         metric(failure_condition="result > 2 * baseline")
+
+
+def test_inconclusive_pauses_by_default_and_fail_is_a_choice() -> None:
+    plain = {"metrics": [{"name": "error_rate", "provider": {"kind": "web", "url": "http://x"}}]}
+    assert Analysis.model_validate(plain).on_inconclusive == "pause"
+    assert Analysis.model_validate({**plain, "on_inconclusive": "fail"}).on_inconclusive == "fail"
+    with pytest.raises(ValidationError) as err:
+        Analysis.model_validate({**plain, "on_inconclusive": "ignore"})
+    assert describe_validation_error(err.value).startswith("on_inconclusive: ")
+    described = Analysis.model_json_schema()["properties"]["on_inconclusive"]
+    assert described["enum"] == ["pause", "fail"] and "promote" in described["description"]
 
 
 # --- the truth table ----------------------------------------------------------------------------------------
@@ -328,12 +339,12 @@ async def test_headers_come_from_the_environment_never_the_spec(
     m = Metric.model_validate(
         {"name": "error_rate",
          "provider": {"kind": "web", "url": f"{base}/auth", "json_path": "$.data.rate",
-                      "headers": [{"name": "Authorization", "value_from": {"env": "DEPLOYFLOW_TEST_TOKEN"}}]}}
+                      "headers": [{"name": "Authorization", "value_from": {"env": "DEPLOYFLOW_CRED_TEST_TOKEN"}}]}}
     )
-    monkeypatch.delenv("DEPLOYFLOW_TEST_TOKEN", raising=False)
+    monkeypatch.delenv("DEPLOYFLOW_CRED_TEST_TOKEN", raising=False)
     judged = await measure(MeasureInput(target=TARGET, metric=m, version="v2"))
-    assert judged.verdict == "Error" and "DEPLOYFLOW_TEST_TOKEN is not set" in judged.message
-    monkeypatch.setenv("DEPLOYFLOW_TEST_TOKEN", "Bearer abc")
+    assert judged.verdict == "Error" and "DEPLOYFLOW_CRED_TEST_TOKEN is not set" in judged.message
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_TOKEN", "Bearer abc")
     judged = await measure(MeasureInput(target=TARGET, metric=m, version="v2"))
     assert judged.verdict == "Successful"
     assert answers.seen[-1][1].get("Authorization") == "Bearer abc"
@@ -410,7 +421,7 @@ async def test_header_from_a_secret(web_server: tuple[str, _Answers], namespace:
     base, answers = web_server
     answers.routes["/secret-auth"] = (200, {"data": {"rate": 0.0}})
     client.CoreV1Api(api_client("sim")).create_namespaced_secret(namespace, {  # type: ignore[arg-type]
-        "metadata": {"name": "metrics-token"},
+        "metadata": {"name": "metrics-token", "labels": {"deployflow.io/credential": "true"}},
         "data": {"token": base64.b64encode(b"Bearer from-secret").decode()},
     })
     target = Target(cluster="sim", namespace=namespace, app="web")

@@ -467,8 +467,8 @@ async def test_notifications_follow_the_release_and_its_rollback(
     await deploy(env, namespace, "1.0")
     client, queue = env
     async with serve_receiver() as receiver:
-        monkeypatch.setenv("BLUEGREEN_HOOK_URL", f"{receiver.url}/hook")
-        notify = [{"kind": "webhook", "url_env": "BLUEGREEN_HOOK_URL"}]
+        monkeypatch.setenv("DEPLOYFLOW_CRED_BLUEGREEN_HOOK_URL", f"{receiver.url}/hook")
+        notify = [{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_BLUEGREEN_HOOK_URL"}]
         handle = await start(
             client, queue, bluegreen_request(namespace, "2.0", notifications=notify, promotion={"mode": "manual"})
         )

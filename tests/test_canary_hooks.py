@@ -54,7 +54,7 @@ def jobs(namespace: str) -> list[dict[str, Any]]:
 async def test_every_hook_point_runs_at_its_place_and_each_phase_is_notified(
     release: Release, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEST_CANARY_HOOK_URL", f"{receiver.url}/hook")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_CANARY_HOOK_URL", f"{receiver.url}/hook")
     receiver.answers["/confirm"] = [503, 200]  # confirmed on the second ask
     hooks = {
         "pre_deploy": [{"kind": "job", "name": "migrate", "manifest": job_manifest("migrated 3 tables\n")}],
@@ -62,7 +62,7 @@ async def test_every_hook_point_runs_at_its_place_and_each_phase_is_notified(
         "post_deploy": [{"kind": "confirm", "name": "qa", "url": f"{receiver.url}/confirm", "interval_seconds": 60}],
     }
     spec = release.spec("v2", steps=STEPS, hooks=hooks,
-                        notifications=[{"kind": "webhook", "url_env": "TEST_CANARY_HOOK_URL"}])
+                        notifications=[{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_CANARY_HOOK_URL"}])
     handle = await release.start(spec)
     final = await handle.result()
     await replays(handle)
@@ -99,14 +99,14 @@ async def test_every_hook_point_runs_at_its_place_and_each_phase_is_notified(
 async def test_failing_pre_promote_hook_rolls_back_and_the_rollback_is_notified(
     release: Release, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEST_CANARY_HOOK_URL", f"{receiver.url}/hook")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_CANARY_HOOK_URL", f"{receiver.url}/hook")
     receiver.answers["/smoke"] = [500]
     hooks = {
         "pre_promote": [{"kind": "http", "name": "smoke", "url": f"{receiver.url}/smoke", "requests": 2}],
         "on_rollback": [{"kind": "http", "name": "page", "url": f"{receiver.url}/page", "requests": 1}],
     }
     spec = release.spec("v2", steps=STEPS, hooks=hooks,
-                        notifications=[{"kind": "webhook", "url_env": "TEST_CANARY_HOOK_URL"}])
+                        notifications=[{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_CANARY_HOOK_URL"}])
     handle = await release.start(spec)
     err = await release.fails(handle)
 
@@ -171,9 +171,9 @@ async def test_failing_post_deploy_hook_restores_the_previous_version_and_a_fail
 async def test_a_dead_receiver_does_not_fail_the_release(
     release: Release, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TEST_CANARY_DEAD_URL", f"http://127.0.0.1:{closed_port()}/nobody")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_CANARY_DEAD_URL", f"http://127.0.0.1:{closed_port()}/nobody")
     spec = release.spec("v2", steps=[{"set_weight": 50}],
-                        notifications=[{"kind": "slack", "url_env": "TEST_CANARY_DEAD_URL"}])
+                        notifications=[{"kind": "slack", "url_env": "DEPLOYFLOW_CRED_TEST_CANARY_DEAD_URL"}])
     final = await release.deploy(spec)
 
     assert final.phase == Phase.SUCCEEDED

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonpatch
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
+BASE = DEPLOY / "kubernetes" / "base"
+CREDENTIALS = DEPLOY / "kubernetes" / "overlays" / "credentials"
 SCANNED = [ROOT / "activities", ROOT / "deployflow"]
 NOT_WORKER_CODE = {"sim", "cli.py", "dev.py", "demo.py", "prometheus.py"}  # never run by the worker against a cluster
 
@@ -36,6 +41,11 @@ HELPER_VERBS = {"get": "GET", "get_or_none": "GET", "create": "POST", "delete": 
 PATH = re.compile(r"/apis?/(?:(?P<group>[a-z0-9.-]+)/)?v[0-9a-z]+/namespaces/\{[^}]*\}/(?P<plural>[a-z]+)"
                   r"(?P<rest>[^\"']*)")
 
+
+# Resources granted only by name, and only in an overlay: a rule on them without resourceNames (or with an empty
+# list, which Kubernetes reads as "all names") would let any workflow read every Secret in a bound namespace.
+BY_NAME_ONLY = {("", "secrets")}
+NAMEABLE_VERBS = {"get", "update", "patch", "delete"}
 
 NAMESPACE_PATH = re.compile(r"/api/v1/namespaces/\{[^}]*\}[\"']")
 
@@ -189,6 +199,11 @@ def scan(path: Path) -> tuple[set[Need], list[str]]:
         assigns = {t.id: n.value for n in ast.walk(fn or tree) if isinstance(n, ast.Assign)
                    for t in n.targets if isinstance(t, ast.Name)}
         name = _call_name(call)
+        if name == "service_proxy_path":
+            # Probes reach an app through the Service proxy with the method their spec names (GET, or POST).
+            for verb in _verbs("ANY", "services/proxy", True):
+                needs.add(Need("", "services/proxy", verb, where))
+            continue
         typed = re.fullmatch(r"(read|list|create|patch|replace|delete)_namespaced_([a-z_]+?)"
                              r"(?:_(status|scale|log|proxy_with_path|proxy))?", name)
         if typed:
@@ -221,31 +236,53 @@ def scan(path: Path) -> tuple[set[Need], list[str]]:
     return needs, sorted(set(unresolved))
 
 
-def rbac_rules() -> list[dict]:
-    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "rbac.yaml").read_text()))
+def _deployer_role(docs: list[dict]) -> dict:
     roles = [d for d in docs if d and d["kind"] in ("ClusterRole", "Role") and d["metadata"]["name"] ==
              "deployflow-deployer"]
-    assert len(roles) == 1, "rbac.yaml defines the deployflow-deployer ClusterRole once"
-    return roles[0]["rules"]
+    assert len(roles) == 1, "the manifests define the deployflow-deployer ClusterRole once"
+    return roles[0]
+
+
+def rbac_rules() -> list[dict]:
+    """The base Role: what every installation grants."""
+    return _deployer_role(list(yaml.safe_load_all((BASE / "rbac.yaml").read_text())))["rules"]
+
+
+def overlay_rules() -> list[dict]:
+    """The Role as overlays/credentials renders it: its JSON patches applied to the base, as kustomize does."""
+    kust = yaml.safe_load((CREDENTIALS / "kustomization.yaml").read_text())
+    role = _deployer_role(list(yaml.safe_load_all((BASE / "rbac.yaml").read_text())))
+    for patch in kust["patches"]:
+        assert patch["target"]["name"] == "deployflow-deployer", patch
+        role = jsonpatch.apply_patch(role, yaml.safe_load((CREDENTIALS / patch["path"]).read_text()))
+    return role["rules"]
 
 
 def granted(rules: list[dict], need: Need) -> bool:
+    """A rule with resourceNames grants only requests that name one object: get, update, patch, delete (a list,
+    watch or create is never limited by name, so such a rule does not grant them)."""
     return any(need.group in r.get("apiGroups", []) and need.resource in r.get("resources", [])
-               and need.verb in r.get("verbs", []) for r in rules)
+               and need.verb in r.get("verbs", []) and (not r.get("resourceNames") or need.verb in NAMEABLE_VERBS)
+               for r in rules)
+
+
+def _scoped(group: str, resource: str) -> bool:
+    return (group, resource) in BY_NAME_ONLY
 
 
 def test_manifests_parse_and_reference_each_other() -> None:
     objects = {}
-    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+    for path in sorted(BASE.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 assert {"apiVersion", "kind"} <= set(doc), f"{path.name}: {doc}"
                 objects[(doc["kind"], doc["metadata"]["name"])] = doc
-    kust = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
-    for resource in kust["resources"]:
-        assert (DEPLOY / "kubernetes" / resource).exists(), resource
+    for root in (DEPLOY / "kubernetes", BASE, CREDENTIALS):
+        kust = yaml.safe_load((root / "kustomization.yaml").read_text())
+        for resource in kust["resources"] + [p["path"] for p in kust.get("patches", [])]:
+            assert (root / resource).exists(), f"{root}: {resource}"
     worker = objects[("Deployment", "deployflow-worker")]
     pod = worker["spec"]["template"]["spec"]
     assert ("ServiceAccount", pod["serviceAccountName"]) in objects
@@ -256,7 +293,7 @@ def test_manifests_parse_and_reference_each_other() -> None:
     assert ("ConfigMap", env_from) in objects
     assert "TEMPORAL_ADDRESS" in objects[("ConfigMap", env_from)]["data"]
     # No secret material in the manifests: credentials come from Secrets created out of band.
-    text = "\n".join(p.read_text() for p in (DEPLOY / "kubernetes").glob("*.yaml"))
+    text = "\n".join(p.read_text() for p in (DEPLOY / "kubernetes").rglob("*.yaml"))
     assert "kind: Secret\n" not in text
     binding = objects[("RoleBinding", "deployflow-deployer")]
     assert binding["roleRef"]["name"] == "deployflow-deployer"
@@ -283,20 +320,56 @@ def scan_all() -> tuple[set[Need], list[str]]:
 
 
 def test_rbac_grants_every_api_call_the_worker_makes() -> None:
-    rules = rbac_rules()
+    """Every call is granted by the base Role, except reads of credential Secrets, granted by name in the overlay."""
+    base, named = rbac_rules(), overlay_rules()
     needs, unresolved = scan_all()
     assert not unresolved, "API calls the scan cannot attribute to a resource:\n" + "\n".join(unresolved)
     assert len({(n.resource, n.verb) for n in needs}) >= 8, needs  # the scan really found the activities' calls
+    assert any(_scoped(n.group, n.resource) for n in needs), "the scan no longer sees the credential Secret reads"
     missing = sorted({f"{n.group or 'core'} {n.resource} {n.verb} (used in {n.where})" for n in needs
-                      if not granted(rules, n)})
-    assert not missing, "deploy/kubernetes/rbac.yaml does not grant:\n" + "\n".join(missing)
+                      if not granted(named if _scoped(n.group, n.resource) else base, n)})
+    assert not missing, "deploy/kubernetes does not grant:\n" + "\n".join(missing)
 
 
 def test_rbac_grants_nothing_unused() -> None:
-    """Least privilege: every (resource, verb) in the Role is used by some call."""
+    """Least privilege: every (resource, verb) in the Role, with or without the overlay, is used by some call."""
     needs = scan_all()[0]
     used = {(n.group, n.resource, n.verb) for n in needs}
-    extra = sorted(f"{g or 'core'} {res} {verb}" for rule in rbac_rules() for g in rule["apiGroups"]
-                   for res in rule["resources"] for verb in rule["verbs"] if (g, res, verb) not in used)
+    extra = sorted({f"{g or 'core'} {res} {verb}" for rule in overlay_rules() for g in rule["apiGroups"]
+                    for res in rule["resources"] for verb in rule["verbs"] if (g, res, verb) not in used})
     if extra:
-        pytest.fail("rbac.yaml grants what no code uses (remove it):\n" + "\n".join(extra))
+        pytest.fail("deploy/kubernetes grants what no code uses (remove it):\n" + "\n".join(extra))
+
+
+def test_secrets_are_readable_only_by_name_and_only_through_the_overlay() -> None:
+    for rule in rbac_rules():
+        assert not any(_scoped(g, r) for g in rule["apiGroups"] for r in rule["resources"]), (
+            f"base/rbac.yaml grants {rule}: Secrets are granted by name in overlays/credentials only")
+    for rule in overlay_rules():
+        assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"], rule
+        # An empty resourceNames list means every name: refuse it outright.
+        assert rule.get("resourceNames", None) != [], f"resourceNames: [] grants every object: {rule}"
+        if any(_scoped(g, r) for g in rule["apiGroups"] for r in rule["resources"]):
+            assert rule.get("resourceNames"), f"a Secret rule without resourceNames reads every Secret: {rule}"
+            assert set(rule["verbs"]) <= NAMEABLE_VERBS, f"these verbs ignore resourceNames: {rule}"
+    # Everything the worker does with a Secret is a read by name, the one request resourceNames can limit.
+    verbs = {n.verb for n in scan_all()[0] if _scoped(n.group, n.resource)}
+    assert verbs == {"get"}, verbs
+
+
+def test_granted_understands_resource_names() -> None:
+    named = [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a"], "verbs": ["get", "list"]}]
+    assert granted(named, Need("", "secrets", "get", "x"))
+    assert not granted(named, Need("", "secrets", "list", "x"))  # a list is never limited by name
+    assert not granted(named, Need("", "configmaps", "get", "x"))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_the_overlay_renders_with_kustomize_as_the_test_reads_it() -> None:
+    rendered = subprocess.run(["kubectl", "kustomize", str(CREDENTIALS)], capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    assert _deployer_role(list(yaml.safe_load_all(rendered.stdout)))["rules"] == overlay_rules()
+    plain = subprocess.run(["kubectl", "kustomize", str(DEPLOY / "kubernetes")], capture_output=True, text=True,
+                           timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert _deployer_role(list(yaml.safe_load_all(plain.stdout)))["rules"] == rbac_rules()

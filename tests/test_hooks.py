@@ -16,6 +16,7 @@ from deployflow.sim.server import Simulator
 from deployflow.spec.hooks import Hooks
 from deployflow.status import DeploymentStatus, Phase
 from tests.test_notify import Receiver, serve_receiver
+from tests.test_notify import local_receivers as local_receivers  # autouse: the receivers listen on loopback
 from tests.test_rolling_workflow import (
     CLUSTER,
     create_deployment,

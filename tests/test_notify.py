@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from deployflow.hooks import kubeapi
 from deployflow.notify.slack import SlackSender
+from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
 from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.server import Simulator
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
@@ -82,6 +83,12 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
 
 
+@pytest.fixture(autouse=True)
+def local_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers listen on loopback, which the worker only fetches when its operator allows it."""
+    monkeypatch.setenv(ALLOWED_HOSTS_SETTING, "127.0.0.1")
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,8 +102,8 @@ async def test_slack_and_webhook_receive_each_event_of_a_deployment(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TEST_SLACK_URL", f"{receiver.url}/slack")
-    monkeypatch.setenv("TEST_HOOK_URL", f"{receiver.url}/hook")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_SLACK_URL", f"{receiver.url}/slack")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_HOOK_URL", f"{receiver.url}/hook")
     create_deployment(namespace, replicas=2)
     await wait_ready(sim, namespace, 2)
     req = request(
@@ -104,8 +111,8 @@ async def test_slack_and_webhook_receive_each_event_of_a_deployment(
         batch_size=1,
         approval={"after_batch": 1},
         notifications=[
-            {"kind": "slack", "url_env": "TEST_SLACK_URL", "channel": "#deploys"},
-            {"kind": "webhook", "url_env": "TEST_HOOK_URL"},
+            {"kind": "slack", "url_env": "DEPLOYFLOW_CRED_TEST_SLACK_URL", "channel": "#deploys"},
+            {"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_HOOK_URL"},
         ],
     )
     async with rolling_worker(time_skipping_env) as queue:
@@ -141,10 +148,11 @@ async def test_pause_and_resume_are_notified(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TEST_HOOK_URL", f"{receiver.url}/hook")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_HOOK_URL", f"{receiver.url}/hook")
     create_deployment(namespace, replicas=2)
     await wait_ready(sim, namespace, 2)
-    req = request(namespace, batch_size=1, notifications=[{"kind": "webhook", "url_env": "TEST_HOOK_URL"}])
+    hook = {"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_HOOK_URL"}
+    req = request(namespace, batch_size=1, notifications=[hook])
     async with rolling_worker(time_skipping_env) as queue:
         handle = await start(time_skipping_env, queue, req)
         await wait_step(handle, "batch 1/2")
@@ -166,7 +174,7 @@ async def test_a_rollback_is_notified_with_its_reason_and_the_url_can_come_from_
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "chat", "namespace": namespace},
+            "metadata": {"name": "chat", "namespace": namespace, "labels": {"deployflow.io/credential": "true"}},
             "data": {"url": base64.b64encode(f"{receiver.url}/secret-hook".encode()).decode()},
         },
     )
@@ -197,8 +205,8 @@ async def test_a_dead_or_failing_receiver_never_fails_the_deployment(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("TEST_DEAD_URL", f"http://127.0.0.1:{closed_port()}/nobody")
-    monkeypatch.setenv("TEST_FLAKY_URL", f"{receiver.url}/flaky")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_DEAD_URL", f"http://127.0.0.1:{closed_port()}/nobody")
+    monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_FLAKY_URL", f"{receiver.url}/flaky")
     receiver.answers["/flaky"] = [500, 200]  # the first try of the first message fails, then all succeed
     create_deployment(namespace, replicas=2)
     await wait_ready(sim, namespace, 2)
@@ -206,9 +214,9 @@ async def test_a_dead_or_failing_receiver_never_fails_the_deployment(
         namespace,
         batch_size=2,
         notifications=[
-            {"kind": "slack", "url_env": "TEST_DEAD_URL"},
-            {"kind": "webhook", "url_env": "TEST_FLAKY_URL", "events": ["succeeded"]},
-            {"kind": "webhook", "url_env": "TEST_UNSET_VARIABLE"},
+            {"kind": "slack", "url_env": "DEPLOYFLOW_CRED_TEST_DEAD_URL"},
+            {"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_FLAKY_URL", "events": ["succeeded"]},
+            {"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_UNSET"},
         ],
     )
     async with rolling_worker(time_skipping_env) as queue:
@@ -218,7 +226,7 @@ async def test_a_dead_or_failing_receiver_never_fails_the_deployment(
     assert sorted(versions(sim, namespace).values()) == ["2.0.0", "2.0.0"]
     warnings = [e.message for e in final.events if e.kind == "warning"]
     assert any("not delivered" in w and "unreachable" in w for w in warnings), warnings
-    assert any("TEST_UNSET_VARIABLE" in w and "not set" in w for w in warnings), warnings
+    assert any("DEPLOYFLOW_CRED_TEST_UNSET" in w and "not set" in w for w in warnings), warnings
     # The flaky receiver got the message on the retry.
     assert [b["event"] for b in receiver.bodies("/flaky")] == ["succeeded", "succeeded"]
 
@@ -246,7 +254,7 @@ def test_slack_payload_reads_like_a_message() -> None:
         phase="Failed",
         reason="rollback failed",
     )
-    body = SlackSender().payload(Notifier(kind="slack", url_env="X"), message)
+    body = SlackSender().payload(Notifier(kind="slack", url_env="DEPLOYFLOW_CRED_X"), message)
     assert body["text"] == "rolling deployment of *web* 2.0.0 in prod/shop failed: rollback failed"
     fields = {f["title"]: f["value"] for f in body["attachments"][0]["fields"]}
     assert fields["Previous"] == "1.0.0" and fields["Workflow"] == "deploy/prod/shop/web"
@@ -259,8 +267,8 @@ def test_rolling_spec_still_reads_notify_as_notifications() -> None:
 
     base = {"strategy": "rolling", "target": {"cluster": "sim", "namespace": "shop", "app": "web"},
             "image": "web:2.0"}
-    hook = [{"kind": "webhook", "url_env": "TEST_HOOK_URL"}]
+    hook = [{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_HOOK_URL"}]
     old = RollingRequest.model_validate({**base, "notify": hook})
     new = RollingRequest.model_validate({**base, "notifications": hook})
-    assert old.notifications == new.notifications and old.notifications[0].url_env == "TEST_HOOK_URL"
+    assert old.notifications == new.notifications and old.notifications[0].url_env == "DEPLOYFLOW_CRED_TEST_HOOK_URL"
     assert "notifications" in old.model_dump() and "notify" not in old.model_dump()

@@ -12,6 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.analysis import MeasureInput, measure
 from activities.traffic import RoutingRequest, TrackRequest, WeightRequest, deploy_track, prepare_routing, set_weight
 from deployflow.prometheus import PrometheusServer, prometheus_binary, scrape_config
+from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
 from deployflow.sim.server import Simulator
 from deployflow.spec.analysis import Metric
 from deployflow.spec.canary import DEFAULT_ERROR_RATE_QUERY, TrafficRouting
@@ -28,6 +29,12 @@ def test_scrape_config_takes_targets_from_urls() -> None:
     assert [j["static_configs"][0]["targets"] for j in jobs] == [["127.0.0.1:8001"], ["127.0.0.1:9100"]]
     assert [j["metrics_path"] for j in jobs] == ["/metrics", "/metrics"]
     assert jobs[0]["scrape_interval"] == "1000ms" and jobs[0]["scrape_timeout"] == "900ms"
+
+
+@pytest.fixture(autouse=True)
+def local_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prometheus listens on loopback, which the worker only fetches when its operator allows it."""
+    monkeypatch.setenv(ALLOWED_HOSTS_SETTING, "127.0.0.1")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.analysis import MeasureInput, measure
     from activities.traffic import (
         ReleaseQuery,
         ReleaseState,
@@ -53,8 +52,7 @@ with workflow.unsafe.imports_passed_through():
         rollback_traffic,
         set_weight,
     )
-    from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
-    from deployflow.spec.analysis import Analysis, Metric
+    from deployflow.spec.analysis import Analysis
     from deployflow.spec.canary import (
         AnalysisStep,
         CanaryRequest,
@@ -67,7 +65,8 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.control import PauseRequest
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
-    from deployflow.status import DeploymentStatus, Measurement, Phase
+    from deployflow.status import DeploymentStatus, Phase
+    from workflows.analysis import AnalysisRunner, Decision, decide, gate
     from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
@@ -88,15 +87,8 @@ RETRY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=NON_RETRYABLE,
 )
-MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 QUICK = timedelta(seconds=60)
 HEARTBEAT = timedelta(seconds=10)
-MAX_MEASUREMENTS = 300  # kept in the status query; older ones are summarised by the verdicts
-
-
-class AnalysisFailed(ApplicationError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type="AnalysisFailed", non_retryable=True)
 
 
 @workflow.defn(name="CanaryDeployment", failure_exception_types=[pydantic.ValidationError])
@@ -220,17 +212,8 @@ class CanaryDeployment(DeploymentControl):
             else:
                 await self.wait_for_promotion(None, message=f"paused at {self._weight}%: waiting for promote")
         elif isinstance(step, AnalysisStep):
-            verdict = await self.interruptible(self._analyse(request, step.analysis, background=False))
-            if verdict is None or verdict.verdict == Verdict.SUCCESSFUL:
-                self.event(f"analysis passed: {verdict.message if verdict else 'no metrics'}", kind="decision")
-                return
-            if verdict.verdict == Verdict.INCONCLUSIVE:
-                self.event(f"analysis inconclusive: {verdict.message}", kind="warning")
-                await self.wait_for_promotion(
-                    None, message=f"analysis inconclusive ({verdict.message}): promote to go on, or abort"
-                )
-                return
-            raise AnalysisFailed(verdict.message)
+            verdict = await self.interruptible(self._analysis(request).run(step.analysis))
+            await gate(self, verdict, on_inconclusive=step.analysis.on_inconclusive)
 
     async def _shift(self, request: CanaryRequest, weight: int) -> None:
         result: WeightResult = await self.interruptible(self._activity(
@@ -273,67 +256,19 @@ class CanaryDeployment(DeploymentControl):
 
     # --- analysis -------------------------------------------------------------------------------------------------
 
-    async def _analyse(
-        self, request: CanaryRequest, analysis: Analysis, *, background: bool,
-        version: str | None = None, baseline_value: float | None = None,
-    ) -> MetricVerdict | None:
-        """Measures every metric on its own interval until each is done; the first bad metric ends the run.
-        Returns the worst metric's verdict."""
-        verdicts: dict[str, MetricVerdict] = {}
-
-        async def one(metric: Metric) -> None:
-            count = metric.count if metric.count is not None else (None if background else 1)
-            taken: list[Measurement] = []
-            if metric.initial_delay > timedelta(0):
-                await workflow.sleep(metric.initial_delay)
-            while True:
-                measurement: Measurement = await self._activity(
-                    measure,
-                    MeasureInput(
-                        target=request.target, metric=metric, version=version or request.version,
-                        baseline_version=None if baseline_value is not None else self._status.previous_version,
-                        baseline_value=baseline_value, args=analysis.args,
-                    ),
-                    summary=f"measure {metric.name}",
-                    timeout=timedelta(seconds=getattr(metric.provider, "timeout_seconds", 30) * 2 + 30),
-                    retry=MEASURE_RETRY,
-                )
-                taken.append(measurement)
-                self._record(measurement)
-                verdict = judge_metric(metric, taken, count)
-                verdicts[metric.name] = verdict
-                if verdict.verdict.done:
-                    return
-                await workflow.sleep(metric.interval)
-
-        # Lists, not sets: the order tasks are cancelled in becomes commands in history and must replay the same.
-        tasks = [asyncio.create_task(one(m)) for m in analysis.metrics]
-        try:
-            while True:
-                pending = [t for t in tasks if not t.done()]
-                if not pending:
-                    break
-                await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in tasks:
-                    if task.done():
-                        task.result()
-                worst = judge_run(list(verdicts.values()))
-                if worst is not None and worst.verdict.severity > Verdict.RUNNING.severity:
-                    return worst
-        finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-        return judge_run(list(verdicts.values()))
+    def _analysis(self, request: CanaryRequest, *, baseline_value: float | None = None) -> AnalysisRunner:
+        return AnalysisRunner(self, request.target, request.version, baseline_value=baseline_value)
 
     async def _background(self, request: CanaryRequest, analysis: Analysis) -> None:
         """Runs until cancelled at promotion. A failure interrupts whatever step runs (as an abort does);
-        inconclusive pauses the release for a person."""
+        inconclusive pauses the release for a person (resume goes on, abort rolls back), or fails with
+        `on_inconclusive: fail`."""
         self.event("background analysis started")
-        verdict = await self._analyse(request, analysis, background=True)
-        if verdict is None or verdict.verdict == Verdict.SUCCESSFUL:
+        verdict = await self._analysis(request).run(analysis, background=True)
+        decision = decide(verdict, analysis.on_inconclusive)
+        if verdict is None or decision is Decision.GO_ON:
             return
-        if verdict.verdict == Verdict.INCONCLUSIVE:
+        if decision is Decision.WAIT:
             self.event(f"background analysis inconclusive: {verdict.message}", kind="warning")
             self._do_pause(PauseRequest(reason=f"background analysis inconclusive: {verdict.message}"))
             return
@@ -349,10 +284,8 @@ class CanaryDeployment(DeploymentControl):
         if metric is None or previous.version is None:
             return None
         plain = metric.model_copy(update={"failure_condition": None, "success_condition": None, "baseline": False})
-        measurement: Measurement = await self._activity(
-            measure,
-            MeasureInput(target=request.target, metric=plain, version=previous.version),
-            summary="pre-deployment error rate", retry=MEASURE_RETRY,
+        measurement = await self._analysis(request).measure(
+            plain, version=previous.version, summary="pre-deployment error rate"
         )
         if measurement.value is None:
             self.event(f"no pre-deployment baseline ({measurement.message}): the floor applies", kind="warning")
@@ -375,13 +308,15 @@ class CanaryDeployment(DeploymentControl):
             count = math.ceil((window - delay.total_seconds()) / interval)
             metric = metric.model_copy(update={"initial_delay": delay, "count": count})
         analysis = Analysis(metrics=[metric])
-        failure: list[str] = []
 
         async def watching() -> None:
-            verdict = await self._analyse(request, analysis, background=True, baseline_value=baseline or 0.0)
-            if verdict is not None and verdict.verdict in (Verdict.FAILED, Verdict.ERROR):
-                failure.append(verdict.message)
+            verdict = await self._analysis(request, baseline_value=baseline or 0.0).run(analysis, background=True)
+            decision = decide(verdict, analysis.on_inconclusive)
+            if verdict is not None and decision is Decision.ROLL_BACK:
                 self._rollback_reason = f"post-promotion analysis: {verdict.message}"
+            elif verdict is not None and decision is Decision.WAIT:
+                # The previous version stays on standby until the window ends: a person can still roll back.
+                self.event(f"post-promotion analysis inconclusive: {verdict.message}", kind="warning")
 
         task = asyncio.create_task(watching())
         outcome = await self.standby(
@@ -398,13 +333,6 @@ class CanaryDeployment(DeploymentControl):
             f"rolled back after promotion: {reason}; {previous.version} serves again",
             {"reason": reason}, type="RolledBack", non_retryable=True,
         )
-
-    def _record(self, measurement: Measurement) -> None:
-        self._status.measurements.append(measurement)
-        if len(self._status.measurements) > MAX_MEASUREMENTS:
-            del self._status.measurements[: len(self._status.measurements) - MAX_MEASUREMENTS]
-        self._status.details["last_measurement"] = f"{measurement.verdict}: {measurement.message}"
-        self._publish_details()
 
     # --- rollback -------------------------------------------------------------------------------------------------
 

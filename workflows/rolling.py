@@ -31,12 +31,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
+from workflows.analysis import AnalysisRunner, gate
 from workflows.control import Aborted, DeploymentControl, shielded
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 
 with workflow.unsafe.imports_passed_through():
-    from activities.analysis import MeasureInput, measure
     from activities.rolling import (
         NON_RETRYABLE,
         BeginInput,
@@ -53,12 +53,11 @@ with workflow.unsafe.imports_passed_through():
         prepare_rolling,
         set_paused,
     )
-    from deployflow.analysis.judge import Verdict, judge_metric
     from deployflow.spec.analysis import Analysis
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.spec.rolling import RollingRequest
-    from deployflow.status import DeploymentStatus, Measurement, Phase
+    from deployflow.status import DeploymentStatus, Phase
 
 # Cluster-changing steps: a cancelled one finishes stopping before the rollback touches the same objects.
 CHANGE = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
@@ -372,38 +371,15 @@ class RollingDeployment(DeploymentControl):
         self.event(f"approval {where} granted" + (f" by {who}" if who else " (promote)"), kind="decision")
 
     async def _analyse(self, r: RollingRequest, analysis: Analysis, label: str) -> None:
-        """Each metric `count` times (default 1), `interval` apart; the worst metric decides."""
-        version = r.resolved_version or ""
+        """The batch's analysis; the worst metric decides (see workflows.analysis)."""
         self.set_phase(Phase.PROGRESSING, f"{label}: analysis", step=label)
-        for metric in analysis.metrics:
-            count = metric.count or 1
-            taken: list[Measurement] = []
-            if metric.initial_delay > timedelta(0):
-                await self.wait(metric.initial_delay, promotable=False)
-            while True:
-                m = await self.interruptible(
-                    workflow.execute_activity(
-                        measure,
-                        MeasureInput(
-                            target=r.target, metric=metric, version=version,
-                            baseline_version=self.status.previous_version, args=analysis.args,
-                        ),
-                        start_to_close_timeout=timedelta(seconds=60),
-                        retry_policy=RetryPolicy(maximum_attempts=3),
-                        summary=f"{label}: measure {metric.name}",
-                    )
-                )
-                taken.append(m)
-                self.status.measurements.append(m)
-                verdict = judge_metric(metric, taken, count)
-                if verdict.verdict in (Verdict.FAILED, Verdict.ERROR, Verdict.INCONCLUSIVE):
-                    raise ApplicationError(
-                        f"{label}: analysis {verdict.verdict.value.lower()}: {verdict.message}", type="AnalysisFailed"
-                    )
-                if verdict.verdict == Verdict.SUCCESSFUL:
-                    self.event(f"{label}: {verdict.message}", kind="decision")
-                    break
-                await self.wait(metric.interval, promotable=False)
+        # Since this patch an inconclusive analysis waits for a person, as in a canary, and metrics are measured
+        # side by side. Runs that began before measured them one after another and failed on inconclusive: they
+        # keep doing so, as their histories recorded.
+        unified = workflow.patched("rolling-analysis-runner")
+        runner = AnalysisRunner(self, r.target, r.resolved_version or "", label=label, legacy=not unified)
+        verdict = await (self.interruptible(runner.run(analysis)) if unified else runner.run(analysis))
+        await gate(self, verdict, on_inconclusive=analysis.on_inconclusive if unified else "fail", where=label)
 
     async def _fail_unchanged(self, reason: str) -> NoReturn:
         self.set_phase(Phase.FAILED, f"{reason} (nothing was changed)")

@@ -17,6 +17,7 @@ from deployflow.cli import spec as _spec  # noqa: F401  schema, validate
 from deployflow.cli import release as _release  # noqa: F401  start, wait, status, list
 from deployflow.cli import steer as _steer  # noqa: F401  pause, resume, abort, promote, rollback, approve
 from deployflow.cli import stack as _stack  # noqa: F401  worker, sim, dev, demo
+from deployflow.cli import codec as _codec  # noqa: F401  codec-key, codec-server
 # isort: on
 from deployflow.cli.base import EXIT_BAD_INPUT, EXIT_FAILED, CliError, app, console, err_console, fail, run_async
 from deployflow.cli.client import connect_client, has_pollers, query_status, resolve_workflow_id, task_queue

@@ -42,6 +42,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise CliError(message, code)
 
 
+ENCRYPTED_HINT = (
+    "this deployment's payloads are encrypted: set DEPLOYFLOW_CODEC_KEY (or DEPLOYFLOW_CODEC_KEY_FILE) to the key its "
+    "worker uses"
+)
+
+
+def is_encrypted_payload_error(err: BaseException) -> bool:
+    """The SDK's payload converter names the encoding it does not know; encrypted payloads need the key."""
+    return isinstance(err, KeyError) and "binary/encrypted" in str(err)
+
+
 def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
     """Runs one command's coroutine, turning CliError into a clean message and exit code."""
     try:
@@ -49,6 +60,11 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
     except CliError as err:
         err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, soft_wrap=True)
         raise typer.Exit(err.code) from None
+    except KeyError as err:
+        if not is_encrypted_payload_error(err):
+            raise
+        err_console.print(f"error: {ENCRYPTED_HINT}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
     except KeyboardInterrupt:
         err_console.print("interrupted (a deployment that started keeps running: see `deployflow status`)")
         raise typer.Exit(130) from None

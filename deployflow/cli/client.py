@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import TYPE_CHECKING, Any
 
-from deployflow.cli.base import fail
+from deployflow.cli.base import ENCRYPTED_HINT, EXIT_BAD_INPUT, fail, is_encrypted_payload_error
 from deployflow.status import DeploymentStatus
 
 if TYPE_CHECKING:
@@ -13,9 +14,13 @@ if TYPE_CHECKING:
 
 
 async def connect_client() -> Client:
+    from deployflow.codec import CodecConfigError
     from deployflow.temporal import ConnectionSettings, connect
 
-    settings = ConnectionSettings.from_env()
+    try:
+        settings = ConnectionSettings.from_env()
+    except CodecConfigError as err:
+        fail(f"payload encryption is misconfigured: {err}", EXIT_BAD_INPUT)
     try:
         return await asyncio.wait_for(connect(settings), timeout=15)
     except Exception as err:  # the SDK raises plain RuntimeError for every transport failure
@@ -27,9 +32,9 @@ async def connect_client() -> Client:
 
 
 def task_queue() -> str:
-    from deployflow.temporal import ConnectionSettings
+    from deployflow.temporal import DEFAULT_TASK_QUEUE
 
-    return ConnectionSettings.from_env().task_queue
+    return os.environ.get("DEPLOYFLOW_TASK_QUEUE", DEFAULT_TASK_QUEUE)
 
 
 def _quote(value: str) -> str:
@@ -84,4 +89,9 @@ async def has_pollers(client: Client, queue: str) -> bool:
 
 
 async def query_status(handle: WorkflowHandle[Any, Any]) -> DeploymentStatus:
-    return await handle.query("status", result_type=DeploymentStatus)
+    try:
+        return await handle.query("status", result_type=DeploymentStatus)
+    except KeyError as err:
+        if is_encrypted_payload_error(err):
+            fail(ENCRYPTED_HINT)
+        raise

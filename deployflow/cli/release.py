@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from deployflow.cli.base import app, console, err_console, fail, run_async
+from deployflow.cli.base import CliError, app, console, err_console, fail, run_async
 from deployflow.cli.client import (
     _failure_chain,
     _quote,
@@ -203,6 +203,8 @@ def status(
             fail(f"no deployment {wf_id}: {err}")
         try:
             st = await query_status(handle)
+        except CliError:
+            raise
         except Exception as err:
             fail(f"deployment {wf_id} ({desc.status.name if desc.status else '?'}) did not answer the status query: "
                  f"{_failure_chain(err)}. Is a worker polling task queue {desc.task_queue}?")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from deployflow import kube
+from deployflow.errors import FATAL_WAITING_REASONS, ErrorType
 from deployflow.hooks import kubeapi
 from deployflow.hooks.kubeapi import Obj
+from deployflow.kube import health, wait
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import HookContext, JobHook
 
@@ -16,8 +20,8 @@ HOOK_LABEL = "deployflow.io/hook"
 POINT_LABEL = "deployflow.io/hook-point"
 APP_LABEL = "app.kubernetes.io/name"
 
-# Waiting reasons of a container that will never start by itself: waiting longer cannot help.
-_STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+# A Job's restarts are its own retries, counted against its backoffLimit: a crash loop is not yet a failure there.
+JOB_FATAL_REASONS = FATAL_WAITING_REASONS - {ErrorType.CRASH_LOOP}
 
 
 def job_name(target: Target, hook: JobHook, context: HookContext) -> str:
@@ -73,10 +77,10 @@ def ensure_job(cluster: str, manifest: Obj) -> Obj:
     return kubeapi.create(cluster, kubeapi.batch_path(namespace), manifest)
 
 
-def job_outcome(cluster: str, namespace: str, name: str) -> JobOutcome:
-    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+def judge_job(job: Obj | None, pods: list[Obj], where: str) -> JobOutcome:
+    """How the Job stands: its conditions and counts, or a pod of it that cannot start (`kube.health`)."""
     if job is None:
-        return JobOutcome("failed", f"Job {namespace}/{name} disappeared")
+        return JobOutcome("failed", f"Job {where} disappeared")
     status = job.get("status") or {}
     for cond in status.get("conditions") or []:
         if cond.get("status") != "True":
@@ -92,17 +96,43 @@ def job_outcome(cluster: str, namespace: str, name: str) -> JobOutcome:
     backoff = (job.get("spec") or {}).get("backoffLimit", 6)
     if (status.get("failed") or 0) > backoff:
         return JobOutcome("failed", f"{status['failed']} pod(s) failed (backoffLimit {backoff})")
-    stuck = _stuck_pod(cluster, namespace, job)
-    if stuck:
-        return JobOutcome("failed", stuck)
+    stuck = health.fatal_problem(_owned(job, pods), reasons=JOB_FATAL_REASONS)
+    if stuck is not None:
+        return JobOutcome("failed", stuck.message)
     return JobOutcome("running")
 
 
-def job_pods(cluster: str, namespace: str, job: Obj) -> list[Obj]:
-    """The Job's pods, newest first: by owner reference, or by the job-name labels Kubernetes sets."""
+def job_outcome(cluster: str, namespace: str, name: str) -> JobOutcome:
+    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+    pods = [] if job is None else job_pods(cluster, namespace, job)
+    return judge_job(job, pods, f"{namespace}/{name}")
+
+
+async def wait_job(cluster: str, namespace: str, name: str, timeout: float) -> JobOutcome:
+    """Follows the Job and its pods on watches until it ends (or one of its pods cannot start); heartbeats its
+    state. After `timeout` seconds still running, returns the running outcome for the caller to act on."""
+    outcome = JobOutcome("running")
+
+    def check(snapshot: wait.Snapshot) -> tuple[bool, str]:
+        nonlocal outcome
+        jobs = snapshot["job"]
+        outcome = judge_job(jobs[0] if jobs else None, snapshot["pods"], f"{namespace}/{name}")
+        return outcome.state != "running", outcome.state
+
+    watches = {
+        "job": kube.watch_events(cluster, kube.batch_path(namespace), name=name),
+        # Kubernetes labels a Job's pods with `job-name` (and, since 1.27, `batch.kubernetes.io/job-name` too).
+        "pods": kube.watch_events(cluster, kube.core_path(namespace, "pods"), labels={"job-name": name}),
+    }
+    with contextlib.suppress(TimeoutError):
+        await wait.wait_until(watches, check, timeout=max(0.0, timeout), on_timeout=TimeoutError)
+    return outcome
+
+
+def _owned(job: Obj, pods: list[Obj]) -> list[Obj]:
+    """The Job's pods among `pods`, newest first: by owner reference, or by the job-name labels Kubernetes sets."""
     uid = job["metadata"].get("uid")
     name = job["metadata"]["name"]
-    pods = kubeapi.request(cluster, "GET", kubeapi.core_path(namespace, "pods")).get("items", [])
     mine = []
     for pod in pods:
         meta = pod.get("metadata", {})
@@ -114,13 +144,9 @@ def job_pods(cluster: str, namespace: str, job: Obj) -> list[Obj]:
     return mine
 
 
-def _stuck_pod(cluster: str, namespace: str, job: Obj) -> str | None:
-    for pod in job_pods(cluster, namespace, job):
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in _STUCK_REASONS:
-                return f"pod {pod['metadata']['name']}: {waiting['reason']}: {waiting.get('message', '')}".rstrip(": ")
-    return None
+def job_pods(cluster: str, namespace: str, job: Obj) -> list[Obj]:
+    """The Job's pods, newest first."""
+    return _owned(job, kubeapi.request(cluster, "GET", kubeapi.core_path(namespace, "pods")).get("items", []))
 
 
 def last_log_lines(cluster: str, namespace: str, name: str, lines: int) -> str:

@@ -1,13 +1,20 @@
-"""Confirmation webhooks: an external system says whether the rollout may proceed (2xx: yes, anything else: not yet)."""
+"""Confirmation webhooks: an external system says whether the rollout may proceed (2xx: yes, anything else: not yet).
+
+The URL comes from the spec or from a credential variable of the worker (`url_env`); either way the request goes
+out under the outbound policy, and what is said about the answer is capped and masked.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from deployflow.security import outbound
+from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
+from deployflow.security.outbound import OutboundRefused
+from deployflow.security.redact import Redactor
 from deployflow.spec.hooks import ConfirmHook
 
 
@@ -21,24 +28,27 @@ class ConfirmAnswer:
     detail: str
 
 
-def confirm_url(hook: ConfirmHook) -> str:
+def confirm_url(hook: ConfirmHook, credentials: Credentials) -> str:
     if hook.url is not None:
         return hook.url
-    url = os.environ.get(hook.url_env or "", "").strip()
-    if not url:
-        raise ConfirmConfigError(f"environment variable {hook.url_env} of the worker is not set")
-    return url
+    try:
+        return credentials.env(hook.url_env or "", "url_env")
+    except (CredentialRefused, CredentialMissing) as err:
+        raise ConfirmConfigError(str(err)) from None
 
 
 async def ask(hook: ConfirmHook, body: dict[str, Any], timeout: float = 10.0) -> ConfirmAnswer:
-    url = confirm_url(hook)
+    redactor = Redactor()
+    url = confirm_url(hook, Credentials(redactor))
     try:
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with outbound.async_client(timeout) as http:
             response = await http.post(url, json=body)
+    except OutboundRefused as err:
+        raise ConfirmConfigError(redactor(str(err))) from None
     except httpx.HTTPError as err:
         return ConfirmAnswer(False, f"unreachable ({type(err).__name__})")
     detail = f"answered {response.status_code}"
-    text = response.text.strip()[:200]
+    text = redactor.excerpt(response.content)
     if text:
         detail += f": {text}"
     return ConfirmAnswer(200 <= response.status_code < 300, detail)

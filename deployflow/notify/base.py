@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
 from typing import Any, Protocol
 
 import httpx
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from deployflow.kube import api_client
+from deployflow.hooks.kubeapi import KubeError
+from deployflow.security import outbound
+from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
+from deployflow.security.outbound import OutboundRefused
+from deployflow.security.redact import Redactor
 from deployflow.spec.notify import Notifier, NotifyMessage
 
 
 class NotifyConfigError(Exception):
-    """The notifier cannot work as configured (missing variable or Secret): retrying will not help."""
+    """The notifier cannot work as configured (a refused or missing credential, a refused URL): retrying will not
+    help."""
 
 
 class NotifyDeliveryError(Exception):
@@ -29,39 +29,34 @@ class Sender(Protocol):
     def payload(self, notifier: Notifier, message: NotifyMessage) -> dict[str, Any]: ...
 
 
-def resolve_url(notifier: Notifier, cluster: str, namespace: str) -> str:
-    """The webhook URL, from the worker's environment or a Secret; never from workflow input."""
-    if notifier.url_env:
-        url = os.environ.get(notifier.url_env, "").strip()
-        if not url:
-            raise NotifyConfigError(f"environment variable {notifier.url_env} of the worker is not set")
-        return url
-    assert notifier.secret is not None
-    ref = notifier.secret
+def resolve_url(notifier: Notifier, cluster: str, namespace: str, credentials: Credentials | None = None) -> str:
+    """The webhook URL, from an allowed credential variable or a labelled Secret; never from workflow input."""
+    credentials = credentials or Credentials()
     try:
-        secret = client.CoreV1Api(api_client(cluster)).read_namespaced_secret(ref.name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            raise NotifyConfigError(f"Secret {namespace}/{ref.name} does not exist") from None
-        raise NotifyDeliveryError(f"reading Secret {namespace}/{ref.name}: {err.status} {err.reason}") from None
-    raw = (secret.data or {}).get(ref.key)
-    if raw is None:
-        raise NotifyConfigError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-    try:
-        return base64.b64decode(raw).decode().strip()
-    except (binascii.Error, UnicodeDecodeError):
-        raise NotifyConfigError(f"Secret {namespace}/{ref.name} key {ref.key!r} is not a UTF-8 URL") from None
+        if notifier.url_env:
+            return credentials.env(notifier.url_env, "url_env")
+        assert notifier.secret is not None
+        ref = notifier.secret
+        return credentials.secret(cluster, namespace, ref.name, ref.key, "secret")
+    except (CredentialRefused, CredentialMissing) as err:
+        raise NotifyConfigError(str(err)) from None
+    except KubeError as err:
+        raise NotifyDeliveryError(f"reading the Secret failed: {err.status}") from None
 
 
-async def post_json(url: str, body: dict[str, Any], timeout: float = 10.0) -> int:
-    """POSTs the body; returns the status. Errors never quote the URL, which is a credential."""
+async def post_json(url: str, body: dict[str, Any], redactor: Redactor, timeout: float = 10.0) -> int:
+    """POSTs the body; returns the status. Errors never quote the URL, which is a credential, and quote the
+    receiver's answer capped and masked."""
     try:
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        async with outbound.async_client(timeout) as http:
             response = await http.post(url, json=body)
+    except OutboundRefused as err:
+        raise NotifyConfigError(redactor(str(err))) from None
     except httpx.HTTPError as err:
         raise NotifyDeliveryError(f"receiver unreachable: {type(err).__name__}") from None
     if not 200 <= response.status_code < 300:
-        raise NotifyDeliveryError(f"receiver answered {response.status_code}: {response.text[:200]}")
+        answer = redactor.excerpt(response.content)
+        raise NotifyDeliveryError(f"receiver answered {response.status_code}" + (f": {answer}" if answer else ""))
     return response.status_code
 
 

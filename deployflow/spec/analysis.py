@@ -19,6 +19,8 @@ from temporalio import workflow
 
 from deployflow.analysis.conditions import ConditionError, compile_condition
 from deployflow.security import secrets
+from deployflow.security.credentials import check_env_name
+from deployflow.security.outbound import check_url
 from deployflow.spec.common import MAX_DURATION, Duration, PositiveDuration, StrictModel
 
 MAX_MEASUREMENTS = 10_000
@@ -33,13 +35,6 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-def _no_password_in_url(value: str) -> str:
-    reason = secrets.value_looks_secret(value)
-    if reason:
-        raise ValueError(secrets.secret_error("", reason))
-    return value
-
-
 class SecretKeyRef(StrictModel):
     name: str = Field(min_length=1, description="Secret in the target namespace")
     key: str = Field(min_length=1)
@@ -48,8 +43,17 @@ class SecretKeyRef(StrictModel):
 class HeaderValueFrom(StrictModel):
     """Where a header's value comes from: never the spec itself, which lands in workflow history."""
 
-    env: str | None = Field(default=None, description="environment variable of the worker")
-    secret: SecretKeyRef | None = None
+    env: str | None = Field(
+        default=None, description="environment variable of the worker; must start with DEPLOYFLOW_CRED_"
+    )
+    secret: SecretKeyRef | None = Field(
+        default=None, description="a Secret labelled deployflow.io/credential=true in the target namespace"
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _credential_env(cls, value: str | None) -> str | None:
+        return None if value is None else check_env_name(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HeaderValueFrom:
@@ -75,8 +79,8 @@ class PrometheusProvider(StrictModel):
 
     @field_validator("address")
     @classmethod
-    def _address_without_credentials(cls, value: str) -> str:
-        return _no_password_in_url(value)
+    def _fetchable(cls, value: str) -> str:
+        return check_url(value)
 
 
 class WebProvider(StrictModel):
@@ -88,8 +92,8 @@ class WebProvider(StrictModel):
 
     @field_validator("url")
     @classmethod
-    def _url_without_credentials(cls, value: str) -> str:
-        return _no_password_in_url(value)
+    def _fetchable(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("json_path")
     @classmethod
@@ -178,10 +182,19 @@ class Metric(StrictModel):
         return self
 
 
+OnInconclusive = Literal["pause", "fail"]
+
+
 class Analysis(StrictModel):
     metrics: list[Metric] = Field(min_length=1)
     args: dict[str, str] = Field(
         default_factory=dict, description="extra {{ args.NAME }} values for queries and URLs"
+    )
+    on_inconclusive: OnInconclusive = Field(
+        default="pause",
+        description="what an inconclusive verdict (no data, or neither condition holds beyond inconclusive_limit) "
+        "does to the release: pause waits for a person, promote goes on and abort rolls back (background analysis "
+        "pauses the release until resumed); fail rolls back as a failed analysis does",
     )
 
     @field_validator("args")

@@ -24,7 +24,6 @@ from deployflow.spec.values import LabelValue as LabelValue
 from deployflow.spec.values import Port as Port
 from deployflow.spec.values import PositiveDuration as PositiveDuration
 from deployflow.spec.values import QualifiedName as QualifiedName
-from deployflow.spec.values import ServicePort as ServicePort
 from deployflow.spec.values import image_tag as image_tag
 from deployflow.spec.values import parse_duration as parse_duration
 from deployflow.spec.values import shown as shown

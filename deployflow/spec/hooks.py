@@ -25,23 +25,17 @@ Kinds:
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from deployflow.probes.proxy import check_path, check_port
 from deployflow.security import secrets
-from deployflow.spec.common import (
-    DnsLabel,
-    EnvVar,
-    KubeName,
-    ServicePort,
-    StrictModel,
-    check_pod_template,
-    nested,
-)
+from deployflow.security.credentials import check_env_name
+from deployflow.security.outbound import check_url
+from deployflow.spec.common import DnsLabel, EnvVar, KubeName, StrictModel, check_pod_template, nested
 
 
 class HookPoint(StrEnum):
@@ -49,25 +43,6 @@ class HookPoint(StrEnum):
     PRE_PROMOTE = "pre_promote"
     POST_DEPLOY = "post_deploy"
     ON_ROLLBACK = "on_rollback"
-
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _env_name(value: str | None) -> str | None:
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError("must be an environment variable name (letters, digits, '_')")
-    return value
-
-
-def _check_url(url: str | None) -> None:
-    if url is None:
-        return
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("url: must start with http:// or https://")
-    reason = secrets.value_looks_secret(url)
-    if reason:
-        raise ValueError(secrets.secret_error("url", reason))
 
 
 class JobHook(StrictModel):
@@ -105,7 +80,7 @@ class HttpHook(StrictModel):
     kind: Literal["http"] = "http"
     name: DnsLabel
     service: DnsLabel | None = Field(default=None, description="Service in the target namespace, reached via the API")
-    port: ServicePort | None = Field(default=None, description="Service port (number or name); default: the first")
+    port: int | str | None = Field(default=None, description="Service port (number or name); default: the first")
     url: str | None = Field(default=None, description="an absolute URL instead of a Service")
     path: str = Field(default="/", description="path requested on the Service")
     method: Literal["GET", "POST", "HEAD"] = "GET"
@@ -119,24 +94,33 @@ class HttpHook(StrictModel):
     def _service_or_url(self) -> HttpHook:
         if (self.service is None) == (self.url is None):
             raise ValueError("set exactly one of 'service' or 'url'")
-        _check_url(self.url)
         if self.max_failures >= self.requests:
             raise ValueError("max_failures: must be below 'requests', or the test cannot fail")
         return self
 
     @field_validator("path")
     @classmethod
-    def _absolute_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("must start with '/'")
-        return value
+    def _proxy_path(cls, value: str) -> str:
+        return check_path(value)
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int | str | None) -> int | str | None:
+        return check_port(value)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
 
 class ConfirmHook(StrictModel):
     kind: Literal["confirm"] = "confirm"
     name: DnsLabel
     url: str | None = Field(default=None, description="endpoint asked for confirmation (POST, JSON body)")
-    url_env: str | None = Field(default=None, description="environment variable of the worker holding the URL")
+    url_env: str | None = Field(
+        default=None, description="environment variable of the worker holding the URL; must start with DEPLOYFLOW_CRED_"
+    )
     interval_seconds: float = Field(default=10.0, gt=0, le=3600, description="time between two asks")
     timeout_seconds: int = Field(default=600, ge=1, le=7 * 86_400, description="give up after this long")
     metadata: dict[str, str] = Field(default_factory=dict, description="sent along in the request body")
@@ -144,7 +128,12 @@ class ConfirmHook(StrictModel):
     @field_validator("url_env")
     @classmethod
     def _valid_env(cls, value: str | None) -> str | None:
-        return _env_name(value)
+        return None if value is None else check_env_name(value)
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @field_validator("metadata")
     @classmethod
@@ -156,7 +145,6 @@ class ConfirmHook(StrictModel):
     def _one_url(self) -> ConfirmHook:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("set exactly one of 'url' or 'url_env'")
-        _check_url(self.url)
         return self
 
 

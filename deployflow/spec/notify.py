@@ -2,20 +2,22 @@
 
 A webhook URL is a credential (anyone holding a Slack incoming-webhook URL can post to the channel) and workflow
 input is stored in Temporal's history and shown in its UI, so the URL never appears in the spec: it is read by the
-worker from its environment (``url_env``) or from a Kubernetes Secret in the target namespace (``secret``).
+worker from a credential variable of its environment (``url_env``, named ``DEPLOYFLOW_CRED_*``) or from a Kubernetes
+Secret in the target namespace labelled ``deployflow.io/credential=true`` (``secret``); see
+deployflow.security.credentials.
 
 A notification that cannot be delivered is retried a few times and then logged; it never fails a deployment.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from deployflow.security.credentials import check_env_name
 from deployflow.spec.common import StrictModel
 
 
@@ -30,9 +32,6 @@ class NotifyEvent(StrEnum):
     FAILED = "failed"
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 class SecretKeyRef(StrictModel):
     name: str = Field(min_length=1, description="Secret in the target namespace")
     key: str = Field(min_length=1, description="key of the Secret's data holding the URL")
@@ -42,8 +41,13 @@ class Notifier(StrictModel):
     kind: Literal["slack", "webhook"] = Field(
         description="slack: a Slack-compatible incoming webhook; webhook: a JSON POST of the event"
     )
-    url_env: str | None = Field(default=None, description="environment variable of the worker holding the URL")
-    secret: SecretKeyRef | None = Field(default=None, description="Secret (in the target namespace) holding the URL")
+    url_env: str | None = Field(
+        default=None, description="environment variable of the worker holding the URL; must start with DEPLOYFLOW_CRED_"
+    )
+    secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret (in the target namespace, labelled deployflow.io/credential=true) holding the URL",
+    )
     events: list[NotifyEvent] = Field(
         default_factory=lambda: list(NotifyEvent), description="events sent; default all"
     )
@@ -65,14 +69,14 @@ class Notifier(StrictModel):
     @field_validator("url_env")
     @classmethod
     def _valid_env(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError("must be an environment variable name (letters, digits, '_')")
-        return value
+        return None if value is None else check_env_name(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> Notifier:
         if (self.url_env is None) == (self.secret is None):
-            raise ValueError("set exactly one of 'url_env' (e.g. SLACK_WEBHOOK_URL) or 'secret' (name, key)")
+            raise ValueError(
+                "set exactly one of 'url_env' (e.g. DEPLOYFLOW_CRED_SLACK_WEBHOOK_URL) or 'secret' (name, key)"
+            )
         return self
 
     def wants(self, event: NotifyEvent | str) -> bool:

@@ -57,7 +57,6 @@ _IMAGE_REF = re.compile(
 )
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WILDCARD_HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_IANA_SERVICE = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 MAX_DURATION = timedelta(days=365)
 DURATION_FORMS = (
     "seconds as a number (90), Go-style text ('1h30m', '90s', '250ms', '2d') or ISO 8601 ('PT1H30M'), "
@@ -142,19 +141,6 @@ def _hostname(value: str) -> str:
     return value
 
 
-def _service_port(value: int | str) -> int | str:
-    if isinstance(value, int):
-        if not 1 <= value <= 65535:
-            raise ValueError("a port number is between 1 and 65535")
-        return value
-    if len(value) > 15 or not _IANA_SERVICE.match(value):
-        raise ValueError(
-            f"{shown(value)} is neither a port number nor a port name (an IANA service name: at most 15 lower-case "
-            "letters, digits and single '-', with at least one letter)"
-        )
-    return value
-
-
 def _dns_subdomain(value: str) -> str:
     if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
         raise ValueError(
@@ -200,7 +186,6 @@ ImageReference = Annotated[str, AfterValidator(image_reference)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-ServicePort = Annotated[int | str, AfterValidator(_service_port)]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 KubeName = Annotated[str, AfterValidator(_dns_subdomain)]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from deployflow import kube
 from deployflow.spec.canary import TrafficRouting
 from deployflow.spec.common import Target
 from deployflow.traffic.tracks import CANARY, STABLE, Tracks, service_name, track_selector
@@ -37,7 +37,6 @@ class TrafficRouter(ABC):
         self.port = port
         self.target_port = target_port
         self.tracks = Tracks(api, target)
-        self.custom: Any = client.CustomObjectsApi(api)
 
     @property
     def route_name(self) -> str:
@@ -86,16 +85,22 @@ class TrafficRouter(ABC):
 
     # helpers for routers whose objects are custom resources
 
+    def _custom(self, group: str, version: str, plural: str, name: str = "") -> str:
+        return f"/apis/{group}/{version}/namespaces/{self.target.namespace}/{plural}/{name}".rstrip("/")
+
     def _get(self, group: str, version: str, plural: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                group, version, self.target.namespace, plural, name
-            )
-            return obj
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._read(self._custom(group, version, plural, name))
+
+    # The resources these reach are declared by each router's GROUP, VERSION, PLURAL (read by the RBAC check).
+
+    def _read(self, path: str) -> dict[str, Any] | None:
+        return kube.get_or_none(self.api, path)
+
+    def _create(self, path: str, body: dict[str, Any]) -> None:
+        kube.request_json(self.api, "POST", path, body=body)
+
+    def _replace(self, path: str, body: dict[str, Any]) -> None:
+        kube.request_json(self.api, "PUT", path, body=body)
 
     def _update(
         self,
@@ -110,22 +115,17 @@ class TrafficRouter(ABC):
         never lost. `change` returns False when the object already says what we want."""
         for _ in range(8):
             obj = self._get(group, version, plural, name)
-            if obj is None:
-                body = create()
-                change(body)
-                try:
-                    self.custom.create_namespaced_custom_object(group, version, self.target.namespace, plural, body)
-                    return
-                except ApiException as err:
-                    if err.status == 409:
-                        continue
-                    raise
-            if not change(obj):
-                return
             try:
-                self.custom.replace_namespaced_custom_object(group, version, self.target.namespace, plural, name, obj)
+                if obj is None:
+                    body = create()
+                    change(body)
+                    self._create(self._custom(group, version, plural), body)
+                    return
+                if not change(obj):
+                    return
+                self._replace(self._custom(group, version, plural, name), obj)
                 return
-            except ApiException as err:
+            except kube.KubeError as err:
                 if err.status != 409:
                     raise
         raise RouterError(f"{plural}/{name} kept changing under us")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from deployflow import kube
 from deployflow.traffic.base import RouterError, TrafficRouter, register_router
 from deployflow.traffic.tracks import CANARY, STABLE, service_name
 
@@ -21,39 +19,29 @@ class NginxRouter(TrafficRouter):
     def canary_ingress(self) -> str:
         return f"{self.route_name}-canary"
 
+    def _ingresses(self, name: str = "") -> str:
+        return f"/apis/networking.k8s.io/v1/namespaces/{self.target.namespace}/ingresses/{name}".rstrip("/")
+
     def ensure_route(self) -> None:
-        net: Any = client.NetworkingV1Api(self.api)
-        primary = self._read(self.route_name)
-        if primary is None:
-            try:
-                net.create_namespaced_ingress(self.target.namespace, self._primary())
-            except ApiException as err:
-                if err.status != 409:
-                    raise
-            primary = self._read(self.route_name)
-            assert primary is not None
+        # `create` returns the existing object when another attempt made it first.
+        primary = self._read(self.route_name) or kube.create(self.api, self._ingresses(), self._primary())
         self._check_primary(primary)
         if self._read(self.canary_ingress) is None:
-            try:
-                net.create_namespaced_ingress(self.target.namespace, self._canary(primary, 0))
-            except ApiException as err:
-                if err.status != 409:
-                    raise
+            kube.create(self.api, self._ingresses(), self._canary(primary, 0))
 
     def set_weight(self, weight: int) -> None:
-        net: Any = client.NetworkingV1Api(self.api)
         current = self._read(self.canary_ingress)
         if current is None:
             primary = self._read(self.route_name)
             if primary is None:
                 raise RouterError(f"Ingress {self.target.namespace}/{self.route_name} does not exist")
-            net.create_namespaced_ingress(self.target.namespace, self._canary(primary, weight))
+            kube.create(self.api, self._ingresses(), self._canary(primary, weight))
             return
         annotations = current.get("metadata", {}).get("annotations") or {}
         if annotations.get(WEIGHT_ANNOTATION) == str(weight) and annotations.get(CANARY_ANNOTATION) == "true":
             return
         patch = {"metadata": {"annotations": {CANARY_ANNOTATION: "true", WEIGHT_ANNOTATION: str(weight)}}}
-        net.patch_namespaced_ingress(self.canary_ingress, self.target.namespace, patch)
+        kube.merge_patch(self.api, self._ingresses(self.canary_ingress), patch)
 
     def weight(self) -> int | None:
         current = self._read(self.canary_ingress)
@@ -62,14 +50,7 @@ class NginxRouter(TrafficRouter):
         return int((current.get("metadata", {}).get("annotations") or {}).get(WEIGHT_ANNOTATION, "0"))
 
     def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            ing = client.NetworkingV1Api(self.api).read_namespaced_ingress(name, self.target.namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        obj: dict[str, Any] = self.api.sanitize_for_serialization(ing)
-        return obj
+        return kube.get_or_none(self.api, self._ingresses(name))
 
     def _primary(self) -> dict[str, Any]:
         rule: dict[str, Any] = {

@@ -8,14 +8,14 @@ select one track each, for routers that weigh traffic between Services.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from deployflow import kube
+from deployflow.errors import ErrorType
+from deployflow.kube import health, wait
 from deployflow.spec.common import Target, Workload
 
 APP_LABEL = "app"
@@ -25,8 +25,7 @@ STABLE = "stable"
 CANARY = "canary"
 TRACKS = (STABLE, CANARY)
 
-# Waiting reasons a retry cannot fix: the release has to be rolled back.
-FATAL_WAITING_REASONS = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName"}
+Obj = dict[str, Any]
 
 
 class TrackError(Exception):
@@ -119,161 +118,139 @@ def deployment_manifest(target: Target, track: str, template: dict[str, Any], re
     }
 
 
+def track_state(track: str, deployment: Obj | None, pods: list[Obj], container: str) -> TrackState:
+    """A track as its Deployment and live pods show it. Readiness is counted from the pods themselves: a pod counts
+    when it runs the current version and image and is Ready, whether or not the Deployment's status caught up."""
+    if deployment is None:
+        return TrackState(track, exists=False)
+    template = deployment["spec"]["template"]
+    containers = template.get("spec", {}).get("containers", [])
+    image = next((c["image"] for c in containers if c["name"] == container), None)
+    if image is None and containers:
+        image = containers[0].get("image")
+    version = (template.get("metadata", {}).get("labels", {}) or {}).get(VERSION_LABEL)
+    current = current_pods(health.live(pods), version, image)
+    return TrackState(
+        track,
+        exists=True,
+        replicas=deployment["spec"].get("replicas", 1),
+        ready=sum(1 for pod in current if health.pod_ready(pod)),
+        updated=len(current),
+        pods=len(health.live(pods)),
+        version=version,
+        image=image,
+        template=template,
+    )
+
+
+def current_pods(pods: list[Obj], version: str | None, image: str | None) -> list[Obj]:
+    """The pods of the track's current template (version label and image)."""
+    return [
+        pod for pod in pods
+        if (pod.get("metadata", {}).get("labels") or {}).get(VERSION_LABEL) == version and health.runs(pod, image)
+    ]
+
+
 class Tracks:
     """Reads, applies and scales the two Deployments of one app. Every call is idempotent."""
 
     def __init__(self, api: client.ApiClient, target: Target) -> None:
         self.api = api
         self.target = target
-        # The client's models are typed but we speak in plain manifests (dicts), as kubectl does.
-        self.apps: Any = client.AppsV1Api(api)
-        self.core: Any = client.CoreV1Api(api)
+
+    def _deployment_path(self, track: str | None = None) -> str:
+        return kube.apps_path(self.target.namespace, "deployments", deployment_name(self.target.app, track) if track
+                              else None)
 
     def read(self, track: str) -> TrackState:
-        try:
-            dep = self.apps.read_namespaced_deployment(deployment_name(self.target.app, track), self.target.namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return TrackState(track, exists=False)
-            raise
-        raw = self.api.sanitize_for_serialization(dep)
-        template = raw["spec"]["template"]
-        containers = template.get("spec", {}).get("containers", [])
-        image = next((c["image"] for c in containers if c["name"] == self.target.container_name), None)
-        if image is None and containers:
-            image = containers[0].get("image")
-        version = (template.get("metadata", {}).get("labels", {}) or {}).get(VERSION_LABEL)
-        # Readiness is counted from the pods themselves: a pod counts when it runs the current version and image
-        # and is Ready, which holds whether or not the Deployment's status has caught up yet.
-        updated = ready = 0
-        pods = self._pods(track)
-        for pod in pods:
-            labels = pod.get("metadata", {}).get("labels") or {}
-            images = [c.get("image") for c in pod.get("spec", {}).get("containers", [])]
-            if labels.get(VERSION_LABEL) != version or (image is not None and image not in images):
-                continue
-            updated += 1
-            conditions = pod.get("status", {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                ready += 1
-        return TrackState(
-            track,
-            exists=True,
-            replicas=raw["spec"].get("replicas", 1),
-            ready=ready,
-            updated=updated,
-            pods=len(pods),
-            version=version,
-            image=image,
-            template=template,
-        )
+        deployment = kube.get_or_none(self.api, self._deployment_path(track))
+        pods = [] if deployment is None else self._pods(track)
+        return track_state(track, deployment, pods, self.target.container_name)
 
-    def _pods(self, track: str) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in track_selector(self.target.app, track).items())
-        pods = self.core.list_namespaced_pod(self.target.namespace, label_selector=selector)
-        raw: list[dict[str, Any]] = self.api.sanitize_for_serialization(pods).get("items", [])
-        return [p for p in raw if not p.get("metadata", {}).get("deletionTimestamp")]
+    def _pods(self, track: str) -> list[Obj]:
+        selector = kube.label_selector(track_selector(self.target.app, track))
+        pods = kube.request_json(
+            self.api, "GET", kube.core_path(self.target.namespace, "pods"), query={"labelSelector": selector}
+        )
+        return health.live(pods.get("items") or [])
 
     def apply(self, track: str, template: dict[str, Any], replicas: int) -> None:
         """Creates the track's Deployment, or sets its template and replicas (a rolling update when changed)."""
         manifest = deployment_manifest(self.target, track, template, replicas)
-        name = manifest["metadata"]["name"]
         for _ in range(5):
+            current = kube.get_or_none(self.api, self._deployment_path(track))
             try:
-                current = self.apps.read_namespaced_deployment(name, self.target.namespace)
-            except ApiException as err:
-                if err.status != 404:
-                    raise
-                try:
-                    self.apps.create_namespaced_deployment(self.target.namespace, manifest)
+                if current is None:
+                    kube.request_json(self.api, "POST", self._deployment_path(), body=manifest)
                     return
-                except ApiException as create_err:
-                    if create_err.status == 409:
-                        continue
-                    raise
-            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
-            try:
-                self.apps.replace_namespaced_deployment(name, self.target.namespace, manifest)
+                manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                kube.request_json(self.api, "PUT", self._deployment_path(track), body=manifest)
                 return
-            except ApiException as err:
+            except kube.KubeError as err:
                 if err.status != 409:
                     raise
-        raise TrackError(f"Deployment {name} kept changing under us; giving up this attempt", "Conflict")
+        raise TrackError(f"Deployment {manifest['metadata']['name']} kept changing under us; giving up this attempt",
+                         ErrorType.CONFLICT)
 
     def scale(self, track: str, replicas: int) -> None:
+        kube.merge_patch(self.api, self._deployment_path(track) + "/scale", {"spec": {"replicas": replicas}})
+
+    def _pod_watch(self, track: str) -> wait.Watch:
+        labels = track_selector(self.target.app, track)
+        return kube.watch_events(self.api, kube.core_path(self.target.namespace, "pods"), labels=labels)
+
+    async def wait_ready(self, track: str, replicas: int, timeout: float) -> TrackState:
+        """Until `replicas` pods of the track's current template are ready and the pods of the template before it
+        are gone; fails at once on a pod that cannot start (`kube.health`), after `timeout` seconds otherwise."""
+        states: list[TrackState] = []
+
+        def check(snapshot: wait.Snapshot) -> tuple[bool, str]:
+            deployments = snapshot["deployment"]
+            if not deployments:
+                name = deployment_name(self.target.app, track)
+                raise TrackError(f"Deployment {name} does not exist", ErrorType.NOT_FOUND)
+            state = track_state(track, deployments[0], snapshot["pods"], self.target.container_name)
+            states[:] = [state]
+            failure = health.fatal_problem(current_pods(health.live(snapshot["pods"]), state.version, state.image))
+            if failure is not None:
+                raise TrackError(f"{track} version {state.version} cannot become ready: {failure.message}",
+                                 str(failure.reason))
+            settled = state.ready >= replicas and state.updated >= replicas and state.pods <= max(
+                replicas, state.replicas)
+            return settled, f"{track}: {state.ready}/{replicas} ready"
+
+        def timed_out(detail: str) -> TrackError:
+            return TrackError(f"{detail} after {timeout:.0f}s", ErrorType.HEALTH_TIMEOUT)
+
         name = deployment_name(self.target.app, track)
-        self.apps.patch_namespaced_deployment_scale(name, self.target.namespace, {"spec": {"replicas": replicas}})
+        deployment = kube.watch_events(self.api, kube.apps_path(self.target.namespace, "deployments"), name=name)
+        watches = {"deployment": deployment, "pods": self._pod_watch(track)}
+        await wait.wait_until(watches, check, timeout=timeout, on_timeout=timed_out)
+        return states[0]
 
-    def fatal_pod_problem(self, track: str) -> str | None:
-        """Why the track's pods will never become ready (crash loop, image pull), if that is the case."""
-        selector = ",".join(f"{k}={v}" for k, v in track_selector(self.target.app, track).items())
-        pods = self.core.list_namespaced_pod(self.target.namespace, label_selector=selector)
-        for pod in pods.items:
-            for status in pod.status.container_statuses or []:
-                waiting = status.state.waiting if status.state else None
-                if waiting and waiting.reason in FATAL_WAITING_REASONS:
-                    return f"pod {pod.metadata.name}: {waiting.reason}" + (
-                        f" ({waiting.message})" if waiting.message else ""
-                    )
-        return None
-
-    def wait_ready(
-        self,
-        track: str,
-        replicas: int,
-        timeout: float,
-        heartbeat: Callable[[str], None] = lambda _: None,
-        poll: float = 0.1,
-    ) -> TrackState:
-        """Until `replicas` pods of the track's current template are ready; fails fast on crash loops and pulls."""
-        deadline = time.monotonic() + timeout
-        checks = 0
-        while True:
-            state = self.read(track)
-            if not state.exists:
-                raise TrackError(f"Deployment {deployment_name(self.target.app, track)} does not exist", "NotFound")
-            # Settled: enough ready pods of this template, and the pods of the one before it are gone.
-            if state.ready >= replicas and state.updated >= replicas and state.pods <= max(replicas, state.replicas):
-                return state
-            heartbeat(f"{track}: {state.ready}/{replicas} ready")
-            checks += 1
-            if checks % 5 == 0:
-                problem = self.fatal_pod_problem(track)
-                if problem:
-                    raise TrackError(f"{track} version {state.version} cannot become ready: {problem}", "Unhealthy")
-            if time.monotonic() > deadline:
-                raise TrackError(
-                    f"{track}: only {state.ready} of {replicas} pods ready after {timeout:.0f}s", "HealthTimeout"
-                )
-            time.sleep(poll)
-
-    def wait_scaled_down(
-        self, track: str, replicas: int, timeout: float, heartbeat: Callable[[str], None] = lambda _: None
-    ) -> None:
+    async def wait_scaled_down(self, track: str, replicas: int, timeout: float) -> None:
         """Until no more than `replicas` pods of the track are left (those being deleted no longer count)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = len(self._pods(track))
-            if left <= replicas:
-                return
-            heartbeat(f"{track}: {left} pods, scaling down to {replicas}")
-            if time.monotonic() > deadline:
-                raise TrackError(f"{track}: still {left} pods after {timeout:.0f}s, wanted {replicas}", "HealthTimeout")
-            time.sleep(0.1)
+
+        def check(snapshot: wait.Snapshot) -> tuple[bool, str]:
+            left = len(health.live(snapshot["pods"]))
+            return left <= replicas, f"{track}: {left} pods, scaling down to {replicas}"
+
+        def timed_out(detail: str) -> TrackError:
+            return TrackError(f"{detail}: still more after {timeout:.0f}s", ErrorType.HEALTH_TIMEOUT)
+
+        await wait.wait_until({"pods": self._pod_watch(track)}, check, timeout=timeout, on_timeout=timed_out)
 
     def ensure_service(self, name: str, selector: dict[str, str], port: int, target_port: int) -> None:
         """Creates the Service if missing; an existing one must select this app's pods or we refuse to touch it."""
-        try:
-            svc = self.core.read_namespaced_service(name, self.target.namespace)
-        except ApiException as err:
-            if err.status != 404:
-                raise
+        ns = self.target.namespace
+        svc = kube.get_or_none(self.api, kube.core_path(ns, "services", name))
+        if svc is None:
             body = {
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": {
                     "name": name,
-                    "namespace": self.target.namespace,
+                    "namespace": ns,
                     "labels": {APP_LABEL: self.target.app, "app.kubernetes.io/managed-by": "deployflow"},
                 },
                 "spec": {
@@ -281,18 +258,14 @@ class Tracks:
                     "ports": [{"name": "http", "port": port, "targetPort": target_port, "protocol": "TCP"}],
                 },
             }
-            try:
-                self.core.create_namespaced_service(self.target.namespace, body)
-            except ApiException as create_err:
-                if create_err.status != 409:
-                    raise
+            kube.create(self.api, kube.core_path(ns, "services"), body)
             return
-        current = svc.spec.selector or {}
+        current = (svc.get("spec") or {}).get("selector") or {}
         if current != selector:
             if current.get(APP_LABEL) != self.target.app:
                 raise TrackError(
                     f"Service {name} selects {current}, not the pods of app {self.target.app}; "
                     "refusing to change a Service deployflow does not manage",
-                    "ForeignService",
+                    ErrorType.FOREIGN_SERVICE,
                 )
-            self.core.patch_namespaced_service(name, self.target.namespace, {"spec": {"selector": selector}})
+            kube.merge_patch(self.api, kube.core_path(ns, "services", name), {"spec": {"selector": selector}})

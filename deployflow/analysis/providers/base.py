@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import os
+import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import BaseModel
 
+from deployflow.hooks.kubeapi import KubeError
+from deployflow.security import outbound
+from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
+from deployflow.security.outbound import OutboundRefused
+from deployflow.security.redact import BODY_EXCERPT, Redactor
 from deployflow.spec.analysis import Header
 
 Value = float | list[float] | None
@@ -19,6 +24,10 @@ Value = float | list[float] | None
 
 class ProviderError(Exception):
     """The provider could not produce a number (the measurement is judged `Error`)."""
+
+
+class RefusedByPolicy(ProviderError):
+    """The spec asks for a credential or a URL the worker does not allow: no later measurement can succeed."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,8 @@ class MeasureContext:
     app: str
     version: str
     args: Mapping[str, str] = field(default_factory=dict)
+    # Masks the credentials fetched for this measurement in every message it produces.
+    redactor: Redactor = field(default_factory=Redactor, compare=False)
 
     def template_args(self) -> dict[str, str]:
         return {"namespace": self.namespace, "app": self.app, "version": self.version, **self.args}
@@ -51,34 +62,52 @@ def fill_template(text: str, args: Mapping[str, str]) -> str:
 
 
 def resolve_headers(headers: list[Header], ctx: MeasureContext) -> dict[str, str]:
-    """Header values come from the worker's environment or a Secret, so no credential enters workflow history."""
+    """Header values come from the worker's credential variables or labelled Secrets, so no credential enters
+    workflow history and no spec can pick an arbitrary one; each value is masked in every message that follows."""
+    credentials = Credentials(ctx.redactor)
     resolved: dict[str, str] = {}
-    for header in headers:
+    for i, header in enumerate(headers):
         source = header.value_from
-        if source.env is not None:
-            value = os.environ.get(source.env)
-            if value is None:
-                raise ProviderError(f"header {header.name}: environment variable {source.env} is not set")
-            resolved[header.name] = value
-        elif source.secret is not None:
-            resolved[header.name] = _read_secret(ctx, source.secret.name, source.secret.key)
+        field_name = f"headers[{i}] ({header.name}).value_from"
+        try:
+            if source.env is not None:
+                resolved[header.name] = credentials.env(source.env, f"{field_name}.env")
+            elif source.secret is not None:
+                ref = source.secret
+                resolved[header.name] = credentials.secret(
+                    ctx.cluster, ctx.namespace, ref.name, ref.key, f"{field_name}.secret"
+                )
+        except CredentialRefused as err:
+            raise RefusedByPolicy(str(err)) from None
+        except (CredentialMissing, KubeError) as err:
+            raise ProviderError(str(err)) from None
     return resolved
 
 
-def _read_secret(ctx: MeasureContext, name: str, key: str) -> str:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    from deployflow.kube import api_client
-
+async def fetch_json(
+    url: str,
+    headers: list[Header],
+    ctx: MeasureContext,
+    *,
+    timeout: float,
+    what: str,
+    params: Mapping[str, str] | None = None,
+) -> tuple[int, Any]:
+    """GETs `url` under the outbound policy with the resolved headers; returns the status and the decoded JSON
+    (None when the answer is not JSON). Messages never quote a header value or more than an excerpt."""
+    resolved = await asyncio.to_thread(resolve_headers, headers, ctx)
     try:
-        secret = client.CoreV1Api(api_client(ctx.cluster)).read_namespaced_secret(name, ctx.namespace)
-    except ApiException as err:
-        raise ProviderError(f"cannot read Secret {ctx.namespace}/{name}: {err.reason}") from None
-    data = (secret.data or {}).get(key)
-    if data is None:
-        raise ProviderError(f"Secret {ctx.namespace}/{name} has no key {key}")
-    return base64.b64decode(data).decode()
+        async with outbound.async_client(timeout) as http:
+            response = await http.get(url, params=params, headers=resolved)
+    except OutboundRefused as err:
+        raise RefusedByPolicy(ctx.redactor(str(err))) from None
+    except httpx.HTTPError as err:
+        detail = ctx.redactor(str(err))[:BODY_EXCERPT]
+        raise ProviderError(f"{what} failed: {type(err).__name__}" + (f": {detail}" if detail else "")) from None
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, None
 
 
 class MetricProvider(ABC):

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
+from deployflow import kube
 from deployflow.analysis.providers.base import MeasureContext, MetricProvider, ProviderError, Value, register_provider
-from deployflow.kube import api_client
+from deployflow.kube import health
 from deployflow.spec.analysis import KubernetesProvider
 from deployflow.traffic.tracks import APP_LABEL, VERSION_LABEL
 
@@ -23,20 +20,18 @@ class Kubernetes(MetricProvider):
         return await asyncio.to_thread(self._measure, ctx)
 
     def _measure(self, ctx: MeasureContext) -> Value:
-        selector = f"{APP_LABEL}={ctx.app},{VERSION_LABEL}={ctx.version}"
+        selector = kube.label_selector({APP_LABEL: ctx.app, VERSION_LABEL: ctx.version})
+        path = kube.core_path(ctx.namespace, "pods")
         try:
-            core: Any = client.CoreV1Api(api_client(ctx.cluster))
-            pods = core.list_namespaced_pod(ctx.namespace, label_selector=selector)
-        except ApiException as err:
-            raise ProviderError(f"cannot list pods {selector} in {ctx.namespace}: {err.reason}") from None
-        live = [p for p in pods.items if not p.metadata.deletion_timestamp]
+            pods = kube.request_json(ctx.cluster, "GET", path, query={"labelSelector": selector})
+        except kube.KubeError as err:
+            raise ProviderError(f"cannot list pods {selector} in {ctx.namespace}: {err.message}") from None
+        live = health.live(pods.get("items") or [])
         if not live:
             return None
         if self.spec.measure == "restarts":
             return float(
-                sum(cs.restart_count or 0 for p in live for cs in (p.status.container_statuses or []))
+                sum(int(cs.get("restartCount") or 0) for p in live for cs in (p.get("status") or {}).get(
+                    "containerStatuses") or [])
             )
-        ready = sum(
-            1 for p in live if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-        )
-        return ready / len(live)
+        return sum(1 for p in live if health.pod_ready(p)) / len(live)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 
-import httpx
-
 from deployflow.analysis.providers.base import (
     MeasureContext,
     MetricProvider,
     ProviderError,
     Value,
+    fetch_json,
     fill_template,
     register_provider,
-    resolve_headers,
 )
 from deployflow.spec.analysis import PrometheusProvider
 
@@ -25,19 +23,16 @@ class Prometheus(MetricProvider):
 
     async def measure(self, ctx: MeasureContext) -> Value:
         query = fill_template(self.spec.query, ctx.template_args())
-        headers = resolve_headers(self.spec.headers, ctx)
         url = self.spec.address.rstrip("/") + "/api/v1/query"
-        try:
-            async with httpx.AsyncClient(timeout=self.spec.timeout_seconds) as http:
-                response = await http.get(url, params={"query": query}, headers=headers)
-        except httpx.HTTPError as err:
-            raise ProviderError(f"Prometheus at {self.spec.address} unreachable: {err!r}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            raise ProviderError(f"Prometheus answered {response.status_code} without JSON") from None
-        if response.status_code != 200 or body.get("status") != "success":
-            raise ProviderError(f"Prometheus query failed ({response.status_code}): {body.get('error', body)}")
+        status, body = await fetch_json(
+            url, self.spec.headers, ctx, timeout=self.spec.timeout_seconds, params={"query": query},
+            what=f"Prometheus query at {self.spec.address}",
+        )
+        if not isinstance(body, dict):
+            raise ProviderError(f"Prometheus answered {status} without JSON")
+        if status != 200 or body.get("status") != "success":
+            detail = ctx.redactor.excerpt(str(body.get("error", body)))
+            raise ProviderError(f"Prometheus query failed ({status}): {detail}")
         return parse_result(body.get("data", {}))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import httpx
 from jsonpath_ng.ext import parse
 
 from deployflow.analysis.providers.base import (
@@ -13,9 +12,9 @@ from deployflow.analysis.providers.base import (
     MetricProvider,
     ProviderError,
     Value,
+    fetch_json,
     fill_template,
     register_provider,
-    resolve_headers,
 )
 from deployflow.spec.analysis import WebProvider
 
@@ -28,26 +27,21 @@ class Web(MetricProvider):
 
     async def measure(self, ctx: MeasureContext) -> Value:
         url = fill_template(self.spec.url, ctx.template_args())
-        headers = resolve_headers(self.spec.headers, ctx)
-        try:
-            async with httpx.AsyncClient(timeout=self.spec.timeout_seconds) as http:
-                response = await http.get(url, headers=headers)
-        except httpx.HTTPError as err:
-            raise ProviderError(f"GET {url} failed: {err!r}") from None
-        if response.status_code >= 400:
-            raise ProviderError(f"GET {url} answered {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise ProviderError(f"GET {url} did not answer JSON") from None
-        numbers = [_number(match.value, url) for match in self.path.find(body)]
+        status, body = await fetch_json(
+            url, self.spec.headers, ctx, timeout=self.spec.timeout_seconds, what=f"GET {url}"
+        )
+        if status >= 400:
+            raise ProviderError(f"GET {url} answered {status}")
+        if body is None:
+            raise ProviderError(f"GET {url} did not answer JSON")
+        numbers = [_number(match.value, url, ctx) for match in self.path.find(body)]
         values = [v for v in numbers if v is not None and not math.isnan(v)]
         if not values:
             return None
         return values[0] if len(values) == 1 else values
 
 
-def _number(value: Any, url: str) -> float | None:
+def _number(value: Any, url: str, ctx: MeasureContext) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
@@ -57,4 +51,4 @@ def _number(value: Any, url: str) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ProviderError(f"{url}: {value!r} is not a number") from None
+        raise ProviderError(f"{url}: {ctx.redactor.excerpt(repr(value), 60)} is not a number") from None

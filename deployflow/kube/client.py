@@ -1,11 +1,18 @@
-"""Kubernetes API clients for activities: one per cluster (kubeconfig context), over real HTTP."""
+"""Kubernetes API clients: one per cluster (kubeconfig context or in-cluster), and plain-JSON calls over them.
+
+The generated typed API validates every body into its own models; deployflow speaks plain manifests (dicts), the
+API server's own language, through the client's authenticated connection pool instead. Every call takes either
+an `ApiClient` or a cluster name, and a non-2xx answer raises `KubeError` (an `ApiException`, so code written
+against the official client's error keeps working) carrying the status and the API server's own message.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes import client, config
@@ -15,9 +22,40 @@ from kubernetes.config.config_exception import ConfigException
 
 IN_CLUSTER = "in-cluster"
 
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Hooks may call a Service's own endpoints through the proxy, which need not answer JSON.
+ANY = "application/json, */*"
+
+Obj = dict[str, Any]
+Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
+Api = client.ApiClient | str  # a client, or the name of the cluster (kubeconfig context) to get one for
+
 
 class UnknownCluster(ConfigException):
     """The kubeconfig has no context by the requested name, or there is no kubeconfig to read: no retry finds one."""
+
+
+class KubeError(ApiException):
+    """A non-2xx answer: `.status`, `.message` (the API server's own sentence) and `.body` (the raw Status)."""
+
+    def __init__(self, status: int, message: str, body: str = "") -> None:
+        super().__init__(status=status, reason=message)
+        self.body = body
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+    @classmethod
+    def of(cls, status: int, body: str) -> KubeError:
+        """The API server's `message` from a Status body, or the whole body when it is not one."""
+        message = body
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
+            message = str(json.loads(body).get("message") or body)
+        return cls(status, message, body)
+
 
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], client.ApiClient] = {}
@@ -44,6 +82,10 @@ def api_client(cluster: str) -> client.ApiClient:
             api = config.new_client_from_config(config_file=kubeconfig, context=cluster)
         _clients[key] = api
         return api
+
+
+def resolve(api: Api) -> client.ApiClient:
+    return api_client(api) if isinstance(api, str) else api
 
 
 def _check_context(kubeconfig: str, cluster: str) -> None:
@@ -85,18 +127,10 @@ def reset_clients() -> None:
 
 
 # --- JSON over the client's connection -----------------------------------------------------------------------------
-# The generated typed API validates every body into its own models; deployflow speaks plain manifests (dicts), the
-# API server's own language, through the client's authenticated connection pool instead.
-
-JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-
-
-Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
 
 def send(
-    api: client.ApiClient,
+    api: Api,
     method: str,
     path: str,
     *,
@@ -107,7 +141,8 @@ def send(
     timeout: float | tuple[float, float] | None = 30.0,
 ) -> rest.RESTResponse:
     """One HTTP request to the API server, whatever the status of the answer (for callers that report it, such as
-    hooks calling a Service through its proxy). The response body is not read, so watches can stream it."""
+    hooks calling a Service through its proxy). The response body is not read."""
+    api = resolve(api)
     headers = {"Accept": accept}
     if body is not None:
         headers["Content-Type"] = content_type
@@ -120,7 +155,7 @@ def send(
 
 
 def request(
-    api: client.ApiClient,
+    api: Api,
     method: str,
     path: str,
     *,
@@ -129,27 +164,19 @@ def request(
     content_type: str = JSON,
     accept: str = JSON,
     timeout: float | tuple[float, float] | None = 30.0,
-    error: Callable[[int, str], Exception] | None = None,
 ) -> rest.RESTResponse:
-    """One HTTP request to the API server; raises ApiException (with .status and .body) on a non-2xx answer, or
-    `error(status, body text)` when given (callers with an error type of their own).
-
-    The response body is not read, so watches can stream it.
-    """
+    """One HTTP request to the API server; raises KubeError on a non-2xx answer. The body is not read."""
     response = send(
         api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
     )
     if not 200 <= response.status <= 299:
         data = response.read()
-        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
-        if error is not None:
-            raise error(response.status, text)
-        raise ApiException.from_response(http_resp=response, body=text, data=None)
+        raise KubeError.of(response.status, data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data))
     return response
 
 
 def request_json(
-    api: client.ApiClient,
+    api: Api,
     method: str,
     path: str,
     *,
@@ -158,47 +185,72 @@ def request_json(
     content_type: str = JSON,
     accept: str = JSON,
     timeout: float | None = 30.0,
-    error: Callable[[int, str], Exception] | None = None,
-) -> dict[str, Any]:
+) -> Obj:
     response = request(
-        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout,
-        error=error,
+        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
     )
     data = response.read()
-    result: dict[str, Any] = json.loads(data) if data else {}
+    result: Obj = json.loads(data) if data else {}
     return result
 
 
-def get_or_none(api: client.ApiClient, path: str) -> dict[str, Any] | None:
+def request_raw(
+    api: Api, method: str, path: str, *, query: Query | None = None, body: Any = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """One request whose answer need not be JSON nor 2xx (a Service's own endpoints through the proxy, a log)."""
+    response = send(api, method, path, query=query, body=body, accept=ANY, timeout=timeout)
+    return response.status, response.read() or b""
+
+
+def get_or_none(api: Api, path: str) -> Obj | None:
     try:
         return request_json(api, "GET", path)
-    except ApiException as err:
+    except KubeError as err:
         if err.status == 404:
             return None
         raise
 
 
-def watch_events(
-    api: client.ApiClient, path: str, *, query: dict[str, Any], timeout_seconds: int
-) -> Iterator[dict[str, Any]]:
-    """Streams watch events (`{"type", "object"}`) from a list path until the server closes the watch."""
-    query = {**query, "watch": "true", "timeoutSeconds": timeout_seconds, "allowWatchBookmarks": "false"}
-    response = request(api, "GET", path, query=query, timeout=(10.0, timeout_seconds + 10.0))
-    raw = response.response
-    buffer = b""
+get = get_or_none
+
+
+def merge_patch(api: Api, path: str, patch: Obj) -> Obj:
+    return request_json(api, "PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+
+def replace_field(api: Api, path: str, pointer: str, value: Any) -> Obj:
+    """Replaces one field whole (a JSON Patch), so keys missing from `value` are removed, unlike a merge patch."""
+    return request_json(
+        api, "PATCH", path, body=[{"op": "replace", "path": pointer, "value": value}], content_type=JSON_PATCH
+    )
+
+
+def create(api: Api, path: str, obj: Obj) -> Obj:
+    """Creates the object; an existing one of the same name is returned instead (retries are idempotent)."""
     try:
-        for chunk in raw.stream(4096, decode_content=True):
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                if line.strip():
-                    event: dict[str, Any] = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        raise ApiException(status=int(status.get("code") or 500), reason=status.get("message"))
-                    yield event
-    finally:
-        raw.release_conn()
+        return request_json(api, "POST", path, body=obj)
+    except KubeError as err:
+        if err.status != 409:
+            raise
+        existing = get_or_none(api, f"{path}/{obj['metadata']['name']}")
+        if existing is None:
+            raise
+        return existing
+
+
+def delete(api: Api, path: str, propagation: str = "Background") -> bool:
+    """Deletes the object and what it owns; False when it was already gone."""
+    try:
+        request_json(api, "DELETE", path, query={"propagationPolicy": propagation})
+        return True
+    except KubeError as err:
+        if err.status != 404:
+            raise
+        return False
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 # --- paths -----------------------------------------------------------------------------------------------------------
