@@ -117,6 +117,15 @@ def test_a_utf8_byte_order_mark_and_json_are_read_like_yaml() -> None:
     assert load_spec_bytes(json_bytes(bluegreen()), "spec.json").workflow_id == "deploy/sim/demo/shop"
 
 
+def test_json_escapes_of_characters_beyond_the_basic_plane_are_read() -> None:
+    """json.dumps writes an emoji as a surrogate pair of escapes, which YAML alone would refuse."""
+    doc = bluegreen(smoke_tests=[{"name": "caf\u00e9 \U0001F600 \\ud83d", "path": "/a"}])
+    raw = json_bytes(doc).replace(b'"/a"', b'"\\/a"')  # JSON's optional escape of '/'
+    loaded = load_spec_bytes(raw, "spec.json")
+    assert loaded.spec.smoke_tests[0].name == "caf\u00e9 \U0001F600 \\ud83d"  # type: ignore[attr-defined]
+    assert loaded.spec.smoke_tests[0].path == "/a"  # type: ignore[attr-defined]
+
+
 def test_anchors_and_merge_keys_still_work_and_explicit_keys_win() -> None:
     text = (
         "strategy: blue-green\n"

@@ -44,6 +44,7 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)"),
     (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)"),
 )
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
 _MESSAGE_FIELD = re.compile(r"^([A-Za-z_][\w\-]*(?:\.[A-Za-z_][\w\-]*|\[\d+\])*): (.+)$", re.DOTALL)
 
 
@@ -333,10 +334,22 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _join_surrogate_escapes(text: str) -> str:
+    """JSON writes a character beyond U+FFFF as two escapes ("\\ud83d\\ude00", Python's json.dumps does by default);
+    YAML reads each escape alone and refuses half a character. Join the pairs (an escaped backslash is left alone)."""
+    def join(match: re.Match[str]) -> str:
+        high, low = int(match.group(2), 16), int(match.group(3), 16)
+        return match.group(1) + chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+    return _SURROGATE_PAIR.sub(join, text)
+
+
 def parse_spec_text(text: str, origin: str = "spec") -> SpecDocument:
     """Parses YAML or JSON text into plain data, within every bound above."""
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_SPEC_BYTES:
         raise _refuse(origin, f"the spec is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB, Temporal's limit")
+    if text.lstrip().startswith("{") and "\\u" in text:
+        text = _join_surrogate_escapes(text)
     with _collector_paused():
         _check_events(text, origin)
         try:
