@@ -21,8 +21,9 @@ app = typer.Typer(
 )
 # Logs and CI are not terminals: rich would wrap them at 80 columns, cutting workflow ids and tables apart.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+# Values from specs and clusters are printed as written: no markup, no :emoji: codes (see the print calls).
+console = Console(highlight=False, emoji=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, emoji=False, width=_WIDTH)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -181,6 +181,7 @@ def _type_cases() -> list[Case]:
         Case("list-duration", _dump(bluegreen(standby=[1, 2])), ("standby", "'1h30m'")),
         Case("negative-duration", _dump(bluegreen(standby="-5m")), ("standby", "negative")),
         Case("markup-app", _dump(with_target(app="[bold red]x[/]")), ("target.app", "[bold red]x[/]")),
+        Case("emoji-code-app", _dump(with_target(app=":thumbs_up:")), ("target.app", "':thumbs_up:'")),
         Case("markup-version", _dump(with_workload(version="[link=http://evil]v[/link]")),
              ("workload.version", "[link=http://evil]v[/link]")),
     ]
