@@ -61,6 +61,16 @@ def test_validate_command_exits_2_with_the_reason_and_no_traceback(case: Case, t
             assert " ".join(words.split()) in flat, result.output
 
 
+@pytest.mark.parametrize("name", ["alias-bomb", "duplicate-target", "privileged", "env-database-url"])
+def test_start_refuses_before_connecting(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")  # nothing listens there: a refusal must come first
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(next(c for c in CASES if c.name == name).content)
+    result = runner.invoke(app, ["start", str(spec)])
+    assert result.exit_code == 2, result.output
+    assert "cannot connect" not in result.output and "Traceback" not in result.output
+
+
 def test_there_are_at_least_sixty_hostile_specs_in_every_class() -> None:
     assert len(CASES) >= 60
     names = {c.name for c in CASES}
