@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployflow.security import pods, secrets
-from deployflow.spec.values import ENV_NAME, LABEL_VALUE, check_annotations, image_reference, nested
+from deployflow.spec.values import ENV_NAME, LABEL_VALUE, image_reference, nested
 from deployflow.spec.values import MAX_DURATION as MAX_DURATION  # the spec modules import these from here
 from deployflow.spec.values import ContextName as ContextName
 from deployflow.spec.values import DnsLabel as DnsLabel
@@ -24,6 +24,7 @@ from deployflow.spec.values import LabelValue as LabelValue
 from deployflow.spec.values import Port as Port
 from deployflow.spec.values import PositiveDuration as PositiveDuration
 from deployflow.spec.values import QualifiedName as QualifiedName
+from deployflow.spec.values import check_annotations as check_annotations
 from deployflow.spec.values import image_tag as image_tag
 from deployflow.spec.values import parse_duration as parse_duration
 from deployflow.spec.values import shown as shown

@@ -28,6 +28,7 @@ from deployflow.spec.common import (
     QualifiedName,
     StrictModel,
     Target,
+    check_annotations,
     image_tag,
     shown,
 )
@@ -135,6 +136,7 @@ class RollingRequest(StrictModel):
         reserved = {"app.kubernetes.io/version", "pod-template-hash", "controller-revision-hash"} & set(self.pod_labels)
         if reserved:
             raise ValueError(f"pod_labels: {sorted(reserved)} are managed and cannot be set")
+        check_annotations(self.pod_annotations, "pod_annotations")
         if self.approval is not None and self.mode == "native" and self.approval.after_batch > 0:
             raise ValueError("approval.after_batch: native mode has no batches; use after_batch: 0")
         return self

@@ -229,6 +229,8 @@ def _step_cases() -> list[Case]:
              ("failure_condition", "nested too deeply")),
         Case("annotations-over-256k", _dump(with_workload(pod_annotations=big_annotation)),
              ("workload.pod_annotations", "256 KiB")),
+        Case("rolling-annotations-over-256k", _dump(rolling(pod_annotations=big_annotation)),
+             ("pod_annotations", "256 KiB")),
         Case("manifest-spec-is-list", _dump(with_workload(image=None, manifest={"spec": ["x"]})),
              ("workload.manifest.spec.template.spec.containers",)),
         Case("manifest-labels-list", _dump(with_workload(image=None, manifest={"spec": {"template": {
