@@ -35,7 +35,15 @@ from deployflow.probes.proxy import check_path, check_port
 from deployflow.security import secrets
 from deployflow.security.credentials import check_env_name
 from deployflow.security.outbound import check_url
-from deployflow.spec.common import DnsLabel, EnvVar, KubeName, StrictModel, check_pod_template, nested
+from deployflow.spec.common import (
+    DnsLabel,
+    EnvVar,
+    ImageReference,
+    KubeName,
+    StrictModel,
+    check_pod_template,
+    nested,
+)
 
 
 class HookPoint(StrEnum):
@@ -49,7 +57,7 @@ class JobHook(StrictModel):
     kind: Literal["job"] = "job"
     name: DnsLabel = Field(description="names the hook in events and errors, and its Job")
     manifest: dict[str, Any] | None = Field(default=None, description="a batch/v1 Job manifest")
-    image: str | None = Field(default=None, min_length=1, description="image of a one-container Job")
+    image: ImageReference | None = Field(default=None, description="image of a one-container Job")
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list, description="secrets by valueFrom.secretKeyRef, never literal")

@@ -200,6 +200,8 @@ def _name_cases() -> list[Case]:
              ("traffic.ingress_class", "Kubernetes name")),
         Case("service-account", _dump(job_hook(image="registry.example.com/m:1", service_account="Bad_SA")),
              ("hooks.pre_deploy[0].service_account",)),
+        Case("job-image-garbage", _dump(job_hook(image="Registry Example/IMG:: latest")),
+             ("hooks.pre_deploy[0].image", "image reference")),
         Case("port-zero", _dump(http_hook(port=0)), ("hooks.post_deploy[0].port", "65535")),
         Case("port-name-underscore", _dump(http_hook(port="http_8080")), ("hooks.post_deploy[0].port", "port name")),
         Case("port-name-too-long", _dump(http_hook(port="averyveryverylongname")), ("hooks.post_deploy[0].port",)),
