@@ -10,6 +10,7 @@ from typing import NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="deployflow",
@@ -20,8 +21,9 @@ app = typer.Typer(
 )
 # Logs and CI are not terminals: rich would wrap them at 80 columns, cutting workflow ids and tables apart.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+# Values from specs and clusters are printed as written: no markup, no :emoji: codes (see the print calls).
+console = Console(highlight=False, emoji=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, emoji=False, width=_WIDTH)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -57,7 +59,7 @@ def run_async(coro_fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except CliError as err:
-        err_console.print(f"[red]error:[/red] {err}", markup=True, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", markup=True, soft_wrap=True)
         raise typer.Exit(err.code) from None
     except KeyError as err:
         if not is_encrypted_payload_error(err):

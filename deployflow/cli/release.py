@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from deployflow.cli.base import CliError, app, console, err_console, fail, run_async
@@ -160,13 +161,13 @@ def start(
         loaded = load_spec_file(spec_file)
         client = await connect_client()
         handle = await start_deployment(client, loaded, workflow_id)
-        console.print(f"started {loaded.workflow_type} [bold]{handle.id}[/bold] (run {handle.result_run_id})")
+        console.print(f"started {loaded.workflow_type} [bold]{escape(handle.id)}[/bold] (run {handle.result_run_id})")
         if not await has_pollers(client, task_queue()):
             err_console.print(f"[yellow]warning:[/yellow] no worker polls task queue {task_queue()}: the deployment "
                               "waits until one does (`deployflow worker`, or `deployflow dev` locally)")
         if wait:
             st = await watch(handle)
-            console.print(f"[green]{st.phase}[/green]: {handle.id}")
+            console.print(f"[green]{st.phase}[/green]: {escape(handle.id)}")
 
     run_async(go)
 

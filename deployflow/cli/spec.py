@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import BaseModel, ValidationError
+from rich.markup import escape
 
 from deployflow.cli.base import EXIT_BAD_INPUT, CliError, app, console, err_console, fail
-
-
-@dataclass
-class LoadedSpec:
-    """A validated spec and the facts needed to start it."""
-
-    spec: BaseModel
-    strategy: str
-    workflow_type: str
-    workflow_id: str
+from deployflow.spec import loader
+from deployflow.spec.loader import (
+    LoadedSpec,
+    SpecDocument,
+    SpecError,
+    format_problems,
+    parse_spec_text,
+    validate_document,
+)
 
 
 def _strategies() -> dict[str, tuple[str, type[BaseModel]]]:
@@ -32,86 +30,36 @@ def _strategies() -> dict[str, tuple[str, type[BaseModel]]]:
     return dict(STRATEGIES)
 
 
-def _yaml_line(source: str, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the YAML node at a pydantic error location, so errors point into the file."""
+def _document(data: Any, source: str | None, origin: str) -> SpecDocument:
+    """The data with the YAML node tree of its source (for line numbers), when the source is at hand and readable."""
+    if source is None:
+        return SpecDocument(data, None, origin)
     try:
-        node: Any = yaml.compose(source, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
-            if match is None:
-                break
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
+        return SpecDocument(data, parse_spec_text(source, origin).root, origin)
+    except SpecError:
+        return SpecDocument(data, None, origin)
 
 
 def format_validation_errors(err: ValidationError, source: str | None = None, origin: str = "spec") -> list[str]:
     """One line per problem, each naming the field by its dotted path (and its line when the spec came from YAML)."""
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = tuple(e["loc"])
-        field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[") or "(spec)"
-        message = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling; `deployflow schema` lists the fields)"
-        elif e["type"] == "missing":
-            message = "required field is missing"
-        where = origin
-        if source is not None:
-            line = _yaml_line(source, loc)
-            if line is not None:
-                where = f"{origin}:{line}"
-        got = ""
-        if e["type"] not in ("missing", "extra_forbidden") and "input" in e and not isinstance(e["input"], dict | list):
-            got = f" (got {e['input']!r})"
-        lines.append(f"{where}: {field}: {message}{got}")
-    return lines
+    return format_problems(err, _document(None, source, origin))
 
 
 def validate_spec(data: Any, source: str | None = None, origin: str = "spec") -> LoadedSpec:
     """Checks a spec document and returns the model. Raises CliError(code=2) naming every bad field."""
-    strategies = _strategies()
-    names = ", ".join(sorted(strategies))
-    if not isinstance(data, dict):
-        fail(f"{origin}: the spec must be a mapping with a `strategy` field (one of: {names})", EXIT_BAD_INPUT)
-    strategy = data.get("strategy")
-    if strategy is None:
-        fail(f"{origin}: strategy: required field is missing (one of: {names})", EXIT_BAD_INPUT)
-    if strategy not in strategies:
-        fail(f"{origin}: strategy: unknown strategy {strategy!r} (one of: {names})", EXIT_BAD_INPUT)
-    workflow_type, model = strategies[strategy]
     try:
-        spec = model.model_validate(data)
-    except ValidationError as err:
-        problems = format_validation_errors(err, source, origin)
-        fail(f"{origin} is not a valid {strategy} spec:\n  " + "\n  ".join(problems), EXIT_BAD_INPUT)
-    target = spec.target  # type: ignore[attr-defined]
-    return LoadedSpec(spec=spec, strategy=strategy, workflow_type=workflow_type, workflow_id=target.workflow_id())
+        return validate_document(_document(data, source, origin))
+    except SpecError as err:
+        fail(str(err), EXIT_BAD_INPUT)
 
 
 def load_spec_file(path: Path) -> LoadedSpec:
-    """Reads a YAML (or JSON) spec file and validates it; every failure is a CliError with exit code 2."""
-    if not path.exists():
-        fail(f"spec file not found: {path}", EXIT_BAD_INPUT)
-    if path.is_dir():
-        fail(f"{path} is a directory, not a spec file", EXIT_BAD_INPUT)
-    source = path.read_text(encoding="utf-8")
+    """Reads a YAML (or JSON) spec file and validates it (deployflow.spec.loader); every failure is a CliError with
+    exit code 2."""
     try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err)
-        fail(f"{where}: YAML syntax error: {problem}", EXIT_BAD_INPUT)
-    return validate_spec(data, source, str(path))
+        return loader.load_spec_file(path)
+    except SpecError as err:
+        fail(str(err), EXIT_BAD_INPUT)
 
 
 def _schema_type(prop: dict[str, Any]) -> str:
@@ -119,6 +67,8 @@ def _schema_type(prop: dict[str, Any]) -> str:
         return prop["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in prop:
         return " or ".join(_schema_type(p) for p in prop["anyOf"] if p.get("type") != "null") + " (optional)"
+    if "oneOf" in prop:  # a union told apart by a key (a canary step)
+        return " or ".join(_schema_type(p) for p in prop["oneOf"])
     if "const" in prop:
         return json.dumps(prop["const"])
     if "enum" in prop:
@@ -186,7 +136,8 @@ def schema(
     elif strategy in strategies:
         doc = strategies[strategy][1].model_json_schema()
     else:
-        err_console.print(f"error: unknown strategy {strategy!r} (one of: {', '.join(sorted(strategies))})")
+        err_console.print(f"error: unknown strategy {strategy!r} (one of: {', '.join(sorted(strategies))})",
+                          markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
 
@@ -200,9 +151,9 @@ def validate(
     try:
         loaded = load_spec_file(spec_file)
     except CliError as err:
-        err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(err.code) from None
     if json_out:
         sys.stdout.write(loaded.spec.model_dump_json(indent=2) + "\n")
     else:
-        console.print(f"[green]valid[/green] {loaded.strategy} spec; workflow id {loaded.workflow_id}")
+        console.print(f"[green]valid[/green] {loaded.strategy} spec; workflow id {escape(loaded.workflow_id)}")

@@ -9,6 +9,7 @@ read, so a typo fails before anything in a cluster changes.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -17,9 +18,12 @@ from pydantic import Field, field_validator, model_validator
 from temporalio import workflow
 
 from deployflow.analysis.conditions import ConditionError, compile_condition
+from deployflow.security import secrets
 from deployflow.security.credentials import check_env_name
 from deployflow.security.outbound import check_url
-from deployflow.spec.common import Duration, PositiveDuration, StrictModel
+from deployflow.spec.common import MAX_DURATION, Duration, PositiveDuration, StrictModel
+
+MAX_MEASUREMENTS = 10_000
 
 
 def format_duration(value: timedelta) -> str:
@@ -82,7 +86,7 @@ class PrometheusProvider(StrictModel):
 class WebProvider(StrictModel):
     kind: Literal["web"] = "web"
     url: str = Field(min_length=1, description="URL answering JSON; {{ args.* }} are filled in")
-    json_path: str = Field(default="$", description="JSONPath of the value, e.g. $.data.error_rate")
+    json_path: str = Field(default="$", max_length=1024, description="JSONPath of the value, e.g. $.data.error_rate")
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
@@ -129,12 +133,14 @@ class Metric(StrictModel):
     provider: Provider
     interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
     count: int | None = Field(
-        default=None, ge=1, le=10_000,
+        default=None, ge=1, le=MAX_MEASUREMENTS,
         description="measurements to take; default 1 in a step, unbounded in background analysis",
     )
     initial_delay: Duration = Field(default=timedelta(0), description="wait before the first measurement")
-    success_condition: str | None = Field(default=None, description="e.g. result < 0.02")
-    failure_condition: str | None = Field(default=None, description="e.g. result > max(2 * baseline, 0.01)")
+    success_condition: str | None = Field(default=None, max_length=1024, description="e.g. result < 0.02")
+    failure_condition: str | None = Field(
+        default=None, max_length=1024, description="e.g. result > max(2 * baseline, 0.01)"
+    )
     failure_limit: int = Field(default=0, ge=-1, description="failed measurements tolerated; -1: no limit")
     inconclusive_limit: int = Field(default=0, ge=-1, description="inconclusive measurements tolerated; -1: no limit")
     consecutive_error_limit: int = Field(default=4, ge=0, description="provider errors in a row tolerated")
@@ -159,6 +165,8 @@ class Metric(StrictModel):
             compile_condition(value)
         except ConditionError as err:
             raise ValueError(str(err)) from None
+        except RecursionError:
+            raise ValueError("the condition is nested too deeply") from None
         return value
 
     @model_validator(mode="after")
@@ -166,6 +174,11 @@ class Metric(StrictModel):
         uses = any("baseline" in (c or "") for c in (self.success_condition, self.failure_condition))
         if uses and not self.baseline:
             raise ValueError("a condition uses `baseline`: set baseline: true so the stable version is measured")
+        if self.count is not None and self.initial_delay + (self.count - 1) * self.interval > MAX_DURATION:
+            raise ValueError(
+                f"count: {self.count} measurements {format_duration(self.interval)} apart (after "
+                f"{format_duration(self.initial_delay)}) would take longer than 365d; take fewer or closer ones"
+            )
         return self
 
 
@@ -184,11 +197,17 @@ class Analysis(StrictModel):
         "pauses the release until resumed); fail rolls back as a failed analysis does",
     )
 
+    @field_validator("args")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        secrets.check_mapping(value, "")
+        return value
+
     @field_validator("metrics")
     @classmethod
     def _unique_names(cls, value: list[Metric]) -> list[Metric]:
         names = [m.name for m in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, seen in Counter(names).items() if seen > 1)  # linear: lists may be long
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
         return value

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from deployflow.spec.analysis import (
+    MAX_MEASUREMENTS,
     Analysis,
     Metric,
     PrometheusProvider,
     Provider,
     format_duration,
 )
-from deployflow.spec.common import DnsLabel, Duration, PositiveDuration, StrictModel, Target, Workload
+from deployflow.spec.common import (
+    DnsLabel,
+    Duration,
+    Hostname,
+    KubeName,
+    PositiveDuration,
+    StrictModel,
+    Target,
+    Workload,
+)
 from deployflow.spec.hooks import Hooks
 from deployflow.spec.notify import Notifier
 
@@ -50,8 +60,8 @@ class TrafficRouting(StrictModel):
         default=None, description="name of the HTTPRoute, VirtualService or primary Ingress; defaults to <app>"
     )
     gateway: DnsLabel | None = Field(default=None, description="gateway-api: the Gateway the HTTPRoute attaches to")
-    hosts: list[str] = Field(default_factory=list, max_length=16, description="hostnames the route serves")
-    ingress_class: str = Field(default="nginx", min_length=1, description="nginx: ingressClassName")
+    hosts: list[Hostname] = Field(default_factory=list, max_length=16, description="hostnames the route serves")
+    ingress_class: KubeName = Field(default="nginx", description="nginx: ingressClassName")
 
 
 class SetWeightStep(StrictModel):
@@ -70,7 +80,29 @@ class AnalysisStep(StrictModel):
     analysis: Analysis
 
 
-Step = SetWeightStep | PauseStep | AnalysisStep
+STEP_KINDS = ("set_weight", "pause", "analysis")
+
+
+def _given_step_kind(value: Any) -> str | None:
+    """The kind a step was written as, from its key, so an error speaks of that kind only."""
+    if isinstance(value, dict):
+        given = [kind for kind in STEP_KINDS if kind in value]
+        if not value:
+            return "pause"  # `- {}` has always been a pause until promoted
+        return given[0] if given else None
+    kinds: dict[type, str] = {SetWeightStep: "set_weight", PauseStep: "pause", AnalysisStep: "analysis"}
+    return kinds.get(type(value))
+
+
+Step = Annotated[
+    Annotated[SetWeightStep, Tag("set_weight")] | Annotated[PauseStep, Tag("pause")]
+    | Annotated[AnalysisStep, Tag("analysis")],
+    Discriminator(
+        _given_step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step is one of set_weight, pause or analysis (e.g. `- set_weight: 20`)",
+    ),
+]
 
 
 def step_kind(step: Step) -> str:
@@ -218,6 +250,7 @@ class CanaryRequest(StrictModel):
                 raise ValueError(f"error_rate: required by {where} (a provider, or a prometheus_address)")
             if self.error_rate.provider is None and not self.error_rate.prometheus_address:
                 raise ValueError("error_rate: set provider or prometheus_address")
+        self._check_measurement_counts()
         if self.background_analysis and self.background_analysis.starting_step >= max(len(self.expanded_steps()), 1):
             raise ValueError(
                 f"background_analysis.starting_step: {self.background_analysis.starting_step} is past the last step"
@@ -226,6 +259,39 @@ class CanaryRequest(StrictModel):
             if len(app_name) > 63:
                 raise ValueError(f"target.app: {app_name!r} would be longer than 63 characters ({i})")
         return self
+
+    def _check_measurement_counts(self) -> None:
+        """What the run would otherwise find out at the stage: more measurements than one analysis may take."""
+        if self.error_rate is None:
+            return
+        interval = format_duration(self.error_rate.interval)
+        for i, stage in enumerate(self.stages):
+            count = self._stage_count(stage)
+            if count > MAX_MEASUREMENTS:
+                raise ValueError(
+                    f"stages[{i}].duration: {format_duration(stage.duration)} with a measurement every {interval} "
+                    f"is {count} measurements, more than {MAX_MEASUREMENTS}; raise error_rate.interval"
+                )
+        watch = self.post_promotion
+        if watch is not None and self._post_promotion_count(watch) > MAX_MEASUREMENTS:
+            raise ValueError(
+                f"post_promotion.window: {format_duration(watch.window)} with a measurement every "
+                f"{format_duration(watch.interval)} is {self._post_promotion_count(watch)} measurements, more than "
+                f"{MAX_MEASUREMENTS}; raise post_promotion.interval"
+            )
+
+    def _stage_count(self, stage: Stage, delayed_measurements: bool = True) -> int:
+        assert self.error_rate is not None
+        interval = self.error_rate.interval.total_seconds()
+        duration = stage.duration.total_seconds()
+        if delayed_measurements:
+            delay = self.error_rate.first_measurement_after().total_seconds()
+            return max(1, math.ceil((duration - delay) / interval) + 1)
+        return max(1, math.ceil(duration / interval))
+
+    @staticmethod
+    def _post_promotion_count(watch: PostPromotion) -> int:
+        return max(1, math.ceil(watch.window.total_seconds() / watch.interval.total_seconds()))
 
     @property
     def version(self) -> str:
@@ -244,13 +310,8 @@ class CanaryRequest(StrictModel):
         for stage in self.stages:
             steps.append(SetWeightStep(set_weight=stage.weight))
             if stage.max_error_rate is not None and self.error_rate is not None:
-                interval = self.error_rate.interval.total_seconds()
-                duration = stage.duration.total_seconds()
-                if delayed_measurements:
-                    delay = self.error_rate.first_measurement_after()
-                    count = max(1, math.ceil((duration - delay.total_seconds()) / interval) + 1)
-                else:
-                    delay, count = timedelta(0), max(1, math.ceil(duration / interval))
+                count = self._stage_count(stage, delayed_measurements)
+                delay = self.error_rate.first_measurement_after() if delayed_measurements else timedelta(0)
                 metric = self.error_rate.metric(stage.max_error_rate, count).model_copy(
                     update={"initial_delay": delay}
                 )
@@ -263,6 +324,6 @@ class CanaryRequest(StrictModel):
         watch = self.post_promotion
         if watch is None or self.error_rate is None:
             return None
-        count = max(1, math.ceil(watch.window.total_seconds() / watch.interval.total_seconds()))
+        count = self._post_promotion_count(watch)
         metric = self.error_rate.metric(watch.max_error_rate, count, baseline_factor=watch.factor)
         return metric.model_copy(update={"interval": watch.interval, "failure_limit": watch.failure_limit})

@@ -2,47 +2,74 @@
 
 from __future__ import annotations
 
-import re
+import functools
+import types
+import typing
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise ValueError(
-            "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending "
-            "with a letter or digit, at most 63 characters"
-        )
-    return value
+from deployflow.security import pods, secrets
+from deployflow.spec.values import ENV_NAME, LABEL_VALUE, image_reference, nested
+from deployflow.spec.values import MAX_DURATION as MAX_DURATION  # the spec modules import these from here
+from deployflow.spec.values import ContextName as ContextName
+from deployflow.spec.values import DnsLabel as DnsLabel
+from deployflow.spec.values import Duration as Duration
+from deployflow.spec.values import Hostname as Hostname
+from deployflow.spec.values import ImageReference as ImageReference
+from deployflow.spec.values import KubeName as KubeName
+from deployflow.spec.values import LabelValue as LabelValue
+from deployflow.spec.values import Port as Port
+from deployflow.spec.values import PositiveDuration as PositiveDuration
+from deployflow.spec.values import QualifiedName as QualifiedName
+from deployflow.spec.values import check_annotations as check_annotations
+from deployflow.spec.values import image_tag as image_tag
+from deployflow.spec.values import parse_duration as parse_duration
+from deployflow.spec.values import shown as shown
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+def _base_types(annotation: Any) -> set[Any]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        return set().union(*(_base_types(arg) for arg in typing.get_args(annotation)))
+    return {annotation}
 
 
 class StrictModel(BaseModel):
-    """Base of every spec model: unknown fields are an error, not silently dropped."""
+    """Base of every spec model: unknown fields are an error, not silently dropped; numbers are numbers (not
+    true/false, which pydantic would otherwise read as 1/0) and finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            numeric = _numeric_fields(cls)
+            for key, value in data.items():
+                if isinstance(value, bool) and key in numeric:
+                    raise ValueError(f"{key}: expected a number, not {str(value).lower()}")
+        return data
+
+
+@functools.cache
+def _numeric_fields(model: type[StrictModel]) -> frozenset[str]:
+    """Names (and aliases) of the fields that take a number or duration but never true/false."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        kinds = _base_types(info.annotation)
+        if kinds & {int, float, timedelta} and not kinds & {bool, Any}:
+            names.update(n for n in (name, info.alias) if n)
+            choices = getattr(info.validation_alias, "choices", None) or [info.validation_alias]
+            names.update(c for c in choices if isinstance(c, str))
+    return frozenset(names)
 
 
 class Target(StrictModel):
     """Where a deployment happens. One workflow runs per target at a time."""
 
-    cluster: str = Field(
-        min_length=1,
+    cluster: ContextName = Field(
         description="kubeconfig context of the cluster, or 'in-cluster' to use the worker's service account",
     )
     namespace: DnsLabel = Field(description="Kubernetes namespace of the app")
@@ -59,108 +86,18 @@ class Target(StrictModel):
         return f"deploy/{self.cluster}/{self.namespace}/{self.app}"
 
 
-# --- Kubernetes value rules, checked before anything touches a cluster --------------------------------------------
-
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-# The distribution reference grammar, simplified: [host[:port]/]path[:tag][@algo:hex]
-_IMAGE_REF = re.compile(
-    r"^(?:(?P<host>[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"(?::[0-9]+)?)/)?"
-    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
-)
-_SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def _label_value(value: str) -> str:
-    if len(value) > 63 or not _LABEL_VALUE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid label value: at most 63 characters, letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _qualified_name(value: str) -> str:
-    """A label or annotation key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters."""
-    prefix, _, name = value.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        raise ValueError(f"{value!r}: the prefix {prefix!r} is not a DNS subdomain")
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        raise ValueError(
-            f"{value!r} is not a valid key: the name part must be at most 63 characters of letters, digits, "
-            "'-', '_' and '.', starting and ending with a letter or digit"
-        )
-    return value
-
-
-def _image_reference(value: str) -> str:
-    if len(value) > 4096 or not _IMAGE_REF.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid image reference (expected [registry/]name[:tag][@sha256:digest], "
-            "lower-case repository path)"
-        )
-    return value
-
-
-def parse_duration(value: object) -> object:
-    """Accepts seconds (a number), Go-style '1h30m' / '90s' / '250ms', or ISO 8601 ('PT1H'); pydantic does the rest."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ValueError(f"{value!r}: a duration cannot be negative")
-        if text and _DURATION_PART.sub("", text) == "" and _DURATION_PART.search(text):
-            unit_seconds = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-            return timedelta(
-                seconds=sum(float(n) * unit_seconds[u] for n, u in _DURATION_PART.findall(text))
-            )
-    return value
-
-
-def _non_negative(value: timedelta) -> timedelta:
-    if value < timedelta(0):
-        raise ValueError("a duration cannot be negative")
-    return value
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than zero")
-    return value
-
-
-LabelValue = Annotated[str, AfterValidator(_label_value)]
-QualifiedName = Annotated[str, AfterValidator(_qualified_name)]
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-def image_tag(image: str) -> str | None:
-    match = _IMAGE_REF.match(image)
-    return match.group("tag") if match else None
-
-
 def looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in _SECRET_WORDS)
+    return secrets.name_looks_secret(name)
 
 
-def check_env_list(env: list[dict[str, Any]], where: str) -> None:
-    """Rejects literal values on secret-looking names in a raw container env list (full manifests)."""
-    for item in env:
-        name = str(item.get("name", ""))
-        if "value" in item and looks_secret(name):
-            raise ValueError(
-                f"{where}: env {name!r} looks like a secret and has a literal value; secrets must not travel in "
-                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
-            )
+def check_pod_template(manifest: dict[str, Any], field: str) -> None:
+    """A workload manifest's pod: literal secrets in any container, baseline pod privileges, annotation sizes."""
+    check_annotations(nested(manifest, "metadata", "annotations"), f"{field}.metadata.annotations")
+    template = nested(manifest, "spec", "template")
+    check_annotations(nested(template, "metadata", "annotations"), f"{field}.spec.template.metadata.annotations")
+    pod_spec = nested(template, "spec")
+    secrets.check_containers(pod_spec, f"{field}.spec.template.spec")
+    pods.check_pod_spec(pod_spec, f"{field}.spec.template.spec")
 
 
 # --- Pieces of a workload every strategy deploys ---------------------------------------------------------------
@@ -180,7 +117,7 @@ class EnvVar(StrictModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
-        if not _ENV_NAME.match(name):
+        if not ENV_NAME.match(name):
             raise ValueError(f"{name!r} is not a valid environment variable name")
         return name
 
@@ -188,11 +125,9 @@ class EnvVar(StrictModel):
     def _no_literal_secrets(self) -> EnvVar:
         if self.value is not None and self.value_from is not None:
             raise ValueError(f"env {self.name!r}: give either value or valueFrom, not both")
-        if self.value is not None and looks_secret(self.name):
-            raise ValueError(
-                f"env {self.name!r} looks like a secret and has a literal value; secrets must not travel in "
-                "workflow payloads: use valueFrom.secretKeyRef to reference a Kubernetes Secret"
-            )
+        reason = secrets.literal_secret(self.name, self.value)
+        if reason:
+            raise ValueError(secrets.secret_error("value", reason))
         return self
 
     def manifest(self) -> dict[str, Any]:
@@ -260,6 +195,7 @@ class Workload(StrictModel):
         reserved = {"app", "deployflow.io/color", "app.kubernetes.io/version"} & set(self.pod_labels)
         if reserved:
             raise ValueError(f"pod_labels: {sorted(reserved)} are managed by deployflow and cannot be set")
+        check_annotations(self.pod_annotations, "pod_annotations")
         return self
 
     def _check_manifest(self, manifest: dict[str, Any]) -> None:
@@ -267,14 +203,20 @@ class Workload(StrictModel):
             raise ValueError("manifest.kind: must be Deployment")
         if manifest.get("apiVersion", "apps/v1") != "apps/v1":
             raise ValueError("manifest.apiVersion: must be apps/v1")
-        containers = manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
+        containers = nested(manifest, "spec", "template", "spec", "containers")
         if not isinstance(containers, list) or not containers:
             raise ValueError("manifest.spec.template.spec.containers: at least one container is required")
         for i, container in enumerate(containers):
             if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
                 raise ValueError(f"manifest.spec.template.spec.containers[{i}]: name and image are required")
-            _image_reference(str(container["image"]))
-            check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
+            try:
+                image_reference(str(container["image"]))
+            except ValueError as err:
+                raise ValueError(f"manifest.spec.template.spec.containers[{i}].image: {err}") from None
+        labels = nested(manifest, "spec", "template", "metadata", "labels")
+        if labels is not None and not isinstance(labels, dict):
+            raise ValueError("manifest.spec.template.metadata.labels: must be a mapping")
+        check_pod_template(manifest, "manifest")
 
     def manifest_image(self, container: str) -> str | None:
         if self.manifest is None:
@@ -290,12 +232,12 @@ class Workload(StrictModel):
         if self.version:
             return self.version
         if self.manifest is not None:
-            labels = self.manifest.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {}) or {}
+            labels = nested(self.manifest, "spec", "template", "metadata", "labels") or {}
             if labels.get("app.kubernetes.io/version"):
                 return str(labels["app.kubernetes.io/version"])
         image = self.image if self.manifest is None else self.manifest_image(container or "")
         tag = image_tag(image or "")
-        if tag and len(tag) <= 63 and _LABEL_VALUE.match(tag):
+        if tag and len(tag) <= 63 and LABEL_VALUE.match(tag):
             return tag
         return None
 
@@ -316,14 +258,31 @@ class SmokeTest(StrictModel):
         return self.name or f"GET {self.path}"
 
 
+# Tags pydantic puts in an error's location for a discriminated union: the strategy, the kind of a hook or provider,
+# and a canary step's kind (which repeats the step's own key: `steps.1.pause.pause.duration`).
+_UNION_TAGS = frozenset(
+    {"blue-green", "canary", "rolling", "job", "http", "confirm", "prometheus", "web", "kubernetes"}
+)
+STEP_TAGS = frozenset({"set_weight", "pause", "analysis"})
+
+
+def field_path(loc: Sequence[int | str]) -> tuple[int | str, ...]:
+    """The location of a field as the spec writes it: union tags of pydantic's error locations dropped."""
+    path: list[int | str] = []
+    for i, part in enumerate(loc):
+        if part in _UNION_TAGS:
+            continue
+        if part in STEP_TAGS and i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
 def describe_validation_error(err: ValidationError) -> str:
     """One line per problem, each starting with the dotted path of the field, for messages people read."""
     lines = []
     for problem in err.errors(include_url=False):
-        path = ".".join(str(part) for part in problem["loc"] if part not in _UNION_TAGS)
+        path = ".".join(str(part) for part in field_path(problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
-
-
-_UNION_TAGS = {"blue-green", "canary", "rolling"}

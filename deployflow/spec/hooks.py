@@ -25,15 +25,25 @@ Kinds:
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from deployflow.probes.proxy import check_path, check_port
+from deployflow.security import secrets
 from deployflow.security.credentials import check_env_name
 from deployflow.security.outbound import check_url
-from deployflow.spec.common import DnsLabel, EnvVar, StrictModel, check_env_list
+from deployflow.spec.common import (
+    DnsLabel,
+    EnvVar,
+    ImageReference,
+    KubeName,
+    StrictModel,
+    check_pod_template,
+    nested,
+)
 
 
 class HookPoint(StrEnum):
@@ -47,11 +57,11 @@ class JobHook(StrictModel):
     kind: Literal["job"] = "job"
     name: DnsLabel = Field(description="names the hook in events and errors, and its Job")
     manifest: dict[str, Any] | None = Field(default=None, description="a batch/v1 Job manifest")
-    image: str | None = Field(default=None, min_length=1, description="image of a one-container Job")
+    image: ImageReference | None = Field(default=None, description="image of a one-container Job")
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list, description="secrets by valueFrom.secretKeyRef, never literal")
-    service_account: str | None = None
+    service_account: KubeName | None = Field(default=None, description="ServiceAccount the Job's pod runs as")
     backoff_limit: int = Field(default=0, ge=0, le=10, description="pod retries before the Job counts as failed")
     timeout_seconds: int = Field(default=600, ge=1, le=86_400, description="time allowed to complete")
     log_lines: int = Field(default=20, ge=1, le=500, description="last log lines quoted when the Job fails")
@@ -63,13 +73,14 @@ class JobHook(StrictModel):
         if self.manifest is not None:
             if self.manifest.get("kind") != "Job" or self.manifest.get("apiVersion") != "batch/v1":
                 raise ValueError("manifest: must be a batch/v1 Job")
-            containers = self.manifest.get("spec", {}).get("template", {}).get("spec", {}).get("containers")
-            if not containers:
+            containers = nested(self.manifest, "spec", "template", "spec", "containers")
+            if not isinstance(containers, list) or not containers:
                 raise ValueError("manifest: spec.template.spec.containers must list at least one container")
             if self.command or self.args or self.env:
                 raise ValueError("command/args/env go into the manifest when 'manifest' is given")
-            for i, container in enumerate(containers):
-                check_env_list(container.get("env") or [], f"manifest.spec.template.spec.containers[{i}]")
+            check_pod_template(self.manifest, "manifest")
+        secrets.check_args(self.command, "command")
+        secrets.check_args(self.args, "args")
         return self
 
 
@@ -132,6 +143,12 @@ class ConfirmHook(StrictModel):
     def _fetchable(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
 
+    @field_validator("metadata")
+    @classmethod
+    def _no_literal_secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        secrets.check_mapping(value, "")
+        return value
+
     @model_validator(mode="after")
     def _one_url(self) -> ConfirmHook:
         if (self.url is None) == (self.url_env is None):
@@ -158,7 +175,7 @@ class Hooks(StrictModel):
     def _unique_names(self) -> Hooks:
         for point in HookPoint:
             names = [h.name for h in self.at(point)]
-            dupes = sorted({n for n in names if names.count(n) > 1})
+            dupes = sorted(n for n, seen in Counter(names).items() if seen > 1)  # linear: lists may be long
             if dupes:
                 raise ValueError(f"{point.value}: hook names must be unique; repeated: {', '.join(dupes)}")
         return self

@@ -28,7 +28,9 @@ from deployflow.spec.common import (
     QualifiedName,
     StrictModel,
     Target,
+    check_annotations,
     image_tag,
+    shown,
 )
 from deployflow.spec.hooks import Hooks
 from deployflow.spec.notify import Notifier
@@ -43,7 +45,7 @@ def _count_or_percent(value: int | str) -> int | str:
         return value
     match = _PERCENT.match(value.strip())
     if not match or int(match.group(1)) > 100:
-        raise ValueError(f"{value!r} is neither a count nor a percentage between 0% and 100% (e.g. 2 or '25%')")
+        raise ValueError(f"{shown(value)} is neither a count nor a percentage between 0% and 100% (e.g. 2 or '25%')")
     return value.strip()
 
 
@@ -134,6 +136,7 @@ class RollingRequest(StrictModel):
         reserved = {"app.kubernetes.io/version", "pod-template-hash", "controller-revision-hash"} & set(self.pod_labels)
         if reserved:
             raise ValueError(f"pod_labels: {sorted(reserved)} are managed and cannot be set")
+        check_annotations(self.pod_annotations, "pod_annotations")
         if self.approval is not None and self.mode == "native" and self.approval.after_batch > 0:
             raise ValueError("approval.after_batch: native mode has no batches; use after_batch: 0")
         return self
