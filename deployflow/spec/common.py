@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from deployflow.probes.proxy import check_path
 from deployflow.security import pods, secrets
 from deployflow.spec.values import ENV_NAME, LABEL_VALUE, image_reference, nested
 from deployflow.spec.values import MAX_DURATION as MAX_DURATION  # the spec modules import these from here
@@ -252,6 +253,12 @@ class SmokeTest(StrictModel):
     attempts: int = Field(default=3, ge=1, le=100, description="tries before the test counts as failed")
     interval: Duration = Field(default=timedelta(seconds=1), description="pause between tries")
     timeout: PositiveDuration = Field(default=timedelta(seconds=5), description="per request")
+
+    @field_validator("path")
+    @classmethod
+    def _stays_under_the_proxy(cls, value: str) -> str:
+        # Checked here too, not only when the probe runs, so a traversal fails before anything in a cluster changes.
+        return check_path(value)
 
     @property
     def label(self) -> str:

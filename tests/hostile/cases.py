@@ -283,6 +283,13 @@ def _secret_cases() -> list[Case]:
         Case("confirm-url-password", _dump(bluegreen(hooks={"pre_promote": [
             {"kind": "confirm", "name": "gate", "url": "https://bot:hunter2@ci.example.com/ok"}]})),
              ("hooks.pre_promote[0].url", "user:password")),
+        Case("smoke-path-traversal", _dump(bluegreen(smoke_tests=[{"path": "/../../secrets/db"}])),
+             ("smoke_tests[0].path", "proxy prefix")),
+        Case("smoke-path-encoded-traversal", _dump(bluegreen(smoke_tests=[{"path": "/%2e%2e/%2e%2e/secrets"}])),
+             ("smoke_tests[0].path", "proxy prefix")),
+        Case("prometheus-address-metadata", _dump(canary(error_rate={
+            "prometheus_address": "http://169.254.169.254/latest"}, post_promotion={"window": "10m"})),
+             ("prometheus_address", "metadata")),
     ]
 
 
