@@ -91,6 +91,12 @@ class WeightResult(BaseModel):
     weight: int
     stable_replicas: int
     canary_replicas: int
+    actual_weight: float | None = Field(
+        default=None,
+        description="the canary's real share of requests in percent once the step ended: its share of ready pods "
+        "for the replicas router, the route's weight for a mesh; None when it could not be read (and in results "
+        "recorded before it existed)",
+    )
 
 
 class ScaleRequest(BaseModel):
@@ -227,7 +233,10 @@ async def set_weight(request: WeightRequest) -> WeightResult:
         await tracks.wait_scaled_down(CANARY, canary_n, timeout)
         if router.scales_stable:
             await tracks.wait_scaled_down(STABLE, stable_n, timeout)
-        return WeightResult(weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n)
+        actual = await blocking(router.actual_weight)
+        return WeightResult(
+            weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n, actual_weight=actual
+        )
 
     return await _run(shift)
 
@@ -246,7 +255,8 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
             router.set_weight(0)
 
     def shrink(tracks: Tracks, stable: TrackState) -> None:
-        if stable.replicas < request.replicas:
+        # Back to the app's size either way: the replicas router may have run extra stable pods for a small weight.
+        if stable.replicas != request.replicas:
             tracks.scale(STABLE, request.replicas)
         if tracks.read(CANARY).exists:
             tracks.scale(CANARY, 0)
@@ -265,7 +275,9 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
         await blocking(shrink, tracks, stable)
         await tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds)
         await tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds)
-        return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0)
+        if stable.replicas > request.replicas:
+            await tracks.wait_scaled_down(STABLE, request.replicas, request.timeout_seconds)
+        return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0, actual_weight=0.0)
 
     return await _run(rollback)
 
