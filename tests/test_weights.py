@@ -8,7 +8,7 @@ import pytest
 
 from deployflow.spec.canary import CanaryRequest, TrafficRouting
 from deployflow.spec.common import Target
-from deployflow.spec.weights import format_weight, pod_split, weight_warnings
+from deployflow.spec.weights import pod_split, weight_warnings
 from deployflow.traffic.base import router_for
 
 
@@ -69,10 +69,6 @@ def test_every_weight_is_the_best_achievable(replicas: int, extra_of: int) -> No
 def test_bad_arguments_are_refused(weight: int, replicas: int, max_extra: int) -> None:
     with pytest.raises(ValueError):
         pod_split(weight, replicas, max_extra)
-
-
-def test_format_weight() -> None:
-    assert [format_weight(v) for v in (20.0, 12.5, 100 / 7, 0.0)] == ["20", "12.5", "14.3", "0"]
 
 
 def router(traffic: dict[str, Any]) -> Any:

@@ -26,8 +26,8 @@ from deployflow.cli.client import (
     resolve_workflow_id,
     task_queue,
 )
-from deployflow.cli.output import FAILED_PHASES, event_line, phase_text, progress_panel, status_table
-from deployflow.cli.spec import LoadedSpec, load_spec_file
+from deployflow.cli.output import FAILED_PHASES, event_line, failure_text, phase_text, progress_panel, status_table
+from deployflow.cli.spec import STRICT_HELP, LoadedSpec, check_weights, load_spec_file
 from deployflow.status import DeploymentStatus, Phase
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ async def follow(handle: WorkflowHandle[Any, Any], out: Console | None = None, p
     try:
         await result_task
     except WorkflowFailureError as err:
-        failure = _failure_chain(err.cause)
+        failure = failure_text(err.cause)
     final = await _final_status(handle, last)
     if final is not None:
         out.print(progress_panel(final, handle.id))
@@ -153,11 +153,13 @@ def start(
     wait: Annotated[bool, typer.Option("--wait", help="show live progress; exit non-zero unless it succeeds")] = False,
     workflow_id: Annotated[str | None, typer.Option("--id", help="workflow id (default: deploy/<cluster>/<ns>/<app>)")]
     = None,
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
     """Validate a spec and start its deployment (one per app at a time)."""
 
     async def go() -> None:
         loaded = load_spec_file(spec_file)
+        check_weights(loaded, strict)
         client = await connect_client()
         handle = await start_deployment(client, loaded, workflow_id)
         console.print(f"started {loaded.workflow_type} [bold]{handle.id}[/bold] (run {handle.result_run_id})")

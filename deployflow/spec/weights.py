@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from deployflow.spec.canary import CanaryRequest, SetWeightStep
+from deployflow.status import format_percent
 
 # How far (in percentage points) the real share may be from the requested one before validation speaks up.
 WEIGHT_TOLERANCE = 2.0
@@ -73,11 +74,6 @@ def split_for(weight: int, replicas: int, max_extra_pods: int | None) -> PodSpli
     return PodSplit(stable, canary, actual)
 
 
-def format_weight(value: float) -> str:
-    """A percentage as people read it: 20, 12.5, 14.3."""
-    return f"{value:.1f}".removesuffix(".0")
-
-
 def weight_warnings(request: CanaryRequest, tolerance: float = WEIGHT_TOLERANCE) -> list[str]:
     """One message per `set_weight` step whose weight the replicas router cannot come within `tolerance`
     points of, with this app's replica count and `traffic.max_extra_pods`: what it would really be, and the
@@ -95,7 +91,7 @@ def weight_warnings(request: CanaryRequest, tolerance: float = WEIGHT_TOLERANCE)
             continue
         warnings.append(
             f"step {number} set_weight {step.set_weight}: the replicas router can only give the canary "
-            f"{format_weight(split.actual_weight)}% of requests ({split.canary} canary pod(s) beside {split.stable} "
+            f"{format_percent(split.actual_weight)} of requests ({split.canary} canary pod(s) beside {split.stable} "
             f"stable, with workload.replicas {replicas} and traffic.max_extra_pods {extra}); use more replicas, "
             f"raise traffic.max_extra_pods, or a router that weighs requests: {', '.join(MESH_ROUTERS)}"
         )
