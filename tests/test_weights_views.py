@@ -60,10 +60,13 @@ def test_status_table_shows_both_splits_and_the_step_once() -> None:
     assert not [line for line in lines if line.startswith("traffic ") and "requested;" in line]  # no text duplicate
 
 
-def test_steps_recorded_with_their_number_are_not_numbered_twice() -> None:
-    # Runs started before the step name and its number were kept apart carry "2/3 ..." in `step`.
-    old = canary_status(step="2/3 pause until promoted")
-    assert step_text(old) == "2/3 pause until promoted"
+def test_steps_that_carry_their_number_are_not_numbered_twice() -> None:
+    # The canary names its steps "2/3 pause until promoted"; other strategies name them without the number.
+    numbered = canary_status(step="2/3 pause until promoted")
+    assert step_text(numbered) == "2/3 pause until promoted"
+    lines = rendered(numbered).splitlines()
+    (step_row,) = [line for line in lines if line.startswith("step")]
+    assert step_row.split(None, 1)[1].strip() == "2/3 pause until promoted"
     assert step_text(canary_status(step="validate", step_index=0)) == "validate"
 
 

@@ -187,8 +187,8 @@ class CanaryDeployment(DeploymentControl):
                     background = asyncio.create_task(self._background(request, request.background_analysis.analysis))
                 await self.checkpoint()
                 self._step_number = index + 1
-                # The step's number lives in step_index/step_count; views put it in front once.
-                self.set_phase(Phase.PROGRESSING, describe_step(step), step=describe_step(step), step_index=index + 1)
+                label = f"{index + 1}/{len(self._steps)} {describe_step(step)}"
+                self.set_phase(Phase.PROGRESSING, describe_step(step), step=label, step_index=index + 1)
                 await self._run_step(request, step)
             await self.checkpoint()
             self._step_number = len(self._steps) + 1
