@@ -127,3 +127,28 @@ async def test_each_measurement_records_the_weight_it_was_taken_at(release: Rele
     assert final.phase == Phase.SUCCEEDED
     # 4 replicas: 1 canary pod beside 7 stable, then 2 beside 2.
     assert [(m.metric, m.weight) for m in final.measurements] == [("error_rate", 12.5), ("error_rate", 50)]
+
+
+async def test_a_mesh_router_reports_the_weight_its_route_carries(release: Release) -> None:
+    spec = release.spec("v2", traffic={"router": "gateway-api"}, steps=[{"set_weight": 5}, {"pause": {}}])
+    handle = await release.start(spec)
+    status = await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    # The route weighs requests itself: 5% is 5%, with stable at full size beside one canary pod.
+    assert status.weights == {"stable": 95, "canary": 5}
+    assert status.actual_weights == {"stable": 95, "canary": 5}
+    assert (status.details["stable_pods"], status.details["canary_pods"]) == (4, 1)
+    assert status.details["traffic"] == "stable 95%, canary 5% (requested and actual)"
+    assert not [e for e in status.events if e.kind == "warning"]  # nothing to warn about with a mesh
+    await handle.execute_update("promote", PromoteRequest())
+    assert (await handle.result()).phase == Phase.SUCCEEDED
+
+
+async def test_the_run_warns_about_weights_it_cannot_give(release: Release) -> None:
+    handle = await release.start(release.spec("v2", traffic={"max_extra_pods": 0},
+                                              steps=[{"set_weight": 5}, {"pause": {}}]))
+    status = await release.wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION)
+    (warning,) = [e.message for e in status.events if e.kind == "warning"]
+    assert warning.startswith("step 1 set_weight 5: ") and "25%" in warning
+    assert status.actual_weights["canary"] == 25
+    await handle.execute_update("abort", AbortRequest(reason="done looking"))
+    await release.fails(handle)

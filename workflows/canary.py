@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.control import PauseRequest
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
+    from deployflow.spec.weights import weight_warnings
     from deployflow.status import DeploymentStatus, Phase, TrafficStep, format_percent, traffic_text
     from workflows.analysis import AnalysisRunner, Decision, decide, gate
     from workflows.control import Aborted, DeploymentControl, shielded
@@ -116,6 +117,8 @@ class CanaryDeployment(DeploymentControl):
     async def _run(self, request: CanaryRequest) -> DeploymentStatus:
         self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
         self._validate(request)
+        for warning in weight_warnings(request):  # a pod ratio cannot give every weight: say so before it starts
+            self.event(warning, kind="warning")
 
         self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
         try:
