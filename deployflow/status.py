@@ -67,7 +67,8 @@ class DeploymentStatus(BaseModel):
     actual_weights: dict[str, float] = Field(
         default_factory=dict,
         description="the shares the tracks really get, by the same names as `weights`: without a mesh the ratio of "
-        "ready pods (5% of 4 replicas is 1 pod in 5: 20%), with one the route's weights; empty when unknown",
+        "ready pods (1 canary pod beside 4 stable is 20%, whatever the step asked for), with one the route's "
+        "weights; empty when unknown",
     )
     traffic_history: list[TrafficStep] = Field(default_factory=list)  # each weight a canary's steps set, in order
     details: dict[str, Any] = Field(default_factory=dict)  # strategy-specific facts (active colour, batch)

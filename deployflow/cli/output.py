@@ -52,7 +52,8 @@ def weights_text(weights: dict[str, int] | dict[str, float]) -> Text:
 
 
 def traffic_rows(st: DeploymentStatus) -> list[tuple[str, Text]]:
-    """The split as requested and as it really is (the replicas router cannot give 5% of 4 pods: that is 20%)."""
+    """The split as requested and as it really is: without a mesh only whole-pod ratios exist (5% of 4 replicas
+    is 1 canary pod beside 7 stable, 12.5%)."""
     if not st.weights:
         return []
     if not st.actual_weights:
