@@ -254,9 +254,8 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
         if routed or router.scales_stable:
             router.set_weight(0)
 
-    def shrink(tracks: Tracks, stable: TrackState) -> None:
-        # Back to the app's size either way: the replicas router may have run extra stable pods for a small weight.
-        if stable.replicas != request.replicas:
+    def shrink(tracks: Tracks, stable: TrackState, extra: bool) -> None:
+        if stable.replicas < request.replicas or extra:
             tracks.scale(STABLE, request.replicas)
         if tracks.read(CANARY).exists:
             tracks.scale(CANARY, 0)
@@ -272,10 +271,13 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
             await blocking(tracks.scale, STABLE, request.replicas)
             await tracks.wait_ready(STABLE, 1, request.timeout_seconds)
         await blocking(route_back, router)
-        await blocking(shrink, tracks, stable)
+        # Without a mesh stable may run extra pods for a small weight: they go once the canary has none. With a mesh
+        # a larger stable is someone else's choice (an autoscaler) and stays.
+        extra = router.scales_stable and stable.replicas > request.replicas
+        await blocking(shrink, tracks, stable, extra)
         await tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds)
         await tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds)
-        if stable.replicas > request.replicas:
+        if extra:
             await tracks.wait_scaled_down(STABLE, request.replicas, request.timeout_seconds)
         return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0, actual_weight=0.0)
 
