@@ -91,6 +91,12 @@ class WeightResult(BaseModel):
     weight: int
     stable_replicas: int
     canary_replicas: int
+    actual_weight: float | None = Field(
+        default=None,
+        description="the canary's real share of requests in percent once the step ended: its share of ready pods "
+        "for the replicas router, the route's weight for a mesh; None when it could not be read (and in results "
+        "recorded before it existed)",
+    )
 
 
 class ScaleRequest(BaseModel):
@@ -227,7 +233,10 @@ async def set_weight(request: WeightRequest) -> WeightResult:
         await tracks.wait_scaled_down(CANARY, canary_n, timeout)
         if router.scales_stable:
             await tracks.wait_scaled_down(STABLE, stable_n, timeout)
-        return WeightResult(weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n)
+        actual = await blocking(router.actual_weight)
+        return WeightResult(
+            weight=request.weight, stable_replicas=stable_n, canary_replicas=canary_n, actual_weight=actual
+        )
 
     return await _run(shift)
 
@@ -245,8 +254,8 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
         if routed or router.scales_stable:
             router.set_weight(0)
 
-    def shrink(tracks: Tracks, stable: TrackState) -> None:
-        if stable.replicas < request.replicas:
+    def shrink(tracks: Tracks, stable: TrackState, extra: bool) -> None:
+        if stable.replicas < request.replicas or extra:
             tracks.scale(STABLE, request.replicas)
         if tracks.read(CANARY).exists:
             tracks.scale(CANARY, 0)
@@ -262,10 +271,15 @@ async def rollback_traffic(request: WeightRequest) -> WeightResult:
             await blocking(tracks.scale, STABLE, request.replicas)
             await tracks.wait_ready(STABLE, 1, request.timeout_seconds)
         await blocking(route_back, router)
-        await blocking(shrink, tracks, stable)
+        # Without a mesh stable may run extra pods for a small weight: they go once the canary has none. With a mesh
+        # a larger stable is someone else's choice (an autoscaler) and stays.
+        extra = router.scales_stable and stable.replicas > request.replicas
+        await blocking(shrink, tracks, stable, extra)
         await tracks.wait_ready(STABLE, request.replicas, request.timeout_seconds)
         await tracks.wait_scaled_down(CANARY, 0, request.timeout_seconds)
-        return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0)
+        if extra:
+            await tracks.wait_scaled_down(STABLE, request.replicas, request.timeout_seconds)
+        return WeightResult(weight=0, stable_replicas=request.replicas, canary_replicas=0, actual_weight=0.0)
 
     return await _run(rollback)
 

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from deployflow.cli import CliError, Outcome, follow, start_deployment, validate_spec
 from deployflow.dev import DevPorts, DevStack, StackError
-from deployflow.status import Phase
+from deployflow.status import DeploymentStatus, Phase, format_percent
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMESPACE = "demo"
@@ -64,6 +64,7 @@ class StepResult:
     detail: str = ""
     ok: bool = False
     no_backend: int | None = None  # requests that found no ready backend while this release ran
+    weights: str = ""  # the canary weights set, each with the share it really got ("5%→20%, 25%, ...")
 
 
 def demo_plan(prometheus_url: str | None) -> list[DemoStep]:
@@ -89,7 +90,9 @@ def demo_plan(prometheus_url: str | None) -> list[DemoStep]:
                      deep_merge(canary, {"workload": {"image": "registry.example.com/shop/cart:1.0.0"}}),
                      "The first canary release has nothing to compare against and goes straight to 100%."),
             DemoStep("cart v1 → v2: canary 5/25/50/100%", "canary.yaml", Phase.SUCCEEDED, canary,
-                     "A good v2 takes 5, 25, 50 then 100% of traffic while Prometheus measures its error rate."),
+                     "A good v2 is set to 5, 25, 50 then 100% of traffic while Prometheus measures its error rate. "
+                     "Without a mesh the split is the pod ratio: 5% of 4 pods becomes 1 canary pod beside 7 stable "
+                     "(12.5%); the summary shows the share each step really got."),
             DemoStep("cart v2 → v3: a bad canary", "canary-bad.yaml", Phase.ROLLED_BACK, canary,
                      "v3 answers 20% of requests with errors: analysis fails at 5% and the release rolls back."),
         ]
@@ -216,6 +219,8 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
     if phase is None:
         phase = Phase.SUCCEEDED if outcome.succeeded else Phase.FAILED
     result.phase = str(phase)
+    if outcome.status is not None:
+        result.weights = canary_weights(outcome.status)
     verdicts = [m for m in (outcome.status.measurements if outcome.status else []) if m.verdict != "Successful"]
     if outcome.status and outcome.status.message:
         result.detail = outcome.status.message  # says what happened and why, verdicts included
@@ -233,15 +238,29 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
     return result
 
 
+def canary_weights(status: DeploymentStatus) -> str:
+    """The weights a canary's steps set, in order, each with the share of requests it really got when that differs:
+    "5%→12.5%, 25%, 50%, 100%" (a replicas router cannot give 5% of 4 pods)."""
+    shown = []
+    for step in status.traffic_history:
+        text = f"{step.requested}%"
+        if step.actual is not None and abs(step.actual - step.requested) >= 0.05:
+            text += f"→{format_percent(step.actual)}"
+        shown.append(text)
+    return ", ".join(shown)
+
+
 def summary_table(results: list[StepResult]) -> Table:
     table = Table(title="deployflow demo: summary", title_justify="left")
-    for col in ("release", "strategy", "version", "outcome", "expected", "took", "no-backend requests"):
+    columns = ("release", "strategy", "version", "outcome", "expected", "took", "canary weight set→actual",
+               "no-backend requests")
+    for col in columns:
         table.add_column(col)
     for r in results:
         no_backend = "-" if r.no_backend is None else str(r.no_backend)
         table.add_row(r.step.title, r.strategy or "-", r.version or "-",
                       f"[{'green' if r.ok else 'red'}]{r.phase}[/]", str(r.step.expect), f"{r.seconds:.1f}s",
-                      f"[{'green' if not r.no_backend else 'red'}]{no_backend}[/]")
+                      r.weights or "-", f"[{'green' if not r.no_backend else 'red'}]{no_backend}[/]")
     return table
 
 

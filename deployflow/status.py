@@ -36,6 +36,18 @@ class Measurement(BaseModel):
     condition: str = ""
     verdict: str  # Successful | Failed | Inconclusive | Error
     message: str = ""
+    weight: float | None = Field(
+        default=None,
+        description="the share of requests (percent) the measured version really had when it was measured",
+    )
+
+
+class TrafficStep(BaseModel):
+    """One change of the canary's weight: what was asked for and what it really got (None: not known)."""
+
+    time: datetime
+    requested: int
+    actual: float | None = None
 
 
 class DeploymentStatus(BaseModel):
@@ -51,9 +63,50 @@ class DeploymentStatus(BaseModel):
     step_count: int = 0
     paused: bool = False
     message: str = ""
-    weights: dict[str, int] = Field(default_factory=dict)  # e.g. {"stable": 75, "canary": 25}
+    weights: dict[str, int] = Field(default_factory=dict)  # requested, e.g. {"stable": 75, "canary": 25}
+    actual_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="the shares the tracks really get, by the same names as `weights`: without a mesh the ratio of "
+        "ready pods (1 canary pod beside 4 stable is 20%, whatever the step asked for), with one the route's "
+        "weights; empty when unknown",
+    )
+    traffic_history: list[TrafficStep] = Field(default_factory=list)  # each weight a canary's steps set, in order
     details: dict[str, Any] = Field(default_factory=dict)  # strategy-specific facts (active colour, batch)
     measurements: list[Measurement] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+def format_percent(value: float) -> str:
+    """A share as people read it: 20%, 12.5%, 14.3%."""
+    return f"{value:.1f}".removesuffix(".0") + "%"
+
+
+def actual_differs(status: DeploymentStatus) -> bool:
+    """Whether the real split is known and is not the one requested."""
+    actual = status.actual_weights
+    return bool(actual) and any(abs(actual.get(k, float(v)) - v) >= 0.05 for k, v in status.weights.items())
+
+
+def traffic_text(status: DeploymentStatus) -> str:
+    """The split in one line, requested and actual: "stable 95%, canary 5% requested; actual stable 80%, canary 20%"
+    (one split when they agree; the requested one alone when the real one is unknown)."""
+    requested = ", ".join(f"{name} {weight}%" for name, weight in status.weights.items())
+    if not status.actual_weights:
+        return requested
+    actual = ", ".join(f"{name} {format_percent(weight)}" for name, weight in status.actual_weights.items())
+    if not actual_differs(status):
+        return f"{requested} (requested and actual)"
+    return f"{requested} requested; actual {actual}"
+
+
+def step_text(status: DeploymentStatus) -> str:
+    """The step as one line, numbered once: "2/3 pause until promoted". Runs that put the number into `step`
+    themselves are not numbered twice."""
+    if not status.step_count or not status.step_index:
+        return status.step
+    number = f"{status.step_index}/{status.step_count}"
+    if status.step == number or status.step.startswith(number + " "):
+        return status.step
+    return f"{number} {status.step}".strip()

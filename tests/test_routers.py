@@ -154,14 +154,17 @@ async def test_existing_route_gets_a_canary_backend_added(sim: Simulator, namesp
     assert abs(100 * served.get("v2", 0) / REQUESTS - 50) <= 3
 
 
-def test_replica_plan_rounds_up_with_one_canary_pod_minimum() -> None:
+def test_replica_plan_comes_nearest_the_weight_with_one_canary_pod_minimum() -> None:
     api = object()
     target = Target(cluster="sim", namespace="x", app="web")
     ratio = router_for(api, target, TrafficRouting(router="replicas"))  # type: ignore[arg-type]
     assert ratio.replicas(0, 10) == (10, 0)
-    assert ratio.replicas(1, 10) == (10, 1)  # at least one canary pod while it takes traffic
-    assert ratio.replicas(25, 10) == (8, 3)  # both rounded up, as Argo Rollouts does
+    assert ratio.replicas(1, 10) == (19, 1)  # at least one canary pod while it takes traffic, diluted by extra stable
+    assert ratio.replicas(25, 10) == (9, 3)  # 25% exactly, one pod over the app's size
     assert ratio.replicas(50, 10) == (5, 5)
     assert ratio.replicas(100, 10) == (0, 10)
+    tight = router_for(api, target, TrafficRouting(router="replicas", max_extra_pods=0))  # type: ignore[arg-type]
+    assert tight.replicas(1, 10) == (9, 1)
+    assert tight.replicas(25, 10) == (8, 2)  # 20%: the nearest a 10-pod app gets without extra pods
     mesh = router_for(api, target, TrafficRouting(router="istio"))  # type: ignore[arg-type]
     assert mesh.replicas(25, 10) == (10, 3)  # with a mesh stable keeps its size

@@ -14,7 +14,7 @@ inconclusive waits for a person (promote goes on, abort rolls back) unless the a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -131,6 +131,9 @@ class AnalysisRunner:
     label: str = ""
     legacy: bool = False
     limit: int = MAX_MEASUREMENTS
+    # The share of requests the measured version has now (percent), recorded beside each measurement so a verdict
+    # reads against the exposure it was made at; default: the canary's actual weight in the status, if any.
+    exposure: Callable[[], float | None] | None = None
 
     async def run(self, analysis: Analysis, *, background: bool = False) -> MetricVerdict | None:
         """Measures until every metric is judged, or until one is judged bad; returns the worst metric's verdict
@@ -197,6 +200,8 @@ class AnalysisRunner:
 
     def _record(self, measurement: Measurement) -> None:
         status = self.control.status
+        exposure = self.exposure() if self.exposure is not None else status.actual_weights.get("canary")
+        measurement = measurement.model_copy(update={"weight": exposure})
         status.measurements = keep_recent(status.measurements, measurement, self.limit)
         status.details["last_measurement"] = f"{measurement.verdict}: {measurement.message}"
         self.control._publish_details()

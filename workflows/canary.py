@@ -65,7 +65,8 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.control import PauseRequest
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
-    from deployflow.status import DeploymentStatus, Phase
+    from deployflow.spec.weights import weight_warnings
+    from deployflow.status import DeploymentStatus, Phase, TrafficStep, format_percent, traffic_text
     from workflows.analysis import AnalysisRunner, Decision, decide, gate
     from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
@@ -116,6 +117,8 @@ class CanaryDeployment(DeploymentControl):
     async def _run(self, request: CanaryRequest) -> DeploymentStatus:
         self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
         self._validate(request)
+        for warning in weight_warnings(request):  # a pod ratio cannot give every weight: say so before it starts
+            self.event(warning, kind="warning")
 
         self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
         try:
@@ -174,7 +177,7 @@ class CanaryDeployment(DeploymentControl):
             TrackRequest(target=request.target, track="canary", workload=request.workload, replicas=0, wait=False),
             summary=f"{app}-canary runs {request.version}",
         ))
-        self._set_weights(0)
+        self._set_weights(0, 0.0)
 
         background: asyncio.Task[None] | None = None
         try:
@@ -222,10 +225,15 @@ class CanaryDeployment(DeploymentControl):
             summary=f"canary weight {weight}%",
             timeout=request.workload.health_timeout + QUICK,
         ))
-        self._set_weights(weight)
         self._status.details["stable_pods"] = result.stable_replicas
         self._status.details["canary_pods"] = result.canary_replicas
-        self.event(f"canary weight {weight}% ({result.canary_replicas} canary pods)")
+        self._set_weights(weight, result.actual_weight)
+        self._status.traffic_history.append(
+            TrafficStep(time=workflow.now(), requested=weight, actual=result.actual_weight)
+        )
+        actual = "" if result.actual_weight is None else f"actual {format_percent(result.actual_weight)}: "
+        self.event(f"canary weight {weight}% ({actual}{result.canary_replicas} canary pods, "
+                   f"{result.stable_replicas} stable)")
 
     async def _promote(self, request: CanaryRequest) -> None:
         """The stable track takes the new version while the canary serves everything, then takes the traffic
@@ -244,11 +252,11 @@ class CanaryDeployment(DeploymentControl):
             timeout=request.workload.health_timeout + QUICK,
         ))
         self._committed = True
-        await self._activity(
+        back: WeightResult = await self._activity(
             set_weight, self._weight_request(request, 0), summary="traffic back to the stable track",
             timeout=request.workload.health_timeout + QUICK,
         )
-        self._set_weights(0)
+        self._set_weights(0, back.actual_weight)
         self.event(f"promoted: {app}-stable runs {request.version}; canary scaled to zero", kind="decision")
         # Sent here rather than on the STANDBY phase (see _on_phase): a canary without a post-promotion watch
         # never enters standby.
@@ -257,7 +265,8 @@ class CanaryDeployment(DeploymentControl):
     # --- analysis -------------------------------------------------------------------------------------------------
 
     def _analysis(self, request: CanaryRequest, *, baseline_value: float | None = None) -> AnalysisRunner:
-        return AnalysisRunner(self, request.target, request.version, baseline_value=baseline_value)
+        return AnalysisRunner(self, request.target, request.version, baseline_value=baseline_value,
+                              exposure=self._exposure)
 
     async def _background(self, request: CanaryRequest, analysis: Analysis) -> None:
         """Runs until cancelled at promotion. A failure interrupts whatever step runs (as an abort does);
@@ -351,7 +360,7 @@ class CanaryDeployment(DeploymentControl):
             )
             self.set_phase(Phase.FAILED, message)
             raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
-        self._set_weights(0)
+        self._set_weights(0, 0.0)
         await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back {reason}; traffic is back on {previous.version}")
 
@@ -399,7 +408,7 @@ class CanaryDeployment(DeploymentControl):
             timeout=request.workload.health_timeout + QUICK,
         ))
         await self._activity(prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing")
-        self._set_weights(0)
+        self._set_weights(0, 0.0)
         try:
             await self._hooks(request, HookPoint.POST_DEPLOY, None)
         except (Exception, asyncio.CancelledError) as err:
@@ -494,10 +503,21 @@ class CanaryDeployment(DeploymentControl):
             timeout_seconds=request.workload.health_timeout.total_seconds(),
         )
 
-    def _set_weights(self, weight: int) -> None:
+    def _set_weights(self, weight: int, actual: float | None) -> None:
+        """The requested split and, when known, the real one (None: not known, e.g. results recorded before
+        set_weight reported it)."""
         self._weight = weight
         self._status.weights = {"stable": 100 - weight, "canary": weight}
+        self._status.actual_weights = {} if actual is None else {"stable": 100 - actual, "canary": actual}
+        # In the details too, so notifications (which carry the details) say both.
+        self._status.details["traffic"] = traffic_text(self._status)
         self._publish_details()
+
+    def _exposure(self) -> float | None:
+        """The share of requests the new version has now: the canary's real weight, all of it once promoted."""
+        if self._committed:
+            return 100.0
+        return self._status.actual_weights.get("canary")
 
     def _explain(self, err: BaseException) -> str:
         if isinstance(err, Aborted):

@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
         ResumeRequest,
         RollbackRequest,
     )
-    from deployflow.status import DeploymentStatus, Event, Phase
+    from deployflow.status import DeploymentStatus, Event, Phase, step_text, traffic_text
     from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
 
 T = TypeVar("T")
@@ -516,14 +516,13 @@ class DeploymentControl:
             f"- version: `{s.version}`" + (f" (previous `{s.previous_version}`)" if s.previous_version else ""),
         ]
         if s.step:
-            progress = f" ({s.step_index}/{s.step_count})" if s.step_count else ""
-            lines.append(f"- step: {s.step}{progress}")
+            lines.append(f"- step: {step_text(s)}")
         if s.message:
             lines.append(f"- {s.message}")
         if s.weights:
-            lines.append("- traffic: " + ", ".join(f"{k} {v}%" for k, v in s.weights.items()))
+            lines.append(f"- traffic: {traffic_text(s)}")
         for key, value in s.details.items():
-            if isinstance(value, str | int | float | bool):
+            if isinstance(value, str | int | float | bool) and key != "traffic":  # said just above
                 lines.append(f"- {key}: {value}")
         if self._abort_reason is not None:
             lines.append(f"- abort requested: {self._abort_reason}")

@@ -61,17 +61,6 @@ async def resolve_workflow_id(client: Client, ref: str, namespace: str | None = 
     return running[0] if running else found[0][0]
 
 
-def _failure_chain(err: BaseException | None) -> str:
-    """The messages of an error and its causes, outermost first, without repeats."""
-    parts: list[str] = []
-    while err is not None:
-        msg = str(getattr(err, "message", None) or err).strip()
-        if msg and msg not in parts:
-            parts.append(msg)
-        err = getattr(err, "cause", None) or err.__cause__
-    return ": ".join(parts) or "unknown failure"
-
-
 async def has_pollers(client: Client, queue: str) -> bool:
     """Whether a worker polls the task queue now (False when it cannot be told)."""
     from temporalio.api.enums.v1 import TaskQueueType

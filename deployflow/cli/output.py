@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from deployflow.status import DeploymentStatus, Phase
+from deployflow.status import DeploymentStatus, Phase, actual_differs, format_percent, step_text
 
 _PHASE_STYLE = {
     Phase.PENDING: "dim",
@@ -39,7 +39,7 @@ def phase_text(phase: Phase | str) -> Text:
     return Text(str(phase), style=style)
 
 
-def weights_text(weights: dict[str, int]) -> Text:
+def weights_text(weights: dict[str, int] | dict[str, float]) -> Text:
     text = Text()
     for i, (name, weight) in enumerate(weights.items()):
         if i:
@@ -47,8 +47,33 @@ def weights_text(weights: dict[str, int]) -> Text:
         bar = "█" * round(weight / 10) + "░" * (10 - round(weight / 10))
         text.append(f"{name} ", style="bold")
         text.append(bar, style="green" if name in ("stable", "active", "blue") else "cyan")
-        text.append(f" {weight}%")
+        text.append(f" {format_percent(weight)}")
     return text
+
+
+def traffic_rows(st: DeploymentStatus) -> list[tuple[str, Text]]:
+    """The split as requested and as it really is: without a mesh only whole-pod ratios exist (5% of 4 replicas
+    is 1 canary pod beside 7 stable, 12.5%)."""
+    if not st.weights:
+        return []
+    if not st.actual_weights:
+        return [("traffic", weights_text(st.weights))]
+    actual = weights_text(st.actual_weights)
+    if actual_differs(st):
+        actual.append("  (not the requested split: see the pod counts)", style="yellow")
+    return [("traffic set", weights_text(st.weights)), ("traffic actual", actual)]
+
+
+def failure_text(err: BaseException | None) -> str:
+    """A failure and its causes, outermost first, each said once: a cause whose message an outer one already
+    quotes (a rolled-back release names the reason it rolled back for) is not repeated."""
+    parts: list[str] = []
+    while err is not None:
+        msg = str(getattr(err, "message", None) or err).strip()
+        if msg and not any(msg in part for part in parts):
+            parts.append(msg)
+        err = getattr(err, "cause", None) or err.__cause__
+    return ": ".join(parts) or "unknown failure"
 
 
 def event_line(ev: Any) -> Text:
@@ -64,25 +89,27 @@ def status_table(st: DeploymentStatus, workflow_id: str, events: int = 10) -> Gr
     table.add_row("version", f"{st.previous_version or '(none)'} → {st.version}")
     table.add_row("phase", phase_text(st.phase) + Text("  (paused)" if st.paused else "", style="yellow"))
     if st.step or st.step_count:
-        table.add_row("step", f"{st.step_index}/{st.step_count} {st.step}".strip())
-    if st.weights:
-        table.add_row("traffic", weights_text(st.weights))
+        table.add_row("step", step_text(st))
+    for label, text in traffic_rows(st):
+        table.add_row(label, text)
     if st.message:
         table.add_row("message", st.message)
     for key, value in st.details.items():
-        table.add_row(key, str(value))
+        if key != "traffic":  # the rows above say it with bars
+            table.add_row(key, str(value))
     table.add_row("started", _ts(st.started_at))
     if st.finished_at:
         table.add_row("finished", _ts(st.finished_at))
     parts: list[Any] = [table]
     if st.measurements:
         m = Table(title="analysis", title_justify="left", show_edge=False)
-        for col in ("time", "metric", "value", "condition", "verdict"):
+        for col in ("time", "metric", "value", "condition", "verdict", "at weight"):
             m.add_column(col)
         for meas in st.measurements[-8:]:
             style = {"Successful": "green", "Failed": "red", "Inconclusive": "yellow"}.get(meas.verdict, "")
             value = "no data" if meas.value is None else f"{meas.value:.4g}"
-            m.add_row(_ts(meas.time), meas.metric, value, meas.condition, Text(meas.verdict, style=style))
+            weight = "-" if meas.weight is None else format_percent(meas.weight)
+            m.add_row(_ts(meas.time), meas.metric, value, meas.condition, Text(meas.verdict, style=style), weight)
         parts.append(m)
     if events and st.events:
         parts.append(Text("events", style="bold"))

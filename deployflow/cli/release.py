@@ -19,7 +19,6 @@ from rich.table import Table
 
 from deployflow.cli.base import CliError, app, console, err_console, fail, run_async
 from deployflow.cli.client import (
-    _failure_chain,
     _quote,
     connect_client,
     has_pollers,
@@ -27,8 +26,8 @@ from deployflow.cli.client import (
     resolve_workflow_id,
     task_queue,
 )
-from deployflow.cli.output import FAILED_PHASES, event_line, phase_text, progress_panel, status_table
-from deployflow.cli.spec import LoadedSpec, load_spec_file
+from deployflow.cli.output import FAILED_PHASES, event_line, failure_text, phase_text, progress_panel, status_table
+from deployflow.cli.spec import STRICT_HELP, LoadedSpec, check_weights, load_spec_file
 from deployflow.status import DeploymentStatus, Phase
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ async def follow(handle: WorkflowHandle[Any, Any], out: Console | None = None, p
     try:
         await result_task
     except WorkflowFailureError as err:
-        failure = _failure_chain(err.cause)
+        failure = failure_text(err.cause)
     final = await _final_status(handle, last)
     if final is not None:
         out.print(progress_panel(final, handle.id))
@@ -154,11 +153,13 @@ def start(
     wait: Annotated[bool, typer.Option("--wait", help="show live progress; exit non-zero unless it succeeds")] = False,
     workflow_id: Annotated[str | None, typer.Option("--id", help="workflow id (default: deploy/<cluster>/<ns>/<app>)")]
     = None,
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
     """Validate a spec and start its deployment (one per app at a time)."""
 
     async def go() -> None:
         loaded = load_spec_file(spec_file)
+        check_weights(loaded, strict)
         client = await connect_client()
         handle = await start_deployment(client, loaded, workflow_id)
         console.print(f"started {loaded.workflow_type} [bold]{escape(handle.id)}[/bold] (run {handle.result_run_id})")
@@ -207,7 +208,7 @@ def status(
             raise
         except Exception as err:
             fail(f"deployment {wf_id} ({desc.status.name if desc.status else '?'}) did not answer the status query: "
-                 f"{_failure_chain(err)}. Is a worker polling task queue {desc.task_queue}?")
+                 f"{failure_text(err)}. Is a worker polling task queue {desc.task_queue}?")
         if json_out:
             doc = {"workflow_id": wf_id, "run_id": desc.run_id,
                    "execution_status": desc.status.name if desc.status else None,

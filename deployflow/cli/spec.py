@@ -62,6 +62,25 @@ def load_spec_file(path: Path) -> LoadedSpec:
         fail(str(err), EXIT_BAD_INPUT)
 
 
+def check_weights(loaded: LoadedSpec, strict: bool) -> None:
+    """Warns about canary steps whose weight the router cannot really give (see deployflow.spec.weights); with
+    `strict` they make the spec invalid (exit 2) before anything starts."""
+    from deployflow.spec.canary import CanaryRequest
+    from deployflow.spec.weights import weight_warnings
+
+    if not isinstance(loaded.spec, CanaryRequest):
+        return
+    warnings = weight_warnings(loaded.spec)
+    if strict and warnings:
+        fail("the canary's real traffic would not be what its steps ask for (--strict):\n  " + "\n  ".join(warnings),
+             EXIT_BAD_INPUT)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+
+
+STRICT_HELP = "refuse (exit 2) instead of warning when a canary step's weight cannot really be given"
+
+
 def _schema_type(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
         return prop["$ref"].rsplit("/", 1)[-1]
@@ -146,10 +165,12 @@ def schema(
 def validate(
     spec_file: Annotated[Path, typer.Argument(help="deployment spec (YAML or JSON)")],
     json_out: Annotated[bool, typer.Option("--json", help="print the normalised spec as JSON")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help=STRICT_HELP)] = False,
 ) -> None:
     """Check a spec without touching any cluster. Errors name the field; exit code 2 when invalid."""
     try:
         loaded = load_spec_file(spec_file)
+        check_weights(loaded, strict)
     except CliError as err:
         err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(err.code) from None

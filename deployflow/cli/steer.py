@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel, ValidationError
+from rich.markup import escape
 
 from deployflow.cli.base import app, console, fail, run_async
-from deployflow.cli.client import _failure_chain, connect_client, resolve_workflow_id
-from deployflow.cli.output import status_table
+from deployflow.cli.client import connect_client, resolve_workflow_id
+from deployflow.cli.output import failure_text, status_table
 from deployflow.status import DeploymentStatus
 
 
@@ -24,17 +25,17 @@ def _message(name: str, ref: str, payload: BaseModel, no_wait: bool, namespace: 
         try:
             if no_wait:
                 await handle.signal(name, payload)
-                console.print(f"sent {name} to {wf_id}")
+                console.print(f"sent {name} to {escape(wf_id)}")
                 return
             result = await handle.execute_update(name, payload)
         except WorkflowUpdateFailedError as err:
-            fail(f"{name} refused by {wf_id}: {_failure_chain(err.cause)}")
+            fail(f"{name} refused by {wf_id}: {failure_text(err.cause)}")
         except Exception as err:
-            reason = _failure_chain(err)
+            reason = failure_text(err)
             if "already completed" in reason or "not found" in reason.lower():
                 fail(f"{name} refused: deployment {wf_id} is not running ({reason}); see `deployflow status {wf_id}`")
             fail(f"{name} to {wf_id} failed: {reason}")
-        console.print(f"[green]{name}[/green] accepted by {wf_id}")
+        console.print(f"[green]{name}[/green] accepted by {escape(wf_id)}")
         try:
             st = DeploymentStatus.model_validate(result)
         except ValidationError:

@@ -39,13 +39,18 @@ class SlackSender:
         )
         if message.reason:
             text += f": {message.reason}"
+        traffic = message.details.get("traffic")
+        if traffic:
+            # Requested and actual split together: without a mesh a 5% step of 4 pods really sends 20%.
+            text += f"\ntraffic: {traffic}"
         fields = [
             {"title": "Version", "value": message.version, "short": True},
             {"title": "Previous", "value": message.previous_version or "-", "short": True},
             {"title": "Phase", "value": message.phase or "-", "short": True},
             {"title": "Workflow", "value": message.workflow_id, "short": True},
         ]
-        fields += [{"title": k, "value": v, "short": True} for k, v in sorted(message.details.items())]
+        details = sorted((k, v) for k, v in message.details.items() if k != "traffic")  # in the text above
+        fields += [{"title": k, "value": v, "short": True} for k, v in details]
         body: dict[str, Any] = {
             "text": text,
             "attachments": [

@@ -63,6 +63,13 @@ class TrafficRouting(StrictModel):
     gateway: DnsLabel | None = Field(default=None, description="gateway-api: the Gateway the HTTPRoute attaches to")
     hosts: list[Hostname] = Field(default_factory=list, max_length=16, description="hostnames the route serves")
     ingress_class: KubeName = Field(default="nginx", description="nginx: ingressClassName")
+    max_extra_pods: int | None = Field(
+        default=None, ge=0, le=1000,
+        description="replicas: how many pods the two tracks may run beyond workload.replicas to bring the canary's "
+        "share of pods (which is its share of requests) closer to a step's weight; default: workload.replicas, so "
+        "5% of 4 replicas runs 1 canary pod beside 7 stable (12.5%) instead of beside 3 (25%). 0 keeps the app at "
+        "its size. Small weights of small apps stay coarse: `deployflow validate` names the steps it cannot give",
+    )
 
 
 class SetWeightStep(StrictModel):

@@ -18,6 +18,7 @@ from kubernetes import client
 from deployflow import kube
 from deployflow.spec.canary import TrafficRouting
 from deployflow.spec.common import Target
+from deployflow.spec.weights import extra_pods_allowed, pod_split
 from deployflow.traffic.tracks import CANARY, STABLE, Tracks, service_name, track_selector
 
 
@@ -74,14 +75,20 @@ class TrafficRouter(ABC):
     def weight(self) -> int | None:
         """The canary's weight as the cluster has it now (None when the routing objects do not exist)."""
 
+    def actual_weight(self) -> float | None:
+        """The share of requests the canary really gets now, in percent (None when nothing routes yet)."""
+        weight = self.weight()
+        return None if weight is None else float(weight)
+
     def replicas(self, weight: int, total: int) -> tuple[int, int]:
-        """(stable, canary) pod counts for `weight`: the canary is sized to its share, at least one pod while
-        it takes any traffic, rounded up as Argo Rollouts does."""
+        """(stable, canary) pod counts for `weight`. With a mesh the route weighs requests, so the canary is sized
+        to its share (at least one pod while it takes any traffic, rounded up as Argo Rollouts does) and stable
+        keeps full size; without one the pod ratio is the split, chosen by `pod_split`."""
+        if self.scales_stable:
+            stable, canary, _ = pod_split(weight, total, extra_pods_allowed(self.spec.max_extra_pods, total))
+            return stable, canary
         canary = min(total, math.ceil(total * weight / 100)) if weight > 0 else 0
-        if weight > 0:
-            canary = max(canary, 1)
-        stable = math.ceil(total * (100 - weight) / 100) if self.scales_stable else total
-        return stable, canary
+        return total, max(canary, 1) if weight > 0 else 0
 
     # helpers for routers whose objects are custom resources
 

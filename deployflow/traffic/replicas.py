@@ -23,8 +23,13 @@ class ReplicaRatioRouter(TrafficRouter):
             self.tracks.scale(CANARY, 0)
 
     def weight(self) -> int | None:
+        actual = self.actual_weight()
+        return None if actual is None else round(actual)
+
+    def actual_weight(self) -> float | None:
+        # The Service spreads requests evenly over ready endpoints: the canary's share of ready pods.
         stable, canary = self.tracks.read(STABLE), self.tracks.read(CANARY)
         total = (stable.ready if stable.exists else 0) + (canary.ready if canary.exists else 0)
         if total == 0:
             return None
-        return round(100 * (canary.ready if canary.exists else 0) / total)
+        return 100 * (canary.ready if canary.exists else 0) / total
