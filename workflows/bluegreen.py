@@ -21,9 +21,7 @@ from datetime import timedelta
 
 import pydantic
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.services import SwitchResult, SwitchServiceInput, switch_service
@@ -49,34 +47,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
+    from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 STEPS = ["validate", "snapshot", "deploy", "health", "preview", "smoke", "promotion", "switch", "standby", "finish"]
-
-# What the activities raise for a broken release or request: retrying cannot help, so do not.
-NON_RETRYABLE = [
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "ProgressDeadlineExceeded",
-    "HealthTimeout",
-    "InvalidManifest",
-    "SelectorMismatch",
-    "ServiceMissing",
-    "ClusterNotFound",
-    "Forbidden",
-    "Unauthorized",
-]
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
-    non_retryable_error_types=NON_RETRYABLE,
-)
-QUICK = timedelta(seconds=60)
-HEARTBEAT = timedelta(seconds=15)
-
 
 @dataclass
 class Plan:
@@ -168,7 +141,7 @@ class BlueGreenDeployment(DeploymentControl):
 
         self._begin("deploy", f"deploying {request.version} to {plan.new_color} ({new})")
         applied: AppliedWorkload = await self.interruptible(
-            workflow.execute_activity(
+            activity(
                 apply_workload,
                 ApplyWorkloadInput(
                     target=request.target,
@@ -177,16 +150,13 @@ class BlueGreenDeployment(DeploymentControl):
                     replicas=request.workload.replicas,
                     selector=self._selector(plan.new_color),
                 ),
-                start_to_close_timeout=QUICK,
-                retry_policy=RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"apply {new}",
             )
         )
 
         self._begin("health", f"waiting for {request.workload.replicas} ready pods of {new}")
         health: HealthReport = await self.interruptible(
-            workflow.execute_activity(
+            activity(
                 wait_healthy,
                 WaitHealthyInput(
                     target=request.target,
@@ -196,10 +166,8 @@ class BlueGreenDeployment(DeploymentControl):
                     pod_selector=self._selector(plan.new_color),
                     timeout=request.workload.health_timeout,
                 ),
-                start_to_close_timeout=request.workload.health_timeout + QUICK,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                timeout=request.workload.health_timeout + QUICK,
+                heartbeat=HEARTBEAT,
                 summary=f"wait for {new} to be healthy",
             )
         )
@@ -214,7 +182,7 @@ class BlueGreenDeployment(DeploymentControl):
         if request.smoke_tests:
             self._begin("smoke", f"{len(request.smoke_tests)} smoke test(s) through {request.preview_service_name}")
             report: SmokeReport = await self.interruptible(
-                workflow.execute_activity(
+                activity(
                     run_smoke_tests,
                     SmokeTestsInput(
                         target=request.target,
@@ -222,11 +190,9 @@ class BlueGreenDeployment(DeploymentControl):
                         port=request.workload.service_port,
                         tests=request.smoke_tests,
                     ),
-                    start_to_close_timeout=self._smoke_budget(request),
-                    heartbeat_timeout=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
-                    retry_policy=RETRY,
-                    # Wait for the checks to stop before rolling back, so no request is in flight meanwhile.
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    timeout=self._smoke_budget(request),
+                    heartbeat=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
+                    # Cancelled like a cluster change: no check request is in flight once the rollback starts.
                     summary=f"smoke tests via {request.preview_service_name}",
                 )
             )
@@ -355,16 +321,15 @@ class BlueGreenDeployment(DeploymentControl):
     async def _make_plan(self, request: BlueGreenRequest) -> Plan:
         app = request.target.app
         names = [f"{app}-{color}" for color in COLORS]
-        live: WorkloadsSnapshot = await workflow.execute_activity(
+        live: WorkloadsSnapshot = await activity(
             read_workloads,
             ReadWorkloadsInput(
                 target=request.target,
                 deployments=names,
                 services=[request.active_service_name, request.preview_service_name],
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
             summary="read live state",
+            cancellation=READS,
         )
         active = live.services.get(request.active_service_name)
         old_color = active.selector.get(COLOR_LABEL) if active is not None else None
@@ -444,7 +409,7 @@ class BlueGreenDeployment(DeploymentControl):
         selector: dict[str, str] | None = None,
     ) -> None:
         selector = selector or self._selector(color)
-        result: SwitchResult = await workflow.execute_activity(
+        result: SwitchResult = await activity(
             switch_service,
             SwitchServiceInput(
                 target=request.target,
@@ -454,21 +419,15 @@ class BlueGreenDeployment(DeploymentControl):
                 port=request.workload.service_port,
                 target_port=request.workload.port,
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"{service} -> {color or selector}",
         )
         if result.created:
             self.event(f"created Service {service} selecting {color or selector}")
 
     async def _scale(self, request: BlueGreenRequest, name: str, replicas: int) -> None:
-        await workflow.execute_activity(
+        await activity(
             scale_workload,
             ScaleInput(target=request.target, name=name, replicas=replicas),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"scale {name} to {replicas}",
         )
 

@@ -35,7 +35,6 @@ import pydantic
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import MeasureInput, measure
@@ -71,26 +70,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.control import Aborted, DeploymentControl, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
+    from workflows.options import HEARTBEAT, MEASURE_RETRY, QUICK, READS, RETRY, activity
 
-NON_RETRYABLE = [
-    "Unhealthy",
-    "HealthTimeout",
-    "NotFound",
-    "RoutingError",
-    "ForeignService",
-    "KubernetesRequestRejected",
-    "BadRequest",
-    "Conflict",
-]
-RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=8,
-    non_retryable_error_types=NON_RETRYABLE,
-)
-MEASURE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-QUICK = timedelta(seconds=60)
-HEARTBEAT = timedelta(seconds=10)
 MAX_MEASUREMENTS = 300  # kept in the status query; older ones are summarised by the verdicts
 
 
@@ -127,9 +108,9 @@ class CanaryDeployment(DeploymentControl):
 
         self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
         try:
-            live: ReleaseState = await workflow.execute_activity(
-                inspect_release, ReleaseQuery(target=request.target), start_to_close_timeout=QUICK, retry_policy=RETRY,
-                summary="read the stable and canary tracks",
+            live: ReleaseState = await activity(
+                inspect_release, ReleaseQuery(target=request.target), summary="read the stable and canary tracks",
+                cancellation=READS,
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
@@ -548,12 +529,8 @@ class CanaryDeployment(DeploymentControl):
         summary: str,
         timeout: timedelta = QUICK,
         retry: RetryPolicy = RETRY,
-        cancellation: ActivityCancellationType = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     ) -> Any:
-        return workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=HEARTBEAT, retry_policy=retry,
-            cancellation_type=cancellation, summary=summary,
-        )
+        return activity(fn, arg, summary=summary, timeout=timeout, heartbeat=HEARTBEAT, retry_policy=retry)
 
     def _routing(self, request: CanaryRequest) -> RoutingRequest:
         return RoutingRequest(target=request.target, traffic=request.traffic, port=request.workload.service_port,

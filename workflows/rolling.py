@@ -29,16 +29,15 @@ import pydantic
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 from workflows.control import Aborted, DeploymentControl, shielded
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import MeasureInput, measure
     from activities.rolling import (
-        NON_RETRYABLE,
         BeginInput,
         FinishInput,
         MoveInput,
@@ -60,9 +59,6 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.rolling import RollingRequest
     from deployflow.status import DeploymentStatus, Measurement, Phase
 
-# Cluster-changing steps: a cancelled one finishes stopping before the rollback touches the same objects.
-CHANGE = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE)
 
 
 class RolledBack(ApplicationError):
@@ -103,12 +99,8 @@ class RollingDeployment(DeploymentControl):
         self.set_phase(Phase.PROGRESSING, f"rolling {r.kind} {r.name} to {version}", step="prepare")
         try:
             prep = await self.interruptible(
-                workflow.execute_activity(
-                    prepare_rolling,
-                    PrepareInput(request=r),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RETRY,
-                    summary=f"record {r.kind} {r.name}",
+                activity(
+                    prepare_rolling, PrepareInput(request=r), summary=f"record {r.kind} {r.name}", cancellation=READS
                 )
             )
         except (ActivityError, Aborted) as err:
@@ -199,7 +191,7 @@ class RollingDeployment(DeploymentControl):
                     timeout_seconds=r.batch_timeout.total_seconds(), label=label,
                 ),
                 summary=f"{label}: {count}/{n} pods to {version}",
-                timeout=r.batch_timeout + timedelta(minutes=1),
+                timeout=r.batch_timeout + QUICK,
             )
             share = round(100 * count / n) if n else 100
             self.status.weights = {"stable": 100 - share, "new": share}
@@ -237,9 +229,8 @@ class RollingDeployment(DeploymentControl):
         # No batches to stop between: a pause pauses the Deployment itself (spec.paused), mid-rollout, and resume
         # sets the same template again and unpauses it.
         while True:
-            rollout = workflow.execute_activity(
-                native_rollout, native, start_to_close_timeout=r.batch_timeout + timedelta(minutes=1),
-                heartbeat_timeout=timedelta(seconds=30), retry_policy=RETRY, cancellation_type=CHANGE,
+            rollout = activity(
+                native_rollout, native, timeout=r.batch_timeout + QUICK, heartbeat=HEARTBEAT,
                 summary=f"RollingUpdate of {r.kind} {r.name}",
             )
             if await self.interruptible(self._unless_paused(rollout)):
@@ -296,7 +287,7 @@ class RollingDeployment(DeploymentControl):
                         workload=prep.workload, template=rec.template, replicas=n, strategy=rec.strategy or {},
                         restore_strategy=None, timeout_seconds=r.batch_timeout.total_seconds(),
                     ),
-                    summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + timedelta(minutes=1),
+                    summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + QUICK,
                     abortable=False,
                 )
             else:
@@ -316,7 +307,7 @@ class RollingDeployment(DeploymentControl):
                             workload=prep.workload, count=count, replicas=n, surge=surge, unavailable=unavailable,
                             timeout_seconds=r.batch_timeout.total_seconds(), label=label,
                         ),
-                        summary=label, timeout=r.batch_timeout + timedelta(minutes=1), abortable=False,
+                        summary=label, timeout=r.batch_timeout + QUICK, abortable=False,
                     )
                 await self._activity(
                     finish_rolling,
@@ -346,10 +337,7 @@ class RollingDeployment(DeploymentControl):
     ) -> Any:
         """A cluster-changing activity: interrupted by abort (except the rollback's own steps), and stopped
         cleanly before any rollback starts."""
-        step = workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY, cancellation_type=CHANGE, summary=summary,
-        )
+        step = activity(fn, arg, summary=summary, timeout=timeout, heartbeat=HEARTBEAT)
         return await (self.interruptible(step) if abortable else step)
 
     async def _hooks(self, r: RollingRequest, point: HookPoint) -> None:
