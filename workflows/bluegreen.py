@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import pydantic
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.services import SwitchResult, SwitchServiceInput, switch_service
@@ -39,12 +39,13 @@ with workflow.unsafe.imports_passed_through():
         scale_workload,
         wait_healthy,
     )
+    from deployflow.errors import ErrorType
     from deployflow.spec.bluegreen import COLORS, BlueGreenRequest
-    from deployflow.spec.common import describe_validation_error
     from deployflow.spec.hooks import HookPoint
     from deployflow.status import DeploymentStatus, Phase
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
-    from workflows.control import Aborted, DeploymentControl, shielded
+    from workflows.control import DeploymentControl
+    from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
     from workflows.options import HEARTBEAT, QUICK, READS, activity
@@ -99,7 +100,7 @@ class BlueGreenDeployment(DeploymentControl):
 
     async def _run(self, request: BlueGreenRequest) -> DeploymentStatus:
         self._begin("validate", "checking the request")
-        self._validate(request)
+        self.check_request(request)
 
         try:
             self._begin("snapshot", "reading the live state")
@@ -107,27 +108,17 @@ class BlueGreenDeployment(DeploymentControl):
             # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
             await self._hooks(request, HookPoint.PRE_DEPLOY)
         except (Exception, asyncio.CancelledError) as err:
-            message = f"{self._explain(err)}; nothing in the cluster was changed"
-            self.set_phase(Phase.FAILED, message)
-            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
-                # The run's failure says what went wrong (a missing namespace, an unknown cluster), not just
-                # that an activity failed.
-                cause = err.cause
-                kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "SnapshotFailed"
-                raise ApplicationError(message, type=kind, non_retryable=True) from err
-            raise
+            self.fail_without_rollback(err)
 
         try:
             await self._release(request, plan)
         except (Exception, asyncio.CancelledError) as err:
-            # Not BaseException: a worker evicting this run from its cache must not trigger a rollback.
             if self._committed or self._rolled_back:
                 raise
-            reason = self._explain(err)
-            await shielded(self._roll_back(request, plan, reason))
-            if is_cancelled_exception(err):
-                raise
-            raise self._rolled_back_error(plan, reason) from err
+            await roll_back_and_end(
+                err, lambda reason: self._roll_back(request, plan, reason),
+                lambda reason: self._rolled_back_error(plan, reason),
+            )
 
         return await self.finish(
             Phase.SUCCEEDED, f"{plan.new_color} ({request.version}) serves {request.active_service_name}"
@@ -200,7 +191,7 @@ class BlueGreenDeployment(DeploymentControl):
                 self.event(result.message, kind="info" if result.passed else "error")
             self._status.details["smoke_tests"] = "passed" if report.passed else "failed"
             if not report.passed:
-                raise ApplicationError(report.failure, type="SmokeTestFailed", non_retryable=True)
+                raise failure(report.failure, ErrorType.SMOKE_TEST_FAILED)
             await self.checkpoint()
 
         self._begin("promotion", self._gate_message(request))
@@ -261,11 +252,11 @@ class BlueGreenDeployment(DeploymentControl):
             await self._scale(request, new, 0)
         except ActivityError as err:
             message = (
-                f"rollback failed ({self._explain(err)}) after: {reason}; the cluster needs a person: "
+                f"rollback failed ({explain(err)}) after: {reason}; the cluster needs a person: "
                 f"check {request.active_service_name}'s selector and {new}'s replicas"
             )
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+            raise rollback_failed(message) from err
         try:
             await run_hooks(
                 HookPoint.ON_ROLLBACK,
@@ -276,10 +267,8 @@ class BlueGreenDeployment(DeploymentControl):
                 strategy="blue-green",
                 on_event=self.event,
             )
-        except ActivityError as err:
-            self.event(f"on_rollback hook: {self._explain(err)}", kind="warning")
-        except ApplicationError as err:
-            self.event(f"on_rollback hook: {err.message}", kind="warning")
+        except (ActivityError, ApplicationError) as err:
+            self.event(f"on_rollback hook: {explain(err)}", kind="warning")
         self._rolled_back = True
         self.set_phase(
             Phase.ROLLED_BACK,
@@ -287,11 +276,9 @@ class BlueGreenDeployment(DeploymentControl):
         )
 
     def _rolled_back_error(self, plan: Plan, reason: str) -> ApplicationError:
-        return ApplicationError(
+        return rolled_back(
             f"rolled back: {reason}; {self._traffic_now(plan)}",
             {"reason": reason, "old_color": plan.old_color, "new_color": plan.new_color},
-            type="RolledBack",
-            non_retryable=True,
         )
 
     def _traffic_now(self, plan: Plan) -> str:
@@ -301,22 +288,6 @@ class BlueGreenDeployment(DeploymentControl):
         return f"traffic {verb} {plan.where_traffic_stays()}"
 
     # --- steps --------------------------------------------------------------------------------------------------
-
-    def _validate(self, request: BlueGreenRequest) -> None:
-        """The converter validated the payload already; this catches requests built without validation."""
-        try:
-            BlueGreenRequest.model_validate(request.model_dump(mode="json", exclude_unset=True))
-        except pydantic.ValidationError as err:
-            message = f"invalid spec: {describe_validation_error(err)}"
-            self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="InvalidSpec", non_retryable=True) from err
-        expected_id = request.target.workflow_id()
-        if workflow.info().workflow_id != expected_id:
-            self.event(
-                f"workflow id {workflow.info().workflow_id!r} is not {expected_id!r}: another run could deploy "
-                "the same app at the same time",
-                kind="warning",
-            )
 
     async def _make_plan(self, request: BlueGreenRequest) -> Plan:
         app = request.target.app
@@ -397,7 +368,7 @@ class BlueGreenDeployment(DeploymentControl):
             gate.timeout, message=f"{request.version} is ready on {request.preview_service_name}: promote or abort"
         )
         if not promoted:
-            raise ApplicationError(f"nobody promoted within {gate.timeout}", type="PromotionTimeout")
+            raise failure(f"nobody promoted within {gate.timeout}", ErrorType.PROMOTION_TIMEOUT)
 
     async def _switch(
         self,
@@ -453,21 +424,3 @@ class BlueGreenDeployment(DeploymentControl):
     def _smoke_budget(request: BlueGreenRequest) -> timedelta:
         per_test = [t.attempts * (t.timeout + t.interval) for t in request.smoke_tests]
         return sum(per_test, timedelta(0)) + QUICK
-
-    @staticmethod
-    def _explain(err: BaseException) -> str:
-        """The sentence a person needs: the innermost reason, not the wrapping."""
-        if isinstance(err, Aborted):
-            return f"aborted: {err.reason}"
-        if is_cancelled_exception(err):
-            return "cancelled"
-        if isinstance(err, ActivityError) and err.cause is not None:
-            cause = err.cause
-            if isinstance(cause, TimeoutError):
-                return f"{err.activity_type} timed out ({cause.type.name if cause.type else 'timeout'})"
-            if isinstance(cause, ApplicationError):
-                return cause.message
-            return str(cause)
-        if isinstance(err, ApplicationError):
-            return err.message
-        return f"{type(err).__name__}: {err}"

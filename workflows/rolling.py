@@ -23,14 +23,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import pydantic
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.control import Aborted, DeploymentControl, shielded
+from workflows.control import DeploymentControl
+from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 from workflows.options import HEARTBEAT, QUICK, READS, activity
@@ -53,27 +54,13 @@ with workflow.unsafe.imports_passed_through():
         set_paused,
     )
     from deployflow.analysis.judge import Verdict, judge_metric
+    from deployflow.errors import ErrorType
     from deployflow.spec.analysis import Analysis
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.spec.rolling import RollingRequest
     from deployflow.status import DeploymentStatus, Measurement, Phase
 
-
-
-class RolledBack(ApplicationError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type="RolledBack", non_retryable=True)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, Aborted):
-        return f"aborted: {err.reason}"
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    if isinstance(err, FailureError):
-        return err.message
-    return str(err) or type(err).__name__
 
 
 @workflow.defn(name="RollingDeployment", failure_exception_types=[pydantic.ValidationError])
@@ -97,22 +84,15 @@ class RollingDeployment(DeploymentControl):
     async def _run(self, r: RollingRequest) -> DeploymentStatus:
         version = r.resolved_version or ""
         self.set_phase(Phase.PROGRESSING, f"rolling {r.kind} {r.name} to {version}", step="prepare")
+        self.check_request(r)
         try:
             prep = await self.interruptible(
                 activity(
                     prepare_rolling, PrepareInput(request=r), summary=f"record {r.kind} {r.name}", cancellation=READS
                 )
             )
-        except (ActivityError, Aborted) as err:
-            if is_cancelled_exception(err):
-                raise asyncio.CancelledError("cancelled before anything changed") from None
-            cause = err.cause if isinstance(err, ActivityError) else None
-            if isinstance(cause, ApplicationError) and cause.type in ("ClusterNotFound", "NamespaceNotFound"):
-                # The run's failure names what is missing, with the type the activity gave it.
-                message = f"{_reason(err)}; nothing in the cluster was changed"
-                self.set_phase(Phase.FAILED, message)
-                raise ApplicationError(message, type=cause.type, non_retryable=True) from None
-            return await self._fail_unchanged(_reason(err))
+        except (Exception, asyncio.CancelledError) as err:
+            self.fail_without_rollback(err)
         rec = prep.recorded
         n = rec.replicas
         self.set_versions(version, rec.version)
@@ -134,14 +114,8 @@ class RollingDeployment(DeploymentControl):
             await self.interruptible(self._hooks(r, HookPoint.PRE_DEPLOY))
             if self._gate_at == 0:
                 await self._approval(r, "before the first batch")
-        except (ApplicationError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                self.set_phase(Phase.FAILED, "cancelled before anything changed")
-                raise asyncio.CancelledError("cancelled before anything changed") from None
-            return await self._fail_unchanged(_reason(err))
-        except asyncio.CancelledError:
-            self.set_phase(Phase.FAILED, "cancelled before anything changed")
-            raise
+        except (Exception, asyncio.CancelledError) as err:
+            self.fail_without_rollback(err)
 
         try:
             if r.mode == "native":
@@ -152,17 +126,12 @@ class RollingDeployment(DeploymentControl):
             self._notifications.send(NotifyEvent.PROMOTED, self.status, f"all {n} pods run {version}")
             self.set_phase(Phase.PROGRESSING, f"all {n} pods run {version}; post-deploy checks", step="post-deploy")
             await self.interruptible(self._hooks(r, HookPoint.POST_DEPLOY))
-        except (ApplicationError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
-                await shielded(self._roll_back(r, prep, "cancelled"))
-                raise asyncio.CancelledError("cancelled and rolled back") from None
-            reason = _reason(err)
-            await shielded(self._roll_back(r, prep, reason))
-            raise RolledBack(f"rolled back to {rec.version or rec.revision}: {reason}") from None
-        except asyncio.CancelledError:
-            await shielded(self._roll_back(r, prep, "cancelled"))
-            raise
+        except (Exception, asyncio.CancelledError) as err:
+            # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
+            await roll_back_and_end(
+                err, lambda reason: self._roll_back(r, prep, reason),
+                lambda reason: rolled_back(f"rolled back to {rec.version or rec.revision}: {reason}"),
+            )
         return await self.finish(Phase.SUCCEEDED, f"{r.kind} {r.name} runs {version} on all {n} pods")
 
     async def _batches(self, r: RollingRequest, prep: PrepareResult, plan: list[int], surge: int, unavail: int) -> None:
@@ -317,17 +286,17 @@ class RollingDeployment(DeploymentControl):
                 )
         except (ActivityError, ApplicationError) as err:
             message = (
-                f"rollback to {back_to} failed: {_reason(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
+                f"rollback to {back_to} failed: {explain(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
                 f"(the rollout was: {reason})"
             )
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from None
+            raise rollback_failed(message) from err
         self.status.weights = {"stable": 100, "new": 0}
         self.status.details["updated_replicas"] = 0
         try:
             await self._hooks(r, HookPoint.ON_ROLLBACK)
         except (ApplicationError, ActivityError) as err:
-            self.event(f"{_reason(err)} (the rollback itself completed)", kind="warning")
+            self.event(f"{explain(err)} (the rollback itself completed)", kind="warning")
         self.set_phase(Phase.ROLLED_BACK, f"all {n} pods run {back_to} again: {reason}")
 
     # ---- pieces ---------------------------------------------------------------------------------------------------
@@ -355,7 +324,7 @@ class RollingDeployment(DeploymentControl):
         assert r.approval is not None
         approved = await self.wait_for_promotion(r.approval.timeout, message=f"waiting for approval {where}")
         if not approved:
-            raise ApplicationError(f"nobody approved {where} within {r.approval.timeout}", type="ApprovalTimedOut")
+            raise failure(f"nobody approved {where} within {r.approval.timeout}", ErrorType.APPROVAL_TIMED_OUT)
         who = self.status.details.get("approved_by")
         self.event(f"approval {where} granted" + (f" by {who}" if who else " (promote)"), kind="decision")
 
@@ -392,7 +361,3 @@ class RollingDeployment(DeploymentControl):
                     self.event(f"{label}: {verdict.message}", kind="decision")
                     break
                 await self.wait(metric.interval, promotable=False)
-
-    async def _fail_unchanged(self, reason: str) -> NoReturn:
-        self.set_phase(Phase.FAILED, f"{reason} (nothing was changed)")
-        raise ApplicationError(f"{reason} (nothing was changed)", type="DeploymentFailed", non_retryable=True)
