@@ -45,6 +45,13 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.status import DeploymentStatus, Phase
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
     from workflows.control import DeploymentControl
+    from workflows.decisions import (
+        BlueGreenState,
+        BlueGreenUndo,
+        bluegreen_rolls_back,
+        bluegreen_switched,
+        bluegreen_undo,
+    )
     from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
     from workflows.hooks import run_hooks
     from workflows.notify import Notifications
@@ -89,10 +96,8 @@ class BlueGreenDeployment(DeploymentControl):
         self._request = request
         self._notifications = Notifications(request.notifications, request.target, "blue-green", self.event)
         self._plan: Plan | None = None
-        self._previewed = False  # the preview Service points at the new colour
-        self._switched = False  # the active Service points at the new colour
-        self._committed = False  # the old colour is being retired: no way back
-        self._rolled_back = False
+        self._state = BlueGreenState.PLANNED
+        self._undone_from: BlueGreenState | None = None  # where the release stood when its rollback began
 
     @workflow.run
     async def run(self, request: BlueGreenRequest) -> DeploymentStatus:
@@ -113,7 +118,7 @@ class BlueGreenDeployment(DeploymentControl):
         try:
             await self._release(request, plan)
         except (Exception, asyncio.CancelledError) as err:
-            if self._committed or self._rolled_back:
+            if not bluegreen_rolls_back(self._state):
                 raise
             await roll_back_and_end(
                 err, lambda reason: self._roll_back(request, plan, reason),
@@ -130,6 +135,7 @@ class BlueGreenDeployment(DeploymentControl):
         new = plan.deployment(app, plan.new_color)
         await self.checkpoint()
 
+        self._state = BlueGreenState.DEPLOYED
         self._begin("deploy", f"deploying {request.version} to {plan.new_color} ({new})")
         applied: AppliedWorkload = await self.interruptible(
             activity(
@@ -167,7 +173,7 @@ class BlueGreenDeployment(DeploymentControl):
 
         self._begin("preview", f"pointing {request.preview_service_name} at {plan.new_color}")
         await self._switch(request, request.preview_service_name, plan.new_color)
-        self._previewed = True
+        self._state = BlueGreenState.PREVIEWED
         await self.checkpoint()
 
         if request.smoke_tests:
@@ -201,7 +207,7 @@ class BlueGreenDeployment(DeploymentControl):
         await self._hooks(request, HookPoint.PRE_PROMOTE)
         self._begin("switch", f"switching {request.active_service_name} to {plan.new_color}")
         await self._switch(request, request.active_service_name, plan.new_color)
-        self._switched = True
+        self._state = BlueGreenState.SWITCHED
         self._status.details["active_color"] = plan.new_color
         self._status.weights = {plan.new_color: 100, **({plan.old_color: 0} if plan.old_color else {})}
         self.event(f"traffic switched to {plan.new_color} ({request.version})", kind="decision")
@@ -209,6 +215,7 @@ class BlueGreenDeployment(DeploymentControl):
         await self._hooks(request, HookPoint.POST_DEPLOY)
 
         if plan.old_color is not None and plan.old_replicas > 0 and request.standby > timedelta(0):
+            self._state = BlueGreenState.STANDBY
             self._begin("standby", f"{plan.old_color} ({plan.old_version}) kept for rollback for {request.standby}")
             outcome = await self.standby(
                 request.standby, message=f"{plan.old_color} ({plan.old_version}) on standby for {request.standby}"
@@ -220,7 +227,7 @@ class BlueGreenDeployment(DeploymentControl):
             if outcome == "promoted":
                 self.event("standby ended early by promote", kind="decision")
 
-        self._committed = True
+        self._state = BlueGreenState.COMMITTED
         self._begin("finish", "retiring the old colour")
         if plan.old_color is not None:
             old = plan.deployment(app, plan.old_color)
@@ -239,17 +246,16 @@ class BlueGreenDeployment(DeploymentControl):
         """Puts traffic on the old colour (if any), points preview there too, scales the new colour to zero."""
         self.set_phase(Phase.ROLLING_BACK, f"rolling back: {reason}")
         new = plan.deployment(request.target.app, plan.new_color)
+        self._undone_from = self._state
+        undo = bluegreen_undo(
+            self._state,
+            has_old_color=plan.old_color is not None,
+            active_service_existed=plan.active_service_existed,
+            adopting=plan.adopting,
+        )
         try:
-            if plan.old_color is not None:
-                if plan.active_service_existed or self._switched:
-                    await self._switch(request, request.active_service_name, plan.old_color)
-                if self._previewed:
-                    await self._switch(request, request.preview_service_name, plan.old_color, create=False)
-                self._status.details["active_color"] = plan.old_color
-                self._status.weights = {plan.old_color: 100, plan.new_color: 0}
-            elif plan.adopting and self._switched and plan.active_selector:
-                await self._switch(request, request.active_service_name, selector=plan.active_selector)
-            await self._scale(request, new, 0)
+            for step in undo:
+                await self._undo(request, plan, step)
         except ActivityError as err:
             message = (
                 f"rollback failed ({explain(err)}) after: {reason}; the cluster needs a person: "
@@ -269,11 +275,26 @@ class BlueGreenDeployment(DeploymentControl):
             )
         except (ActivityError, ApplicationError) as err:
             self.event(f"on_rollback hook: {explain(err)}", kind="warning")
-        self._rolled_back = True
+        if plan.old_color is not None:
+            self._status.details["active_color"] = plan.old_color
+            self._status.weights = {plan.old_color: 100, plan.new_color: 0}
+        self._state = BlueGreenState.ROLLED_BACK
         self.set_phase(
             Phase.ROLLED_BACK,
             f"rolled back: {reason}; {self._traffic_now(plan)}; {new} scaled to zero",
         )
+
+    async def _undo(self, request: BlueGreenRequest, plan: Plan, step: BlueGreenUndo) -> None:
+        if step == BlueGreenUndo.SCALE_NEW_TO_ZERO:
+            await self._scale(request, plan.deployment(request.target.app, plan.new_color), 0)
+        elif step == BlueGreenUndo.ACTIVE_TO_ADOPTED:
+            await self._switch(request, request.active_service_name, selector=plan.active_selector)
+        else:
+            assert plan.old_color is not None  # bluegreen_undo moves Services to the old colour only when there is one
+            if step == BlueGreenUndo.ACTIVE_TO_OLD:
+                await self._switch(request, request.active_service_name, plan.old_color)
+            else:
+                await self._switch(request, request.preview_service_name, plan.old_color, create=False)
 
     def _rolled_back_error(self, plan: Plan, reason: str) -> ApplicationError:
         return rolled_back(
@@ -284,7 +305,7 @@ class BlueGreenDeployment(DeploymentControl):
     def _traffic_now(self, plan: Plan) -> str:
         if plan.old_color is None and not plan.adopting:
             return "nothing was serving before, so nothing serves now"
-        verb = "is back on" if self._switched else "stays on"
+        verb = "is back on" if bluegreen_switched(self._undone_from or self._state) else "stays on"
         return f"traffic {verb} {plan.where_traffic_stays()}"
 
     # --- steps --------------------------------------------------------------------------------------------------

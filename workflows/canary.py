@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.notify import NotifyEvent
     from deployflow.status import DeploymentStatus, Measurement, Phase
     from workflows.control import DeploymentControl
+    from workflows.decisions import CanaryState, CanaryUndo, canary_undo
     from workflows.failure import (
         Aborted,
         AnalysisFailed,
@@ -97,7 +98,7 @@ class CanaryDeployment(DeploymentControl):
         self._status.details["steps"] = [describe_step(s) for s in self._steps]
         self._weight = 0
         self._step_number = 0
-        self._committed = False  # the stable track runs the new version: the canary rollback no longer applies
+        self._state = CanaryState.PLANNED
         self._background_failure: str | None = None
         self._notifications = Notifications(request.notifications, request.target, "canary", self.event)
 
@@ -129,7 +130,7 @@ class CanaryDeployment(DeploymentControl):
         try:
             await self._release(request, previous)
         except (Exception, asyncio.CancelledError) as err:
-            if self._committed:
+            if canary_undo(self._state) != CanaryUndo.TRAFFIC_TO_STABLE:
                 raise
             reason = self._explain(err)
             where = f"at step {self._step_number} ({self._weight}%)" if self._step_number else "before the first step"
@@ -150,6 +151,7 @@ class CanaryDeployment(DeploymentControl):
     async def _release(self, request: CanaryRequest, previous: TrackInfo) -> None:
         """Steps 3 to 5. Raising anywhere here rolls back."""
         app = request.target.app
+        self._state = CanaryState.CANARY
         self.set_phase(Phase.PROGRESSING, f"preparing {request.traffic.router} routing", step="routing")
         await self.interruptible(self._activity(
             prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing for {app}"
@@ -239,7 +241,7 @@ class CanaryDeployment(DeploymentControl):
             summary=f"{app}-stable runs {request.version}",
             timeout=request.workload.health_timeout + QUICK,
         ))
-        self._committed = True
+        self._state = CanaryState.COMMITTED
         await self._activity(
             set_weight, self._weight_request(request, 0), summary="traffic back to the stable track",
             timeout=request.workload.health_timeout + QUICK,
@@ -403,6 +405,7 @@ class CanaryDeployment(DeploymentControl):
             self.set_phase(Phase.FAILED, message)
             raise rollback_failed(message) from err
         self._set_weights(0)
+        self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back {reason}; traffic is back on {previous.version}")
 
@@ -422,6 +425,7 @@ class CanaryDeployment(DeploymentControl):
             self.set_phase(Phase.FAILED, message)
             raise rollback_failed(message) from err
         self.set_versions(previous.version or "", request.version)
+        self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back after promotion: {reason}; {previous.version} serves again")
 

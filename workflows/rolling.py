@@ -31,6 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.control import DeploymentControl
+from workflows.decisions import RollingState, rollback_plan, rolling_rolls_back
 from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
@@ -71,6 +72,7 @@ class RollingDeployment(DeploymentControl):
         self._notifications = Notifications(request.notifications, request.target, "rolling", on_event=self.event)
         self._attempted = 0  # most pods ever asked to run the new version: what a rollback must undo
         self._gate_at: int | None = None
+        self._state = RollingState.RECORDED
 
     def _on_phase(self, phase: Phase, message: str) -> None:
         self._notifications.on_phase(phase, message, self.status)
@@ -117,16 +119,20 @@ class RollingDeployment(DeploymentControl):
         except (Exception, asyncio.CancelledError) as err:
             self.fail_without_rollback(err)
 
+        self._state = RollingState.MOVING
         try:
             if r.mode == "native":
                 await self._native(r, prep)
             else:
                 await self._batches(r, prep, plan, surge, unavailable)
+            self._state = RollingState.HANDED_BACK
             self.status.weights = {"stable": 0, "new": 100}
             self._notifications.send(NotifyEvent.PROMOTED, self.status, f"all {n} pods run {version}")
             self.set_phase(Phase.PROGRESSING, f"all {n} pods run {version}; post-deploy checks", step="post-deploy")
             await self.interruptible(self._hooks(r, HookPoint.POST_DEPLOY))
         except (Exception, asyncio.CancelledError) as err:
+            if not rolling_rolls_back(self._state):
+                raise
             # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
             await roll_back_and_end(
                 err, lambda reason: self._roll_back(r, prep, reason),
@@ -230,19 +236,6 @@ class RollingDeployment(DeploymentControl):
 
     # ---- rollback -------------------------------------------------------------------------------------------------
 
-    def _rollback_plan(self, r: RollingRequest, n: int) -> list[tuple[int, int, int]]:
-        """(count at the recorded template, surge, unavailable) for each rollback step."""
-        surge, unavailable = r.surge_and_unavailable(n)
-        touched = max(1, min(self._attempted, n))
-        if r.rollback == "all-at-once":
-            # Deployment: the recorded revision comes back at full size first, then the new pods go.
-            return [(n, n if r.kind == "Deployment" else 0, unavailable)]
-        steps = r.batch_plan(touched)
-        if r.kind == "StatefulSet":
-            return [(count, 0, unavailable) for count in steps]  # highest ordinals first, as they were updated
-        start = n - touched
-        return [(min(n, start + count), surge, unavailable) for count in steps]
-
     async def _roll_back(self, r: RollingRequest, prep: PrepareResult, reason: str) -> None:
         rec = prep.recorded
         n = rec.replicas
@@ -266,7 +259,7 @@ class RollingDeployment(DeploymentControl):
                     summary=f"target {r.kind} {r.name} back at {back_to}",
                     abortable=False,
                 )
-                plan = self._rollback_plan(r, n)
+                plan = rollback_plan(r, n, self._attempted)
                 for j, (count, surge, unavailable) in enumerate(plan, start=1):
                     label = f"rollback {j}/{len(plan)}"
                     self.set_phase(Phase.ROLLING_BACK, f"{label}: {count} pods back to {back_to}", step=label)
@@ -293,6 +286,7 @@ class RollingDeployment(DeploymentControl):
             raise rollback_failed(message) from err
         self.status.weights = {"stable": 100, "new": 0}
         self.status.details["updated_replicas"] = 0
+        self._state = RollingState.ROLLED_BACK
         try:
             await self._hooks(r, HookPoint.ON_ROLLBACK)
         except (ApplicationError, ActivityError) as err:
