@@ -43,19 +43,22 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.bluegreen import COLORS, BlueGreenRequest
     from deployflow.spec.hooks import HookPoint
     from deployflow.status import DeploymentStatus, Phase
+
+    # Label names the activities' inputs carry; the module holds the Kubernetes client code behind them.
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
-    from workflows.control import DeploymentControl
-    from workflows.decisions import (
-        BlueGreenState,
-        BlueGreenUndo,
-        bluegreen_rolls_back,
-        bluegreen_switched,
-        bluegreen_undo,
-    )
-    from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
-    from workflows.hooks import run_hooks
-    from workflows.notify import Notifications
-    from workflows.options import HEARTBEAT, QUICK, READS, activity
+
+from workflows.control import DeploymentControl
+from workflows.decisions import (
+    BlueGreenState,
+    BlueGreenUndo,
+    bluegreen_rolls_back,
+    bluegreen_switched,
+    bluegreen_undo,
+)
+from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 STEPS = ["validate", "snapshot", "deploy", "health", "preview", "smoke", "promotion", "switch", "standby", "finish"]
 
@@ -106,6 +109,7 @@ class BlueGreenDeployment(DeploymentControl):
     async def _run(self, request: BlueGreenRequest) -> DeploymentStatus:
         self._begin("validate", "checking the request")
         self.check_request(request)
+        self.warn_unless_locked()
 
         try:
             self._begin("snapshot", "reading the live state")

@@ -52,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         rollback_traffic,
         set_weight,
     )
-    from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
     from deployflow.spec.analysis import Analysis, Metric
     from deployflow.spec.canary import (
         AnalysisStep,
@@ -66,20 +65,22 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.status import DeploymentStatus, Measurement, Phase
-    from workflows.control import DeploymentControl
-    from workflows.decisions import CanaryState, CanaryUndo, canary_undo
-    from workflows.failure import (
-        Aborted,
-        AnalysisFailed,
-        explain,
-        roll_back_and_end,
-        rollback_failed,
-        rolled_back,
-        shielded,
-    )
-    from workflows.hooks import run_hooks
-    from workflows.notify import Notifications
-    from workflows.options import HEARTBEAT, MEASURE_RETRY, QUICK, READS, RETRY, activity
+
+from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
+from workflows.control import DeploymentControl
+from workflows.decisions import CanaryState, CanaryUndo, canary_undo
+from workflows.failure import (
+    Aborted,
+    AnalysisFailed,
+    explain,
+    roll_back_and_end,
+    rollback_failed,
+    rolled_back,
+    shielded,
+)
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, MEASURE_RETRY, QUICK, READS, RETRY, activity
 
 MAX_MEASUREMENTS = 300  # kept in the status query; older ones are summarised by the verdicts
 

@@ -54,17 +54,6 @@ from typing import Any, Literal, NoReturn, TypeVar
 import pydantic
 from temporalio import workflow
 
-from workflows.failure import (
-    Aborted,
-    Failure,
-    error_type,
-    explain,
-    failure,
-    invalid_spec,
-    is_cancellation,
-    shielded,
-)
-
 with workflow.unsafe.imports_passed_through():
     from deployflow.errors import ErrorType
     from deployflow.spec.common import Target, describe_validation_error
@@ -77,7 +66,18 @@ with workflow.unsafe.imports_passed_through():
         RollbackRequest,
     )
     from deployflow.status import DeploymentStatus, Event, Phase
-    from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+
+from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+from workflows.failure import (
+    Aborted,
+    Failure,
+    error_type,
+    explain,
+    failure,
+    invalid_spec,
+    is_cancellation,
+    shielded,
+)
 
 T = TypeVar("T")
 
@@ -493,6 +493,10 @@ class DeploymentControl:
             error = invalid_spec(describe_validation_error(err))
             self.set_phase(Phase.FAILED, error.message)
             raise error from err
+
+    def warn_unless_locked(self) -> None:
+        """The workflow ID is the lock that keeps two releases of one app apart: say so when a run was started under
+        another ID."""
         expected_id = self._target.workflow_id()
         if workflow.info().workflow_id != expected_id:
             self.event(

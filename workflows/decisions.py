@@ -7,9 +7,10 @@ and asks these functions what a failure means: whether it rolls back, and what t
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from deployflow.spec.rolling import RollingRequest
+if TYPE_CHECKING:  # only the annotation: the workflows pass their request in, whichever side of the sandbox it is
+    from deployflow.spec.rolling import RollingRequest
 
 # --- blue-green ---------------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.control import shielded
+from workflows.failure import shielded
 from workflows.options import NOTIFY_RETRY, READS, activity
 
 with workflow.unsafe.imports_passed_through():
@@ -94,7 +94,7 @@ class Notifications:
 
     async def _deliver(self, notifier: Notifier, message: NotifyMessage, after: asyncio.Task[None] | None) -> None:
         if after is not None:
-            await asyncio.wait([after])  # never raises: _deliver swallows its failures
+            await workflow.wait([after])  # never raises: _deliver swallows its failures
         try:
             await activity(
                 send_notification,

@@ -30,13 +30,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.control import DeploymentControl
-from workflows.decisions import RollingState, rollback_plan, rolling_rolls_back
-from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
-from workflows.hooks import run_hooks
-from workflows.notify import Notifications
-from workflows.options import HEARTBEAT, QUICK, READS, activity
-
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import MeasureInput, measure
     from activities.rolling import (
@@ -54,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         prepare_rolling,
         set_paused,
     )
-    from deployflow.analysis.judge import Verdict, judge_metric
     from deployflow.errors import ErrorType
     from deployflow.spec.analysis import Analysis
     from deployflow.spec.hooks import HookPoint
@@ -62,6 +54,13 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.rolling import RollingRequest
     from deployflow.status import DeploymentStatus, Measurement, Phase
 
+from deployflow.analysis.judge import Verdict, judge_metric
+from workflows.control import DeploymentControl
+from workflows.decisions import RollingState, rollback_plan, rolling_rolls_back
+from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 
 @workflow.defn(name="RollingDeployment", failure_exception_types=[pydantic.ValidationError])
