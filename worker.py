@@ -66,14 +66,27 @@ def worker_client(client: Client) -> Client:
     return Client(**config)
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with deployflow's own modules passed through.
+# Passed through the workflow sandbox: the third-party libraries the models are built on, and the model modules
+# themselves, whose classes must be the same inside and outside (pydantic checks instances by class). Everything
+# else the workflows import, the project's own workflow code above all, is imported again inside the sandbox, so
+# the sandbox checks it for non-determinism. Activity references are passed through where a workflow module
+# imports them, in its `imports_passed_through()` block.
+SANDBOX_PASSTHROUGH = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
+    "jsonpath_ng",
+    "deployflow.spec",
+    "deployflow.status",
+    "deployflow.errors",
+)
 
-    Models must be the same classes inside and outside the sandbox (pydantic checks instances by class); passing the
-    packages through here keeps that true even for a workflow module that forgets `imports_passed_through()`.
-    """
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox with only models and third-party libraries passed through (see SANDBOX_PASSTHROUGH)."""
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("deployflow", "activities")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
     )
 
 

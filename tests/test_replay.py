@@ -10,16 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from deployflow.spec import BlueGreenRequest, CanaryRequest, RollingRequest
-from deployflow.status import DeploymentStatus
-from worker import workflow_runner
+# This module defines workflows, so the sandbox imports it again: what is not workflow code passes through.
+with workflow.unsafe.imports_passed_through():
+    import pytest
+
+    from deployflow.spec import BlueGreenRequest, CanaryRequest, RollingRequest
+    from deployflow.status import DeploymentStatus
+    from worker import workflow_runner
+
 from workflows import ALL_WORKFLOWS
 from workflows.bluegreen import BlueGreenDeployment
 from workflows.canary import CanaryDeployment

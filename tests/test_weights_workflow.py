@@ -18,11 +18,9 @@ from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
 from deployflow.sim.server import Simulator
 from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Phase, format_percent, step_text, traffic_text
-from tests.test_canary_workflow import ACTIVITIES, Rates, Release, analysis_step, rate_server, replays
+from tests.canary_support import ACTIVITIES, Rates, Release, analysis_step, replays
 from tests.test_notify import Receiver, serve_receiver
 from workflows.canary import CanaryDeployment
-
-__all__ = ["rate_server"]  # a module-scoped fixture this module's tests use
 
 HOOK_ENV = "DEPLOYFLOW_CRED_TEST_WEIGHTS_HOOK_URL"
 

@@ -22,19 +22,18 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.analysis import MeasureInput, measure
-    from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
-    from deployflow.errors import ErrorType
     from deployflow.spec.analysis import Analysis, Metric, OnInconclusive
     from deployflow.spec.common import Target
     from deployflow.status import Measurement
 
-# Not passed through: the control is whichever copy the importing workflow uses.
+# Not passed through: the sandbox checks the judge, and the control is whichever copy the importing workflow uses.
+from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
 from workflows.control import DeploymentControl
+from workflows.failure import AnalysisFailed
 
 # The status (and so every query answer and the run's result payload) keeps the newest measurements only; the
 # verdicts summarise the older ones.
@@ -76,11 +75,6 @@ def failure_message(verdict: MetricVerdict, where: str = "") -> str:
     if not where:
         return verdict.message
     return f"{where}: analysis {verdict.verdict.value.lower()}: {verdict.message}"
-
-
-class AnalysisFailed(ApplicationError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type=ErrorType.ANALYSIS_FAILED, non_retryable=True)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,7 @@ from datetime import timedelta
 
 import pydantic
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.services import SwitchResult, SwitchServiceInput, switch_service
@@ -41,42 +39,28 @@ with workflow.unsafe.imports_passed_through():
         scale_workload,
         wait_healthy,
     )
+    from deployflow.errors import ErrorType
     from deployflow.spec.bluegreen import COLORS, BlueGreenRequest
-    from deployflow.spec.common import describe_validation_error
     from deployflow.spec.hooks import HookPoint
     from deployflow.status import DeploymentStatus, Phase
+
+    # Label names the activities' inputs carry; the module holds the Kubernetes client code behind them.
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
-    from workflows.control import Aborted, DeploymentControl, shielded
-    from workflows.hooks import run_hooks
-    from workflows.notify import Notifications
+
+from workflows.control import DeploymentControl
+from workflows.decisions import (
+    BlueGreenState,
+    BlueGreenUndo,
+    bluegreen_rolls_back,
+    bluegreen_switched,
+    bluegreen_undo,
+)
+from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 STEPS = ["validate", "snapshot", "deploy", "health", "preview", "smoke", "promotion", "switch", "standby", "finish"]
-
-# What the activities raise for a broken release or request: retrying cannot help, so do not.
-NON_RETRYABLE = [
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "ProgressDeadlineExceeded",
-    "HealthTimeout",
-    "InvalidManifest",
-    "SelectorMismatch",
-    "ServiceMissing",
-    "ClusterNotFound",
-    "Forbidden",
-    "Unauthorized",
-]
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
-    non_retryable_error_types=NON_RETRYABLE,
-)
-QUICK = timedelta(seconds=60)
-HEARTBEAT = timedelta(seconds=15)
-
 
 @dataclass
 class Plan:
@@ -115,10 +99,8 @@ class BlueGreenDeployment(DeploymentControl):
         self._request = request
         self._notifications = Notifications(request.notifications, request.target, "blue-green", self.event)
         self._plan: Plan | None = None
-        self._previewed = False  # the preview Service points at the new colour
-        self._switched = False  # the active Service points at the new colour
-        self._committed = False  # the old colour is being retired: no way back
-        self._rolled_back = False
+        self._state = BlueGreenState.PLANNED
+        self._undone_from: BlueGreenState | None = None  # where the release stood when its rollback began
 
     @workflow.run
     async def run(self, request: BlueGreenRequest) -> DeploymentStatus:
@@ -126,7 +108,8 @@ class BlueGreenDeployment(DeploymentControl):
 
     async def _run(self, request: BlueGreenRequest) -> DeploymentStatus:
         self._begin("validate", "checking the request")
-        self._validate(request)
+        self.check_request(request)
+        self.warn_unless_locked()
 
         try:
             self._begin("snapshot", "reading the live state")
@@ -134,27 +117,17 @@ class BlueGreenDeployment(DeploymentControl):
             # A failing pre-deploy hook fails the run: nothing has changed yet, so there is nothing to roll back.
             await self._hooks(request, HookPoint.PRE_DEPLOY)
         except (Exception, asyncio.CancelledError) as err:
-            message = f"{self._explain(err)}; nothing in the cluster was changed"
-            self.set_phase(Phase.FAILED, message)
-            if isinstance(err, ActivityError) and not is_cancelled_exception(err):
-                # The run's failure says what went wrong (a missing namespace, an unknown cluster), not just
-                # that an activity failed.
-                cause = err.cause
-                kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "SnapshotFailed"
-                raise ApplicationError(message, type=kind, non_retryable=True) from err
-            raise
+            self.fail_without_rollback(err)
 
         try:
             await self._release(request, plan)
         except (Exception, asyncio.CancelledError) as err:
-            # Not BaseException: a worker evicting this run from its cache must not trigger a rollback.
-            if self._committed or self._rolled_back:
+            if not bluegreen_rolls_back(self._state):
                 raise
-            reason = self._explain(err)
-            await shielded(self._roll_back(request, plan, reason))
-            if is_cancelled_exception(err):
-                raise
-            raise self._rolled_back_error(plan, reason) from err
+            await roll_back_and_end(
+                err, lambda reason: self._roll_back(request, plan, reason),
+                lambda reason: self._rolled_back_error(plan, reason),
+            )
 
         return await self.finish(
             Phase.SUCCEEDED, f"{plan.new_color} ({request.version}) serves {request.active_service_name}"
@@ -166,9 +139,10 @@ class BlueGreenDeployment(DeploymentControl):
         new = plan.deployment(app, plan.new_color)
         await self.checkpoint()
 
+        self._state = BlueGreenState.DEPLOYED
         self._begin("deploy", f"deploying {request.version} to {plan.new_color} ({new})")
         applied: AppliedWorkload = await self.interruptible(
-            workflow.execute_activity(
+            activity(
                 apply_workload,
                 ApplyWorkloadInput(
                     target=request.target,
@@ -177,16 +151,13 @@ class BlueGreenDeployment(DeploymentControl):
                     replicas=request.workload.replicas,
                     selector=self._selector(plan.new_color),
                 ),
-                start_to_close_timeout=QUICK,
-                retry_policy=RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 summary=f"apply {new}",
             )
         )
 
         self._begin("health", f"waiting for {request.workload.replicas} ready pods of {new}")
         health: HealthReport = await self.interruptible(
-            workflow.execute_activity(
+            activity(
                 wait_healthy,
                 WaitHealthyInput(
                     target=request.target,
@@ -196,10 +167,8 @@ class BlueGreenDeployment(DeploymentControl):
                     pod_selector=self._selector(plan.new_color),
                     timeout=request.workload.health_timeout,
                 ),
-                start_to_close_timeout=request.workload.health_timeout + QUICK,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=RETRY,
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                timeout=request.workload.health_timeout + QUICK,
+                heartbeat=HEARTBEAT,
                 summary=f"wait for {new} to be healthy",
             )
         )
@@ -208,13 +177,13 @@ class BlueGreenDeployment(DeploymentControl):
 
         self._begin("preview", f"pointing {request.preview_service_name} at {plan.new_color}")
         await self._switch(request, request.preview_service_name, plan.new_color)
-        self._previewed = True
+        self._state = BlueGreenState.PREVIEWED
         await self.checkpoint()
 
         if request.smoke_tests:
             self._begin("smoke", f"{len(request.smoke_tests)} smoke test(s) through {request.preview_service_name}")
             report: SmokeReport = await self.interruptible(
-                workflow.execute_activity(
+                activity(
                     run_smoke_tests,
                     SmokeTestsInput(
                         target=request.target,
@@ -222,11 +191,9 @@ class BlueGreenDeployment(DeploymentControl):
                         port=request.workload.service_port,
                         tests=request.smoke_tests,
                     ),
-                    start_to_close_timeout=self._smoke_budget(request),
-                    heartbeat_timeout=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
-                    retry_policy=RETRY,
-                    # Wait for the checks to stop before rolling back, so no request is in flight meanwhile.
-                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    timeout=self._smoke_budget(request),
+                    heartbeat=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
+                    # Cancelled like a cluster change: no check request is in flight once the rollback starts.
                     summary=f"smoke tests via {request.preview_service_name}",
                 )
             )
@@ -234,7 +201,7 @@ class BlueGreenDeployment(DeploymentControl):
                 self.event(result.message, kind="info" if result.passed else "error")
             self._status.details["smoke_tests"] = "passed" if report.passed else "failed"
             if not report.passed:
-                raise ApplicationError(report.failure, type="SmokeTestFailed", non_retryable=True)
+                raise failure(report.failure, ErrorType.SMOKE_TEST_FAILED)
             await self.checkpoint()
 
         self._begin("promotion", self._gate_message(request))
@@ -244,7 +211,7 @@ class BlueGreenDeployment(DeploymentControl):
         await self._hooks(request, HookPoint.PRE_PROMOTE)
         self._begin("switch", f"switching {request.active_service_name} to {plan.new_color}")
         await self._switch(request, request.active_service_name, plan.new_color)
-        self._switched = True
+        self._state = BlueGreenState.SWITCHED
         self._status.details["active_color"] = plan.new_color
         self._status.weights = {plan.new_color: 100, **({plan.old_color: 0} if plan.old_color else {})}
         self.event(f"traffic switched to {plan.new_color} ({request.version})", kind="decision")
@@ -252,6 +219,7 @@ class BlueGreenDeployment(DeploymentControl):
         await self._hooks(request, HookPoint.POST_DEPLOY)
 
         if plan.old_color is not None and plan.old_replicas > 0 and request.standby > timedelta(0):
+            self._state = BlueGreenState.STANDBY
             self._begin("standby", f"{plan.old_color} ({plan.old_version}) kept for rollback for {request.standby}")
             outcome = await self.standby(
                 request.standby, message=f"{plan.old_color} ({plan.old_version}) on standby for {request.standby}"
@@ -263,7 +231,7 @@ class BlueGreenDeployment(DeploymentControl):
             if outcome == "promoted":
                 self.event("standby ended early by promote", kind="decision")
 
-        self._committed = True
+        self._state = BlueGreenState.COMMITTED
         self._begin("finish", "retiring the old colour")
         if plan.old_color is not None:
             old = plan.deployment(app, plan.old_color)
@@ -282,24 +250,23 @@ class BlueGreenDeployment(DeploymentControl):
         """Puts traffic on the old colour (if any), points preview there too, scales the new colour to zero."""
         self.set_phase(Phase.ROLLING_BACK, f"rolling back: {reason}")
         new = plan.deployment(request.target.app, plan.new_color)
+        self._undone_from = self._state
+        undo = bluegreen_undo(
+            self._state,
+            has_old_color=plan.old_color is not None,
+            active_service_existed=plan.active_service_existed,
+            adopting=plan.adopting,
+        )
         try:
-            if plan.old_color is not None:
-                if plan.active_service_existed or self._switched:
-                    await self._switch(request, request.active_service_name, plan.old_color)
-                if self._previewed:
-                    await self._switch(request, request.preview_service_name, plan.old_color, create=False)
-                self._status.details["active_color"] = plan.old_color
-                self._status.weights = {plan.old_color: 100, plan.new_color: 0}
-            elif plan.adopting and self._switched and plan.active_selector:
-                await self._switch(request, request.active_service_name, selector=plan.active_selector)
-            await self._scale(request, new, 0)
+            for step in undo:
+                await self._undo(request, plan, step)
         except ActivityError as err:
             message = (
-                f"rollback failed ({self._explain(err)}) after: {reason}; the cluster needs a person: "
+                f"rollback failed ({explain(err)}) after: {reason}; the cluster needs a person: "
                 f"check {request.active_service_name}'s selector and {new}'s replicas"
             )
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+            raise rollback_failed(message) from err
         try:
             await run_hooks(
                 HookPoint.ON_ROLLBACK,
@@ -310,61 +277,55 @@ class BlueGreenDeployment(DeploymentControl):
                 strategy="blue-green",
                 on_event=self.event,
             )
-        except ActivityError as err:
-            self.event(f"on_rollback hook: {self._explain(err)}", kind="warning")
-        except ApplicationError as err:
-            self.event(f"on_rollback hook: {err.message}", kind="warning")
-        self._rolled_back = True
+        except (ActivityError, ApplicationError) as err:
+            self.event(f"on_rollback hook: {explain(err)}", kind="warning")
+        if plan.old_color is not None:
+            self._status.details["active_color"] = plan.old_color
+            self._status.weights = {plan.old_color: 100, plan.new_color: 0}
+        self._state = BlueGreenState.ROLLED_BACK
         self.set_phase(
             Phase.ROLLED_BACK,
             f"rolled back: {reason}; {self._traffic_now(plan)}; {new} scaled to zero",
         )
 
+    async def _undo(self, request: BlueGreenRequest, plan: Plan, step: BlueGreenUndo) -> None:
+        if step == BlueGreenUndo.SCALE_NEW_TO_ZERO:
+            await self._scale(request, plan.deployment(request.target.app, plan.new_color), 0)
+        elif step == BlueGreenUndo.ACTIVE_TO_ADOPTED:
+            await self._switch(request, request.active_service_name, selector=plan.active_selector)
+        else:
+            assert plan.old_color is not None  # bluegreen_undo moves Services to the old colour only when there is one
+            if step == BlueGreenUndo.ACTIVE_TO_OLD:
+                await self._switch(request, request.active_service_name, plan.old_color)
+            else:
+                await self._switch(request, request.preview_service_name, plan.old_color, create=False)
+
     def _rolled_back_error(self, plan: Plan, reason: str) -> ApplicationError:
-        return ApplicationError(
+        return rolled_back(
             f"rolled back: {reason}; {self._traffic_now(plan)}",
             {"reason": reason, "old_color": plan.old_color, "new_color": plan.new_color},
-            type="RolledBack",
-            non_retryable=True,
         )
 
     def _traffic_now(self, plan: Plan) -> str:
         if plan.old_color is None and not plan.adopting:
             return "nothing was serving before, so nothing serves now"
-        verb = "is back on" if self._switched else "stays on"
+        verb = "is back on" if bluegreen_switched(self._undone_from or self._state) else "stays on"
         return f"traffic {verb} {plan.where_traffic_stays()}"
 
     # --- steps --------------------------------------------------------------------------------------------------
 
-    def _validate(self, request: BlueGreenRequest) -> None:
-        """The converter validated the payload already; this catches requests built without validation."""
-        try:
-            BlueGreenRequest.model_validate(request.model_dump(mode="json", exclude_unset=True))
-        except pydantic.ValidationError as err:
-            message = f"invalid spec: {describe_validation_error(err)}"
-            self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="InvalidSpec", non_retryable=True) from err
-        expected_id = request.target.workflow_id()
-        if workflow.info().workflow_id != expected_id:
-            self.event(
-                f"workflow id {workflow.info().workflow_id!r} is not {expected_id!r}: another run could deploy "
-                "the same app at the same time",
-                kind="warning",
-            )
-
     async def _make_plan(self, request: BlueGreenRequest) -> Plan:
         app = request.target.app
         names = [f"{app}-{color}" for color in COLORS]
-        live: WorkloadsSnapshot = await workflow.execute_activity(
+        live: WorkloadsSnapshot = await activity(
             read_workloads,
             ReadWorkloadsInput(
                 target=request.target,
                 deployments=names,
                 services=[request.active_service_name, request.preview_service_name],
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
             summary="read live state",
+            cancellation=READS,
         )
         active = live.services.get(request.active_service_name)
         old_color = active.selector.get(COLOR_LABEL) if active is not None else None
@@ -432,7 +393,7 @@ class BlueGreenDeployment(DeploymentControl):
             gate.timeout, message=f"{request.version} is ready on {request.preview_service_name}: promote or abort"
         )
         if not promoted:
-            raise ApplicationError(f"nobody promoted within {gate.timeout}", type="PromotionTimeout")
+            raise failure(f"nobody promoted within {gate.timeout}", ErrorType.PROMOTION_TIMEOUT)
 
     async def _switch(
         self,
@@ -444,7 +405,7 @@ class BlueGreenDeployment(DeploymentControl):
         selector: dict[str, str] | None = None,
     ) -> None:
         selector = selector or self._selector(color)
-        result: SwitchResult = await workflow.execute_activity(
+        result: SwitchResult = await activity(
             switch_service,
             SwitchServiceInput(
                 target=request.target,
@@ -454,21 +415,15 @@ class BlueGreenDeployment(DeploymentControl):
                 port=request.workload.service_port,
                 target_port=request.workload.port,
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"{service} -> {color or selector}",
         )
         if result.created:
             self.event(f"created Service {service} selecting {color or selector}")
 
     async def _scale(self, request: BlueGreenRequest, name: str, replicas: int) -> None:
-        await workflow.execute_activity(
+        await activity(
             scale_workload,
             ScaleInput(target=request.target, name=name, replicas=replicas),
-            start_to_close_timeout=QUICK,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"scale {name} to {replicas}",
         )
 
@@ -494,21 +449,3 @@ class BlueGreenDeployment(DeploymentControl):
     def _smoke_budget(request: BlueGreenRequest) -> timedelta:
         per_test = [t.attempts * (t.timeout + t.interval) for t in request.smoke_tests]
         return sum(per_test, timedelta(0)) + QUICK
-
-    @staticmethod
-    def _explain(err: BaseException) -> str:
-        """The sentence a person needs: the innermost reason, not the wrapping."""
-        if isinstance(err, Aborted):
-            return f"aborted: {err.reason}"
-        if is_cancelled_exception(err):
-            return "cancelled"
-        if isinstance(err, ActivityError) and err.cause is not None:
-            cause = err.cause
-            if isinstance(cause, TimeoutError):
-                return f"{err.activity_type} timed out ({cause.type.name if cause.type else 'timeout'})"
-            if isinstance(cause, ApplicationError):
-                return cause.message
-            return str(cause)
-        if isinstance(err, ApplicationError):
-            return err.message
-        return f"{type(err).__name__}: {err}"

@@ -29,13 +29,12 @@ import asyncio
 import contextlib
 import math
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import pydantic
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.traffic import (
@@ -61,35 +60,26 @@ with workflow.unsafe.imports_passed_through():
         Step,
         describe_step,
     )
-    from deployflow.spec.common import describe_validation_error
     from deployflow.spec.control import PauseRequest
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.spec.weights import weight_warnings
     from deployflow.status import DeploymentStatus, Phase, TrafficStep, format_percent, traffic_text
-    from workflows.analysis import AnalysisRunner, Decision, decide, gate
-    from workflows.control import Aborted, DeploymentControl, shielded
-    from workflows.hooks import run_hooks
-    from workflows.notify import Notifications
 
-NON_RETRYABLE = [
-    "Unhealthy",
-    "HealthTimeout",
-    "NotFound",
-    "RoutingError",
-    "ForeignService",
-    "KubernetesRequestRejected",
-    "BadRequest",
-    "Conflict",
-]
-RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=20),
-    maximum_attempts=8,
-    non_retryable_error_types=NON_RETRYABLE,
+from workflows.analysis import AnalysisRunner, Decision, decide, gate
+from workflows.control import DeploymentControl
+from workflows.decisions import CanaryState, CanaryUndo, canary_undo
+from workflows.failure import (
+    Aborted,
+    explain,
+    roll_back_and_end,
+    rollback_failed,
+    rolled_back,
+    shielded,
 )
-QUICK = timedelta(seconds=60)
-HEARTBEAT = timedelta(seconds=10)
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, RETRY, activity
 
 
 @workflow.defn(name="CanaryDeployment", failure_exception_types=[pydantic.ValidationError])
@@ -106,7 +96,7 @@ class CanaryDeployment(DeploymentControl):
         self._status.details["steps"] = [describe_step(s) for s in self._steps]
         self._weight = 0
         self._step_number = 0
-        self._committed = False  # the stable track runs the new version: the canary rollback no longer applies
+        self._state = CanaryState.PLANNED
         self._background_failure: str | None = None
         self._notifications = Notifications(request.notifications, request.target, "canary", self.event)
 
@@ -116,20 +106,18 @@ class CanaryDeployment(DeploymentControl):
 
     async def _run(self, request: CanaryRequest) -> DeploymentStatus:
         self.set_phase(Phase.PROGRESSING, "checking the request", step="validate")
-        self._validate(request)
+        self.check_request(request)
         for warning in weight_warnings(request):  # a pod ratio cannot give every weight: say so before it starts
             self.event(warning, kind="warning")
 
         self.set_phase(Phase.PROGRESSING, "reading the stable and canary tracks", step="snapshot")
         try:
-            live: ReleaseState = await workflow.execute_activity(
-                inspect_release, ReleaseQuery(target=request.target), start_to_close_timeout=QUICK, retry_policy=RETRY,
-                summary="read the stable and canary tracks",
+            live: ReleaseState = await activity(
+                inspect_release, ReleaseQuery(target=request.target), summary="read the stable and canary tracks",
+                cancellation=READS,
             )
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            self._fail_unchanged(err)
+        except (Exception, asyncio.CancelledError) as err:
+            self.fail_without_rollback(err)
         if not live.stable.exists:
             return await self._first_deployment(request)
         previous = live.stable
@@ -141,20 +129,17 @@ class CanaryDeployment(DeploymentControl):
         await self._pre_deploy(request, previous.version)
         try:
             await self._release(request, previous)
-        except BaseException as err:
-            if self._committed:
+        except (Exception, asyncio.CancelledError) as err:
+            if canary_undo(self._state) != CanaryUndo.TRAFFIC_TO_STABLE:
                 raise
             reason = self._explain(err)
             where = f"at step {self._step_number} ({self._weight}%)" if self._step_number else "before the first step"
-            await shielded(self._roll_back(request, previous, f"{where}: {reason}"))
-            if is_cancelled_exception(err):
-                raise
-            raise ApplicationError(
-                f"rolled back {where}: {reason}; traffic is back on {previous.version}",
-                {"step": self._step_number, "weight": self._weight, "reason": reason},
-                type="RolledBack",
-                non_retryable=True,
-            ) from err
+            details = {"step": self._step_number, "weight": self._weight, "reason": reason}
+            await roll_back_and_end(
+                err, lambda why: self._roll_back(request, previous, why),
+                lambda why: rolled_back(f"rolled back {why}; traffic is back on {previous.version}", details),
+                reason=f"{where}: {reason}",
+            )
 
         await self._post_deploy(request, previous)
         if request.post_promotion is not None:
@@ -166,6 +151,7 @@ class CanaryDeployment(DeploymentControl):
     async def _release(self, request: CanaryRequest, previous: TrackInfo) -> None:
         """Steps 3 to 5. Raising anywhere here rolls back."""
         app = request.target.app
+        self._state = CanaryState.CANARY
         self.set_phase(Phase.PROGRESSING, f"preparing {request.traffic.router} routing", step="routing")
         await self.interruptible(self._activity(
             prepare_routing, self._routing(request), summary=f"{request.traffic.router} routing for {app}"
@@ -251,7 +237,7 @@ class CanaryDeployment(DeploymentControl):
             summary=f"{app}-stable runs {request.version}",
             timeout=request.workload.health_timeout + QUICK,
         ))
-        self._committed = True
+        self._state = CanaryState.COMMITTED
         back: WeightResult = await self._activity(
             set_weight, self._weight_request(request, 0), summary="traffic back to the stable track",
             timeout=request.workload.health_timeout + QUICK,
@@ -359,8 +345,9 @@ class CanaryDeployment(DeploymentControl):
                 f"{request.traffic.router} routing of {request.target.app} and {request.target.app}-canary's replicas"
             )
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+            raise rollback_failed(message) from err
         self._set_weights(0, 0.0)
+        self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back {reason}; traffic is back on {previous.version}")
 
@@ -378,8 +365,9 @@ class CanaryDeployment(DeploymentControl):
         except ActivityError as err:
             message = f"restoring {previous.version} failed ({self._explain(err)}) after: {reason}"
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from err
+            raise rollback_failed(message) from err
         self.set_versions(previous.version or "", request.version)
+        self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)
         self.set_phase(Phase.ROLLED_BACK, f"rolled back after promotion: {reason}; {previous.version} serves again")
 
@@ -413,7 +401,7 @@ class CanaryDeployment(DeploymentControl):
             await self._hooks(request, HookPoint.POST_DEPLOY, None)
         except (Exception, asyncio.CancelledError) as err:
             # Nothing ran before, so there is nothing to restore: the run fails and says what serves.
-            self._hook_failed(err, f"there is no previous version to restore: {request.version} keeps serving")
+            self.fail_without_rollback(err, f"there is no previous version to restore: {request.version} keeps serving")
         return await self.finish(Phase.SUCCEEDED, f"first deployment: {request.version} is the stable version")
 
     # --- hooks and notifications ----------------------------------------------------------------------------------
@@ -443,7 +431,7 @@ class CanaryDeployment(DeploymentControl):
         try:
             await self._hooks(request, HookPoint.PRE_DEPLOY, previous_version)
         except (Exception, asyncio.CancelledError) as err:
-            self._hook_failed(err, "nothing in the cluster was changed")
+            self.fail_without_rollback(err)
 
     async def _post_deploy(self, request: CanaryRequest, previous: TrackInfo) -> None:
         """Runs once the stable track runs the new version. A failure restores the previous version, as a failed
@@ -451,14 +439,12 @@ class CanaryDeployment(DeploymentControl):
         try:
             await self._hooks(request, HookPoint.POST_DEPLOY, previous.version)
         except (Exception, asyncio.CancelledError) as err:
-            reason = self._explain(err)
-            await shielded(self._restore_previous(request, previous, reason))
-            if is_cancelled_exception(err):
-                raise
-            raise ApplicationError(
-                f"rolled back after promotion: {reason}; {previous.version} serves again",
-                {"reason": reason}, type="RolledBack", non_retryable=True,
-            ) from err
+            await roll_back_and_end(
+                err, lambda why: self._restore_previous(request, previous, why),
+                lambda why: rolled_back(f"rolled back after promotion: {why}; {previous.version} serves again",
+                                        {"reason": why}),
+                reason=self._explain(err),
+            )
 
     async def _on_rollback(self, request: CanaryRequest, previous_version: str | None) -> None:
         """Runs after a rollback finished, even one caused by an abort. A failure is a warning: the rollback
@@ -467,13 +453,6 @@ class CanaryDeployment(DeploymentControl):
             await self._hooks(request, HookPoint.ON_ROLLBACK, previous_version, abortable=False)
         except (ActivityError, ApplicationError) as err:
             self.event(f"{self._explain(err)} (the rollback itself completed)", kind="warning")
-
-    def _hook_failed(self, err: BaseException, outcome: str) -> NoReturn:
-        message = f"{self._explain(err)}; {outcome}"
-        self.set_phase(Phase.FAILED, message)
-        if isinstance(err, ApplicationError) and not is_cancelled_exception(err):
-            raise ApplicationError(message, type=err.type, non_retryable=True) from err
-        raise err
 
     # --- helpers --------------------------------------------------------------------------------------------------
 
@@ -485,12 +464,8 @@ class CanaryDeployment(DeploymentControl):
         summary: str,
         timeout: timedelta = QUICK,
         retry: RetryPolicy = RETRY,
-        cancellation: ActivityCancellationType = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     ) -> Any:
-        return workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=HEARTBEAT, retry_policy=retry,
-            cancellation_type=cancellation, summary=summary,
-        )
+        return activity(fn, arg, summary=summary, timeout=timeout, heartbeat=HEARTBEAT, retry_policy=retry)
 
     def _routing(self, request: CanaryRequest) -> RoutingRequest:
         return RoutingRequest(target=request.target, traffic=request.traffic, port=request.workload.service_port,
@@ -515,37 +490,12 @@ class CanaryDeployment(DeploymentControl):
 
     def _exposure(self) -> float | None:
         """The share of requests the new version has now: the canary's real weight, all of it once promoted."""
-        if self._committed:
+        if self._state == CanaryState.COMMITTED:
             return 100.0
         return self._status.actual_weights.get("canary")
 
     def _explain(self, err: BaseException) -> str:
-        if isinstance(err, Aborted):
-            if self._background_failure is not None and err.reason == self._background_failure:
-                return self._background_failure
-            return f"aborted: {err.reason}"
-        if is_cancelled_exception(err):
-            return "cancelled"
-        while isinstance(err, ActivityError) and err.cause is not None:
-            err = err.cause
-        if isinstance(err, ApplicationError):
-            return err.message
-        return str(err) or type(err).__name__
-
-    def _fail_unchanged(self, err: ActivityError) -> NoReturn:
-        """The run fails saying what went wrong (a missing namespace, an unknown cluster), not just that an activity
-        failed, and that the cluster is as it was."""
-        message = f"{self._explain(err)}; nothing in the cluster was changed"
-        self.set_phase(Phase.FAILED, message)
-        cause = err.cause
-        kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "SnapshotFailed"
-        raise ApplicationError(message, type=kind, non_retryable=True) from err
-
-    def _validate(self, request: CanaryRequest) -> None:
-        """The converter validated the payload already; this catches requests built without validation."""
-        try:
-            CanaryRequest.model_validate(request.model_dump(mode="json", exclude_unset=True))
-        except pydantic.ValidationError as err:
-            message = f"invalid spec: {describe_validation_error(err)}"
-            self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="InvalidSpec", non_retryable=True) from err
+        # A failed background analysis interrupts the running step the way an abort does; it is not an abort.
+        if isinstance(err, Aborted) and err.reason == self._background_failure:
+            return err.reason
+        return explain(err)

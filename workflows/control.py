@@ -49,13 +49,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
+import pydantic
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from deployflow.spec.common import Target
+    from deployflow.errors import ErrorType
+    from deployflow.spec.common import Target, describe_validation_error
     from deployflow.spec.control import (
         AbortRequest,
         ApproveRequest,
@@ -65,7 +66,18 @@ with workflow.unsafe.imports_passed_through():
         RollbackRequest,
     )
     from deployflow.status import DeploymentStatus, Event, Phase, step_text, traffic_text
-    from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+
+from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+from workflows.failure import (
+    Aborted,
+    Failure,
+    error_type,
+    explain,
+    failure,
+    invalid_spec,
+    is_cancellation,
+    shielded,
+)
 
 T = TypeVar("T")
 
@@ -73,24 +85,9 @@ FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 MAX_EVENTS = 200  # keeps the status query and history payloads small on long runs
 
 StandbyOutcome = Literal["elapsed", "promoted", "rollback"]
+UNCHANGED = "nothing in the cluster was changed"
 
-
-class Aborted(ApplicationError):
-    """An operator aborted the deployment. Non-retryable, so an uncaught one still fails the run cleanly."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"aborted: {reason}", type="Aborted", non_retryable=True)
-        self.reason = reason
-
-
-async def shielded(cleanup: Awaitable[Any]) -> None:
-    """Runs cleanup (a rollback, the last notifications) to the end even if the run is cancelled meanwhile."""
-    task = asyncio.ensure_future(cleanup)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise
+__all__ = ["Aborted", "DeploymentControl", "shielded"]  # Aborted and shielded live in workflows.failure
 
 
 class DeploymentControl:
@@ -484,6 +481,38 @@ class DeploymentControl:
         self.set_phase(phase, message)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._status
+
+    # --- failing before anything changed -------------------------------------------------------------------------
+
+    def check_request(self, request: pydantic.BaseModel) -> None:
+        """Validates a request again before anything in a cluster changes: the converter validated the payload, but
+        a request built in code (a test, a client bypassing the models) may not have been. Fails naming the field."""
+        try:
+            type(request).model_validate(request.model_dump(mode="json", exclude_unset=True))
+        except pydantic.ValidationError as err:
+            error = invalid_spec(describe_validation_error(err))
+            self.set_phase(Phase.FAILED, error.message)
+            raise error from err
+
+    def warn_unless_locked(self) -> None:
+        """The workflow ID is the lock that keeps two releases of one app apart: say so when a run was started under
+        another ID."""
+        expected_id = self._target.workflow_id()
+        if workflow.info().workflow_id != expected_id:
+            self.event(
+                f"workflow id {workflow.info().workflow_id!r} is not {expected_id!r}: another run could deploy "
+                "the same app at the same time",
+                kind="warning",
+            )
+
+    def fail_without_rollback(self, err: Failure, outcome: str = UNCHANGED) -> NoReturn:
+        """Ends a run that failed (or was aborted or cancelled) before it changed anything: the failure says what went
+        wrong, with the activity's own type (a missing namespace, an unknown cluster, a failed hook), and `outcome`."""
+        message = f"{explain(err)}; {outcome}"
+        self.set_phase(Phase.FAILED, message)
+        if is_cancellation(err):
+            raise err
+        raise failure(message, error_type(err, ErrorType.DEPLOYMENT_FAILED)) from err
 
     # --- internals ----------------------------------------------------------------------------------------------
 

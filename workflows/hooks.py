@@ -14,15 +14,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.hooks import (
-        HOOK_FAILED,
-        HOOK_MISCONFIGURED,
-        HOOK_TIMED_OUT,
         ConfirmInput,
         HttpHookInput,
         JobHookInput,
@@ -30,12 +25,13 @@ with workflow.unsafe.imports_passed_through():
         run_http_hook,
         run_job_hook,
     )
+    from deployflow.errors import ErrorType
     from deployflow.spec.common import Target
     from deployflow.spec.hooks import ConfirmHook, HookContext, HookPoint, Hooks, HttpHook, JobHook
 
-EventSink = Callable[[str, str], None]  # (message, kind), e.g. DeploymentControl.event
+from workflows.options import READS, activity, retry
 
-_NON_RETRYABLE = [HOOK_FAILED, HOOK_TIMED_OUT, HOOK_MISCONFIGURED]
+EventSink = Callable[[str, str], None]  # (message, kind), e.g. DeploymentControl.event
 
 
 def _cause(err: BaseException) -> str:
@@ -74,13 +70,13 @@ async def run_hooks(
             detail = await _run_one(hook, target, context)
         except ApplicationError as err:
             raise ApplicationError(
-                f"{label} failed: {err.message}", type=HOOK_FAILED, non_retryable=True
+                f"{label} failed: {err.message}", type=ErrorType.HOOK_FAILED, non_retryable=True
             ) from err
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
             raise ApplicationError(
-                f"{label} failed: {_cause(err)}", type=HOOK_FAILED, non_retryable=True
+                f"{label} failed: {_cause(err)}", type=ErrorType.HOOK_FAILED, non_retryable=True
             ) from err
         if on_event:
             on_event(f"{label}: passed{': ' + detail if detail else ''}", "info")
@@ -88,23 +84,23 @@ async def run_hooks(
 
 async def _run_one(hook: JobHook | HttpHook | ConfirmHook, target: Target, context: HookContext) -> str:
     if isinstance(hook, JobHook):
-        job = await workflow.execute_activity(
+        # The Job changes the cluster (migrations): a rollback must not start while it is still being handled.
+        job = await activity(
             run_job_hook,
             JobHookInput(target=target, hook=hook, context=context),
-            start_to_close_timeout=timedelta(seconds=hook.timeout_seconds + 120),
-            heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=_NON_RETRYABLE),
-            # The Job changes the cluster (migrations): a rollback must not start while it is still being handled.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            timeout=timedelta(seconds=hook.timeout_seconds + 120),
+            heartbeat=timedelta(seconds=60),
+            retry_policy=retry(5),
             summary=f"{context.point.value}: job {hook.name}",
         )
         return f"Job {job.job} completed"
     if isinstance(hook, HttpHook):
-        smoke = await workflow.execute_activity(
+        smoke = await activity(
             run_http_hook,
             HttpHookInput(target=target, hook=hook, context=context),
-            start_to_close_timeout=timedelta(seconds=hook.requests * hook.timeout_seconds + 30),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=_NON_RETRYABLE),
+            timeout=timedelta(seconds=hook.requests * hook.timeout_seconds + 30),
+            retry_policy=retry(3),
+            cancellation=READS,
             summary=f"{context.point.value}: smoke test {hook.name}",
         )
         return smoke.summary
@@ -118,11 +114,12 @@ async def _confirm(hook: ConfirmHook, target: Target, context: HookContext) -> s
     last = ""
     while True:
         attempt += 1
-        answer = await workflow.execute_activity(
+        answer = await activity(
             ask_confirmation,
             ConfirmInput(target=target, hook=hook, context=context, attempt=attempt),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=_NON_RETRYABLE),
+            timeout=timedelta(seconds=30),
+            retry_policy=retry(3),
+            cancellation=READS,
             summary=f"{context.point.value}: confirm {hook.name} (ask {attempt})",
         )
         if answer.confirmed:
@@ -132,7 +129,7 @@ async def _confirm(hook: ConfirmHook, target: Target, context: HookContext) -> s
         if remaining <= timedelta(0):
             raise ApplicationError(
                 f"not confirmed within {hook.timeout_seconds}s ({attempt} asks; last: {last})",
-                type=HOOK_TIMED_OUT,
+                type=ErrorType.HOOK_TIMED_OUT,
                 non_retryable=True,
             )
         await workflow.sleep(min(timedelta(seconds=hook.interval_seconds), remaining))

@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.control import shielded
+from workflows.failure import shielded
+from workflows.options import NOTIFY_RETRY, READS, activity
 
 with workflow.unsafe.imports_passed_through():
-    from activities.notify import NOTIFIER_MISCONFIGURED, NotificationInput, send_notification
+    from activities.notify import NotificationInput, send_notification
     from deployflow.spec.common import Target
     from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
     from deployflow.status import DeploymentStatus, Phase
@@ -37,13 +37,6 @@ _PHASE_EVENTS = {
     Phase.SUCCEEDED: NotifyEvent.SUCCEEDED,
     Phase.FAILED: NotifyEvent.FAILED,
 }
-
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_attempts=4,
-    non_retryable_error_types=[NOTIFIER_MISCONFIGURED],
-)
 
 
 class Notifications:
@@ -101,13 +94,14 @@ class Notifications:
 
     async def _deliver(self, notifier: Notifier, message: NotifyMessage, after: asyncio.Task[None] | None) -> None:
         if after is not None:
-            await asyncio.wait([after])  # never raises: _deliver swallows its failures
+            await workflow.wait([after])  # never raises: _deliver swallows its failures
         try:
-            await workflow.execute_activity(
+            await activity(
                 send_notification,
                 NotificationInput(notifier=notifier, message=message),
-                start_to_close_timeout=timedelta(seconds=15),
-                retry_policy=RETRY,
+                timeout=timedelta(seconds=15),
+                retry_policy=NOTIFY_RETRY,
+                cancellation=READS,
                 summary=f"notify {message.event.value} via {notifier.kind}",
             )
         except ActivityError as err:

@@ -23,22 +23,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import pydantic
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
-
-from workflows.analysis import AnalysisRunner, gate
-from workflows.control import Aborted, DeploymentControl, shielded
-from workflows.hooks import run_hooks
-from workflows.notify import Notifications
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.rolling import (
-        NON_RETRYABLE,
         BeginInput,
         FinishInput,
         MoveInput,
@@ -53,30 +45,20 @@ with workflow.unsafe.imports_passed_through():
         prepare_rolling,
         set_paused,
     )
+    from deployflow.errors import ErrorType
     from deployflow.spec.analysis import Analysis
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.spec.rolling import RollingRequest
     from deployflow.status import DeploymentStatus, Phase
 
-# Cluster-changing steps: a cancelled one finishes stopping before the rollback touches the same objects.
-CHANGE = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE)
-
-
-class RolledBack(ApplicationError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type="RolledBack", non_retryable=True)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, Aborted):
-        return f"aborted: {err.reason}"
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    if isinstance(err, FailureError):
-        return err.message
-    return str(err) or type(err).__name__
+from workflows.analysis import AnalysisRunner, gate
+from workflows.control import DeploymentControl
+from workflows.decisions import RollingState, rollback_plan, rolling_rolls_back
+from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
+from workflows.hooks import run_hooks
+from workflows.notify import Notifications
+from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 
 @workflow.defn(name="RollingDeployment", failure_exception_types=[pydantic.ValidationError])
@@ -87,6 +69,7 @@ class RollingDeployment(DeploymentControl):
         self._notifications = Notifications(request.notifications, request.target, "rolling", on_event=self.event)
         self._attempted = 0  # most pods ever asked to run the new version: what a rollback must undo
         self._gate_at: int | None = None
+        self._state = RollingState.RECORDED
 
     def _on_phase(self, phase: Phase, message: str) -> None:
         self._notifications.on_phase(phase, message, self.status)
@@ -100,26 +83,15 @@ class RollingDeployment(DeploymentControl):
     async def _run(self, r: RollingRequest) -> DeploymentStatus:
         version = r.resolved_version or ""
         self.set_phase(Phase.PROGRESSING, f"rolling {r.kind} {r.name} to {version}", step="prepare")
+        self.check_request(r)
         try:
             prep = await self.interruptible(
-                workflow.execute_activity(
-                    prepare_rolling,
-                    PrepareInput(request=r),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RETRY,
-                    summary=f"record {r.kind} {r.name}",
+                activity(
+                    prepare_rolling, PrepareInput(request=r), summary=f"record {r.kind} {r.name}", cancellation=READS
                 )
             )
-        except (ActivityError, Aborted) as err:
-            if is_cancelled_exception(err):
-                raise asyncio.CancelledError("cancelled before anything changed") from None
-            cause = err.cause if isinstance(err, ActivityError) else None
-            if isinstance(cause, ApplicationError) and cause.type in ("ClusterNotFound", "NamespaceNotFound"):
-                # The run's failure names what is missing, with the type the activity gave it.
-                message = f"{_reason(err)}; nothing in the cluster was changed"
-                self.set_phase(Phase.FAILED, message)
-                raise ApplicationError(message, type=cause.type, non_retryable=True) from None
-            return await self._fail_unchanged(_reason(err))
+        except (Exception, asyncio.CancelledError) as err:
+            self.fail_without_rollback(err)
         rec = prep.recorded
         n = rec.replicas
         self.set_versions(version, rec.version)
@@ -141,35 +113,28 @@ class RollingDeployment(DeploymentControl):
             await self.interruptible(self._hooks(r, HookPoint.PRE_DEPLOY))
             if self._gate_at == 0:
                 await self._approval(r, "before the first batch")
-        except (ApplicationError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                self.set_phase(Phase.FAILED, "cancelled before anything changed")
-                raise asyncio.CancelledError("cancelled before anything changed") from None
-            return await self._fail_unchanged(_reason(err))
-        except asyncio.CancelledError:
-            self.set_phase(Phase.FAILED, "cancelled before anything changed")
-            raise
+        except (Exception, asyncio.CancelledError) as err:
+            self.fail_without_rollback(err)
 
+        self._state = RollingState.MOVING
         try:
             if r.mode == "native":
                 await self._native(r, prep)
             else:
                 await self._batches(r, prep, plan, surge, unavailable)
+            self._state = RollingState.HANDED_BACK
             self.status.weights = {"stable": 0, "new": 100}
             self._notifications.send(NotifyEvent.PROMOTED, self.status, f"all {n} pods run {version}")
             self.set_phase(Phase.PROGRESSING, f"all {n} pods run {version}; post-deploy checks", step="post-deploy")
             await self.interruptible(self._hooks(r, HookPoint.POST_DEPLOY))
-        except (ApplicationError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
-                await shielded(self._roll_back(r, prep, "cancelled"))
-                raise asyncio.CancelledError("cancelled and rolled back") from None
-            reason = _reason(err)
-            await shielded(self._roll_back(r, prep, reason))
-            raise RolledBack(f"rolled back to {rec.version or rec.revision}: {reason}") from None
-        except asyncio.CancelledError:
-            await shielded(self._roll_back(r, prep, "cancelled"))
-            raise
+        except (Exception, asyncio.CancelledError) as err:
+            if not rolling_rolls_back(self._state):
+                raise
+            # Cancel (the UI's button, `temporal workflow cancel`) rolls back too; the run then ends CANCELED.
+            await roll_back_and_end(
+                err, lambda reason: self._roll_back(r, prep, reason),
+                lambda reason: rolled_back(f"rolled back to {rec.version or rec.revision}: {reason}"),
+            )
         return await self.finish(Phase.SUCCEEDED, f"{r.kind} {r.name} runs {version} on all {n} pods")
 
     async def _batches(self, r: RollingRequest, prep: PrepareResult, plan: list[int], surge: int, unavail: int) -> None:
@@ -198,7 +163,7 @@ class RollingDeployment(DeploymentControl):
                     timeout_seconds=r.batch_timeout.total_seconds(), label=label,
                 ),
                 summary=f"{label}: {count}/{n} pods to {version}",
-                timeout=r.batch_timeout + timedelta(minutes=1),
+                timeout=r.batch_timeout + QUICK,
             )
             share = round(100 * count / n) if n else 100
             self.status.weights = {"stable": 100 - share, "new": share}
@@ -236,9 +201,8 @@ class RollingDeployment(DeploymentControl):
         # No batches to stop between: a pause pauses the Deployment itself (spec.paused), mid-rollout, and resume
         # sets the same template again and unpauses it.
         while True:
-            rollout = workflow.execute_activity(
-                native_rollout, native, start_to_close_timeout=r.batch_timeout + timedelta(minutes=1),
-                heartbeat_timeout=timedelta(seconds=30), retry_policy=RETRY, cancellation_type=CHANGE,
+            rollout = activity(
+                native_rollout, native, timeout=r.batch_timeout + QUICK, heartbeat=HEARTBEAT,
                 summary=f"RollingUpdate of {r.kind} {r.name}",
             )
             if await self.interruptible(self._unless_paused(rollout)):
@@ -269,19 +233,6 @@ class RollingDeployment(DeploymentControl):
 
     # ---- rollback -------------------------------------------------------------------------------------------------
 
-    def _rollback_plan(self, r: RollingRequest, n: int) -> list[tuple[int, int, int]]:
-        """(count at the recorded template, surge, unavailable) for each rollback step."""
-        surge, unavailable = r.surge_and_unavailable(n)
-        touched = max(1, min(self._attempted, n))
-        if r.rollback == "all-at-once":
-            # Deployment: the recorded revision comes back at full size first, then the new pods go.
-            return [(n, n if r.kind == "Deployment" else 0, unavailable)]
-        steps = r.batch_plan(touched)
-        if r.kind == "StatefulSet":
-            return [(count, 0, unavailable) for count in steps]  # highest ordinals first, as they were updated
-        start = n - touched
-        return [(min(n, start + count), surge, unavailable) for count in steps]
-
     async def _roll_back(self, r: RollingRequest, prep: PrepareResult, reason: str) -> None:
         rec = prep.recorded
         n = rec.replicas
@@ -295,7 +246,7 @@ class RollingDeployment(DeploymentControl):
                         workload=prep.workload, template=rec.template, replicas=n, strategy=rec.strategy or {},
                         restore_strategy=None, timeout_seconds=r.batch_timeout.total_seconds(),
                     ),
-                    summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + timedelta(minutes=1),
+                    summary=f"restore {r.kind} {r.name}", timeout=r.batch_timeout + QUICK,
                     abortable=False,
                 )
             else:
@@ -305,7 +256,7 @@ class RollingDeployment(DeploymentControl):
                     summary=f"target {r.kind} {r.name} back at {back_to}",
                     abortable=False,
                 )
-                plan = self._rollback_plan(r, n)
+                plan = rollback_plan(r, n, self._attempted)
                 for j, (count, surge, unavailable) in enumerate(plan, start=1):
                     label = f"rollback {j}/{len(plan)}"
                     self.set_phase(Phase.ROLLING_BACK, f"{label}: {count} pods back to {back_to}", step=label)
@@ -315,7 +266,7 @@ class RollingDeployment(DeploymentControl):
                             workload=prep.workload, count=count, replicas=n, surge=surge, unavailable=unavailable,
                             timeout_seconds=r.batch_timeout.total_seconds(), label=label,
                         ),
-                        summary=label, timeout=r.batch_timeout + timedelta(minutes=1), abortable=False,
+                        summary=label, timeout=r.batch_timeout + QUICK, abortable=False,
                     )
                 await self._activity(
                     finish_rolling,
@@ -325,17 +276,18 @@ class RollingDeployment(DeploymentControl):
                 )
         except (ActivityError, ApplicationError) as err:
             message = (
-                f"rollback to {back_to} failed: {_reason(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
+                f"rollback to {back_to} failed: {explain(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
                 f"(the rollout was: {reason})"
             )
             self.set_phase(Phase.FAILED, message)
-            raise ApplicationError(message, type="RollbackFailed", non_retryable=True) from None
+            raise rollback_failed(message) from err
         self.status.weights = {"stable": 100, "new": 0}
         self.status.details["updated_replicas"] = 0
+        self._state = RollingState.ROLLED_BACK
         try:
             await self._hooks(r, HookPoint.ON_ROLLBACK)
         except (ApplicationError, ActivityError) as err:
-            self.event(f"{_reason(err)} (the rollback itself completed)", kind="warning")
+            self.event(f"{explain(err)} (the rollback itself completed)", kind="warning")
         self.set_phase(Phase.ROLLED_BACK, f"all {n} pods run {back_to} again: {reason}")
 
     # ---- pieces ---------------------------------------------------------------------------------------------------
@@ -345,10 +297,7 @@ class RollingDeployment(DeploymentControl):
     ) -> Any:
         """A cluster-changing activity: interrupted by abort (except the rollback's own steps), and stopped
         cleanly before any rollback starts."""
-        step = workflow.execute_activity(
-            fn, arg, start_to_close_timeout=timeout, heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY, cancellation_type=CHANGE, summary=summary,
-        )
+        step = activity(fn, arg, summary=summary, timeout=timeout, heartbeat=HEARTBEAT)
         return await (self.interruptible(step) if abortable else step)
 
     async def _hooks(self, r: RollingRequest, point: HookPoint) -> None:
@@ -366,7 +315,7 @@ class RollingDeployment(DeploymentControl):
         assert r.approval is not None
         approved = await self.wait_for_promotion(r.approval.timeout, message=f"waiting for approval {where}")
         if not approved:
-            raise ApplicationError(f"nobody approved {where} within {r.approval.timeout}", type="ApprovalTimedOut")
+            raise failure(f"nobody approved {where} within {r.approval.timeout}", ErrorType.APPROVAL_TIMED_OUT)
         who = self.status.details.get("approved_by")
         self.event(f"approval {where} granted" + (f" by {who}" if who else " (promote)"), kind="decision")
 
@@ -381,6 +330,3 @@ class RollingDeployment(DeploymentControl):
         verdict = await (self.interruptible(runner.run(analysis)) if unified else runner.run(analysis))
         await gate(self, verdict, on_inconclusive=analysis.on_inconclusive if unified else "fail", where=label)
 
-    async def _fail_unchanged(self, reason: str) -> NoReturn:
-        self.set_phase(Phase.FAILED, f"{reason} (nothing was changed)")
-        raise ApplicationError(f"{reason} (nothing was changed)", type="DeploymentFailed", non_retryable=True)
