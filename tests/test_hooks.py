@@ -116,7 +116,7 @@ async def test_failing_pre_deploy_job_changes_nothing_and_quotes_its_log(
     message = failure_message(failed.value)
     assert "pre_deploy hook migrate (job) failed" in message
     assert 'ERROR: relation "users_email_idx" already exists' in message  # the Job's last log lines
-    assert "nothing was changed" in message
+    assert "nothing in the cluster was changed" in message
     assert final.phase == Phase.FAILED
     after = workload(namespace)
     assert after["spec"] == before["spec"]
