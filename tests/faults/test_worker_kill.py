@@ -41,7 +41,8 @@ def canary_steps(prometheus_url: str, *, bad: bool) -> list[dict[str, Any]]:
 
 def kill_pairs(prometheus_url: str) -> list[Pair]:
     pairs = [Pair(R.bluegreen("kill-bg", "1.0.0", standby="0s"),
-                  R.bluegreen("kill-bg", "2.0.0", gated=True, standby="5s", ready_delay=READY_DELAY))]
+                  # Its pods take long to be ready, so kills land in its health wait before it reaches the gate.
+                  R.bluegreen("kill-bg", "2.0.0", gated=True, standby="5s", ready_delay=5 * READY_DELAY))]
     for router in R.ROUTERS:
         ns = f"kill-{router}"
         pairs.append(Pair(R.canary(ns, "1.0.0", router, prometheus_url=prometheus_url),
