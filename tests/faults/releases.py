@@ -206,11 +206,18 @@ async def where(release: Release) -> Moment:
 async def outcome(release: Release, timeout: float) -> Release:
     """Waits for the run to close; records the failure (if any) and the final status."""
     assert release.handle is not None
-    try:
-        await asyncio.wait_for(release.handle.result(), timeout=timeout)
-    except WorkflowFailureError as err:
-        cause = err.cause
-        release.failure = f"{type(cause).__name__}: {cause}" if cause else str(err)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(release.handle.result(), timeout=max(deadline - time.monotonic(), 0))
+            break
+        except WorkflowFailureError as err:
+            cause = err.cause
+            release.failure = f"{type(cause).__name__}: {cause}" if cause else str(err)
+            break
+        except RPCError:
+            # The server is away (a restart under test): ask again, as `temporal workflow result` would be rerun.
+            await asyncio.sleep(1)
     release.ended_at = release.ended_at or time.monotonic()
     release.status = await eventually(lambda: query(release), "final status", timeout=120)
     return release

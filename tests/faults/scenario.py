@@ -33,9 +33,9 @@ Driver = Callable[[list[R.Release]], Awaitable[None]]
 
 
 async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport, title: str, pairs: list[Pair],
-                       driver: Driver, timeout: float, min_faults: int = 1) -> None:
+                       driver: Driver, timeout: float, min_faults: int = 1, min_mid_activity: int = 0) -> None:
     """Runs the scenario and fails with every release that did not end as its inputs dictate, or that ended
-    before `min_faults` faults hit it."""
+    before `min_faults` faults hit it (`min_mid_activity` of them while one of its activities ran)."""
     client = await stack.client()
     report.section(title)
     await asyncio.gather(*(_baseline(stack, workers, pair) for pair in pairs))
@@ -61,6 +61,9 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
         found = await check_release(stack.kubeconfig, stack.sim_url, r, pair.previous_version, marks[r.namespace])
         if r.kills < min_faults:
             found.append(f"{r.label}: only {r.kills} faults hit it while it ran, the scenario needs {min_faults}")
+        if r.mid_activity < min_mid_activity:
+            found.append(f"{r.label}: {r.mid_activity} faults hit it while an activity ran, the scenario needs "
+                         f"{min_mid_activity}")
         problems += found
         verdict = "as expected" if not found else "NOT as expected"
         phase = r.status.phase if r.status else "?"

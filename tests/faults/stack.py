@@ -146,11 +146,15 @@ class Workers:
         await self.stack.kill_worker(part)
         self.kills += 1
 
-    async def terminate(self) -> int:
+    async def roll(self) -> int:
+        """SIGTERM to the worker while its replacement starts, as a rolling update of a worker Deployment does;
+        returns the old worker's exit code."""
         assert self.current is not None, "no worker is running"
-        part, self.current = self.current, None
+        old = self.current
         self.terminations += 1
-        return await self.stack.terminate_worker(part)
+        code, self.current = await asyncio.gather(self.stack.terminate_worker(old),
+                                                  self.stack.start_worker(self.task_queue))
+        return code
 
     async def stop(self) -> None:
         if self.current is not None:
