@@ -4,6 +4,7 @@ driver hurting the stack while they run, then every release judged from outside.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,14 +46,18 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
         await R.start(client, pair.release, workers.task_queue)
     releases = [pair.release for pair in pairs]
     began = time.monotonic()
-    ends = asyncio.gather(*(R.outcome(r, timeout) for r in releases))
+    ends = asyncio.ensure_future(asyncio.gather(*(R.outcome(r, timeout) for r in releases)))
     driving = asyncio.ensure_future(driver(releases))
-    try:
-        await ends
-    except Exception:
-        driving.cancel()
-        raise
-    await driving  # it stops once every release has ended; its own failure (a worker that would not start) counts
+    # The driver stops once every release has ended; when it fails first (a check of its own, a worker that would
+    # not start), waiting for the releases is pointless.
+    await asyncio.wait({ends, driving}, return_when=asyncio.FIRST_EXCEPTION)
+    for task, other in ((driving, ends), (ends, driving)):
+        if task.done() and task.exception() is not None:
+            other.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await other
+    await driving
+    await ends
     if workers.current is None:
         await workers.start()  # the final checks query the runs, which needs a worker
     problems: list[str] = []
