@@ -56,6 +56,7 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
             other.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await other
+            await task  # raises its failure
     await driving
     await ends
     if workers.current is None:
