@@ -118,6 +118,10 @@ class FaultProxy:
     def clear(self) -> None:
         self.set_plan(FaultPlan())
 
+    def answer_no_data(self) -> None:
+        """Prometheus that answers every query with success and no series, as after losing its targets."""
+        self.set_plan(FaultPlan(empty_query_results=True))
+
     def go_down(self) -> None:
         """Stops listening and cuts every open connection: clients get `connection refused` until `come_up()`."""
         self._call(self._down())

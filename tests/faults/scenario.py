@@ -56,6 +56,7 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
             other.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await other
+            report.add(f"FAILED: {str(task.exception()).splitlines()[0][:400]}")
             await task  # raises its failure
     await driving
     await ends
@@ -77,6 +78,7 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
                    f"({r.mid_activity} while one of its activities ran); "
                    + "; ".join(r.notes))
     report.add(f"scenario took {time.monotonic() - began:.0f}s after the baseline releases")
+    report.lines += [f"  FAILED: {p}" for p in problems]
     assert not problems, "\n".join(problems)
 
 

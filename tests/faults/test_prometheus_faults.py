@@ -5,8 +5,6 @@ sends `promote`, the release goes on to success."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +13,7 @@ import pytest
 from deployflow.status import Phase
 from tests.faults import releases as R
 from tests.faults.cluster import read_state
-from tests.faults.proxy import FaultPlan, FaultProxy
+from tests.faults.proxy import FaultProxy
 from tests.faults.report import FaultReport
 from tests.faults.scenario import Pair, hit, run_scenario
 from tests.faults.stack import FaultStack, Workers
@@ -35,16 +33,6 @@ def analysed_canary(namespace: str, prometheus: FaultProxy, fault: str) -> R.Rel
     return release
 
 
-@contextlib.contextmanager
-def proxies(upstream: str, seed: int, *names: str) -> Iterator[list[FaultProxy]]:
-    started = [FaultProxy(upstream, seed, name).start() for name in names]
-    try:
-        yield started
-    finally:
-        for proxy in started:
-            proxy.stop()
-
-
 def has_data(prometheus_url: str, namespace: str, version: str) -> bool:
     """Whether Prometheus (through the proxy, as the analysis asks it) has the canary's traffic again."""
     query = f'sum(rate(http_requests_total{{namespace="{namespace}",version="{version}"}}[10s]))'
@@ -55,39 +43,43 @@ def has_data(prometheus_url: str, namespace: str, version: str) -> bool:
     return bool(answer.get("data", {}).get("result"))
 
 
+FAULTS = {"unreachable": FaultProxy.go_down, "answering no data": FaultProxy.answer_no_data}
+REPAIRS = {"unreachable": FaultProxy.come_up, "answering no data": FaultProxy.clear}
+
+
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_canary_waits_on_missing_metrics_and_goes_on_when_promoted(
-    fault_stack: FaultStack, workers: Workers, report: FaultReport, seed: int
+    fault_stack: FaultStack, workers: Workers, report: FaultReport, seed: int, fault: str
 ) -> None:
     if fault_stack.prometheus_url is None:
         pytest.skip("prometheus is not installed: the canaries' analysis needs it")
-    with proxies(fault_stack.prometheus_url, seed, "prometheus-down", "prometheus-empty") as (down, empty):
-        faults = {"prom-down": (down, "unreachable"), "prom-empty": (empty, "answering no data")}
-        pairs = [Pair(R.canary(ns, "1.0.0", "gateway-api", prometheus_url=fault_stack.prometheus_url),
-                      analysed_canary(ns, proxy, fault)) for ns, (proxy, fault) in faults.items()]
+    namespace = "prom-" + fault.split()[-1]
+    proxy = FaultProxy(fault_stack.prometheus_url, seed, f"prometheus-{fault}").start()
+    try:
+        pair = Pair(R.canary(namespace, "1.0.0", "gateway-api", prometheus_url=fault_stack.prometheus_url),
+                    analysed_canary(namespace, proxy, fault))
 
-        async def break_then_restore(releases: list[R.Release]) -> None:
-            down.go_down()
-            empty.set_plan(FaultPlan(empty_query_results=True))
+        async def break_hold_restore_promote(releases: list[R.Release]) -> None:
+            (release,) = releases
+            FAULTS[fault](proxy)
             await hit(releases)
-            await asyncio.gather(*(hold_then_promote(r, *faults[r.namespace]) for r in releases))
-
-        async def hold_then_promote(release: R.Release, proxy: FaultProxy, fault: str) -> None:
             status = await R.eventually(lambda: waiting_at_gate(release), f"{release.label}: stopping at a gate",
                                         GATE_TIMEOUT)
-            inconclusive = [m for m in status.measurements if m.verdict == "Inconclusive"]
-            assert inconclusive, f"{release.label}: waits without an inconclusive measurement: {status.measurements}"
             moment = await R.where(release)
             state = await asyncio.to_thread(read_state, fault_stack.kubeconfig, release.namespace)
             held = {"phase": status.phase, "weights": status.weights, "pending activities": moment.activities,
                     "stable": state.deployments[f"{release.app}-stable"].version,
-                    "route": state.weights.get(f"httproutes/{release.app}")}
+                    "route": state.weights.get(f"httproutes/{release.app}"),
+                    "inconclusive": "inconclusive" in status.message,
+                    "passed measurements": [m.message for m in status.measurements if m.verdict == "Successful"]}
             assert held == {"phase": Phase.WAITING_PROMOTION, "weights": {"stable": 80, "canary": HELD_WEIGHT},
                             "pending activities": (), "stable": "1.0.0",
-                            "route": {f"{release.app}-stable": 100 - HELD_WEIGHT, f"{release.app}-canary": HELD_WEIGHT}}
-            report.add(f"{release.label}: analysis inconclusive ({inconclusive[-1].message}); it waits at "
-                       f"{HELD_WEIGHT}% with {release.app}-stable on 1.0.0 and nothing running: {status.message}")
-            proxy.come_up() if fault == "unreachable" else proxy.clear()
+                            "route": {f"{release.app}-stable": 100 - HELD_WEIGHT, f"{release.app}-canary": HELD_WEIGHT},
+                            "inconclusive": True, "passed measurements": []}
+            report.add(f"{release.label}: it waits at {HELD_WEIGHT}% with {release.app}-stable on 1.0.0 and "
+                       f"nothing running: {status.message}")
+            REPAIRS[fault](proxy)
             await R.eventually(lambda: asyncio.to_thread(has_data, proxy.url, release.namespace, release.version),
                                f"{release.label}: Prometheus answering with data again", GATE_TIMEOUT)
             assert release.handle is not None
@@ -95,8 +87,10 @@ async def test_canary_waits_on_missing_metrics_and_goes_on_when_promoted(
             release.promoted = True
             report.add(f"{release.label}: Prometheus back with data; `promote` sent as an update and accepted")
 
-        await run_scenario(fault_stack, workers, report, "Prometheus unreachable / answering no data", pairs,
-                           break_then_restore, timeout=400)
+        await run_scenario(fault_stack, workers, report, f"Prometheus {fault} during a canary's analysis", [pair],
+                           break_hold_restore_promote, timeout=400)
+    finally:
+        proxy.stop()
 
 
 async def waiting_at_gate(release: R.Release) -> Any:
