@@ -3,13 +3,14 @@ through the fault proxy), and what it must hold once a release has ended."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
+from deployflow import kube
 from deployflow.demo import no_backend_requests, requests_by_version
 
 VERSION_LABEL = "app.kubernetes.io/version"
@@ -48,41 +49,46 @@ def read_state(kubeconfig: Path, namespace: str) -> ClusterState:
         api.close()
 
 
+def _items(api: client.ApiClient, path: str) -> list[dict[str, Any]]:
+    """The items of a list, as the API serves them (plain JSON, through the official client)."""
+    response = kube.send(api, "GET", path)
+    if response.status == 404:  # a kind this cluster does not serve
+        return []
+    if response.status != 200:
+        raise AssertionError(f"GET {path}: {response.status} {response.read()[:300]!r}")
+    items: list[dict[str, Any]] = json.loads(response.read())["items"]
+    return items
+
+
 def _read(api: client.ApiClient, namespace: str) -> ClusterState:
     state = ClusterState()
-    for dep in client.AppsV1Api(api).list_namespaced_deployment(namespace).items:
-        template = dep.spec.template
-        labels = template.metadata.labels or {}
-        state.deployments[dep.metadata.name] = Workload(
-            replicas=dep.spec.replicas or 0,
-            ready=(dep.status.ready_replicas or 0) if dep.status else 0,
-            version=labels.get(VERSION_LABEL, "?"),
-            image=template.spec.containers[0].image,
+    for dep in _items(api, f"/apis/apps/v1/namespaces/{namespace}/deployments"):
+        template = dep["spec"]["template"]
+        state.deployments[dep["metadata"]["name"]] = Workload(
+            replicas=dep["spec"].get("replicas", 0),
+            ready=(dep.get("status") or {}).get("readyReplicas", 0),
+            version=(template["metadata"].get("labels") or {}).get(VERSION_LABEL, "?"),
+            image=template["spec"]["containers"][0]["image"],
         )
-    for pod in client.CoreV1Api(api).list_namespaced_pod(namespace).items:
-        if pod.metadata.deletion_timestamp or (pod.status and pod.status.phase in ("Succeeded", "Failed")):
+    for pod in _items(api, f"/api/v1/namespaces/{namespace}/pods"):
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
-        if (pod.metadata.labels or {}).get("job-name"):
+        labels = meta.get("labels") or {}
+        if labels.get("job-name"):
             continue  # hook Jobs' pods are not the app
-        version = (pod.metadata.labels or {}).get(VERSION_LABEL, "?")
+        version = labels.get(VERSION_LABEL, "?")
         state.pods[version] = state.pods.get(version, 0) + 1
-    for svc in client.CoreV1Api(api).list_namespaced_service(namespace).items:
-        state.selectors[svc.metadata.name] = dict(svc.spec.selector or {})
-    custom = client.CustomObjectsApi(api)
+    for svc in _items(api, f"/api/v1/namespaces/{namespace}/services"):
+        state.selectors[svc["metadata"]["name"]] = dict(svc["spec"].get("selector") or {})
     for group, version, plural in ROUTE_KINDS:
-        try:
-            objects = custom.list_namespaced_custom_object(group, version, namespace, plural)["items"]
-        except ApiException as err:
-            if err.status == 404:
-                continue
-            raise
-        for obj in objects:
+        for obj in _items(api, f"/apis/{group}/{version}/namespaces/{namespace}/{plural}"):
             state.weights[f"{plural}/{obj['metadata']['name']}"] = _route_weights(plural, obj["spec"])
-    for ing in client.NetworkingV1Api(api).list_namespaced_ingress(namespace).items:
-        annotations = ing.metadata.annotations or {}
+    for ing in _items(api, f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses"):
+        annotations = ing["metadata"].get("annotations") or {}
         if CANARY_WEIGHT in annotations:
-            state.weights[f"ingresses/{ing.metadata.name}"] = {"canary-weight": int(annotations[CANARY_WEIGHT])}
-    state.jobs = sorted(j.metadata.name for j in client.BatchV1Api(api).list_namespaced_job(namespace).items)
+            state.weights[f"ingresses/{ing['metadata']['name']}"] = {"canary-weight": int(annotations[CANARY_WEIGHT])}
+    state.jobs = sorted(j["metadata"]["name"] for j in _items(api, f"/apis/batch/v1/namespaces/{namespace}/jobs"))
     return state
 
 

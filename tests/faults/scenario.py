@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from deployflow.status import Phase
 from tests.faults import releases as R
@@ -33,6 +34,19 @@ class Pair:
 Driver = Callable[[list[R.Release]], Awaitable[None]]
 
 
+def one_of_each(prefix: str, router: str, prometheus_url: str | None, ready_delay: float) -> list[Pair]:
+    """A blue-green, a rolling and (with Prometheus) a canary release, each in its namespace `<prefix>-<kind>`,
+    their pods `ready_delay` simulated seconds from ready so that faults can land in their health waits."""
+    pairs = [Pair(R.bluegreen(f"{prefix}-bg", "1.0.0", standby="0s"),
+                  R.bluegreen(f"{prefix}-bg", "2.0.0", standby="2s", ready_delay=ready_delay)),
+             Pair(None, R.rolling(f"{prefix}-rolling", "2.0.0", ready_delay=ready_delay))]
+    if prometheus_url:
+        pairs.append(Pair(R.canary(f"{prefix}-canary", "1.0.0", router, prometheus_url=prometheus_url),
+                          R.canary(f"{prefix}-canary", "2.0.0", router, prometheus_url=prometheus_url,
+                                   ready_delay=ready_delay)))
+    return pairs
+
+
 async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport, title: str, pairs: list[Pair],
                        driver: Driver, timeout: float, min_faults: int = 1, min_mid_activity: int = 0) -> None:
     """Runs the scenario and fails with every release that did not end as its inputs dictate, or that ended
@@ -50,8 +64,9 @@ async def run_scenario(stack: FaultStack, workers: Workers, report: FaultReport,
     driving = asyncio.ensure_future(driver(releases))
     # The driver stops once every release has ended; when it fails first (a check of its own, a worker that would
     # not start), waiting for the releases is pointless.
-    await asyncio.wait({ends, driving}, return_when=asyncio.FIRST_EXCEPTION)
-    for task, other in ((driving, ends), (ends, driving)):
+    tasks: tuple[asyncio.Future[Any], asyncio.Future[Any]] = (driving, ends)
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task, other in (tasks, tasks[::-1]):
         if task.done() and task.exception() is not None:
             other.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -33,7 +33,6 @@ class FaultStack(DevStack):
     api_proxy: FaultProxy | None = None
     workers_started: int = 0
     shutdown_seconds: float = 20.0  # what a SIGTERM'd worker gives its running activities
-    log_lines: list[str] = field(default_factory=list)
 
     async def start(self) -> None:
         await super().start()

@@ -13,7 +13,7 @@ import pytest
 from tests.faults import releases as R
 from tests.faults.proxy import FaultPlan, FaultProxy
 from tests.faults.report import FaultReport
-from tests.faults.scenario import Pair, hit, run_scenario, sleep_while_running
+from tests.faults.scenario import hit, one_of_each, run_scenario, sleep_while_running
 from tests.faults.stack import FaultStack, Workers
 
 pytestmark = pytest.mark.faults
@@ -22,17 +22,6 @@ READY_DELAY = 30.0
 FLAKY = FaultPlan(error_rate=0.10, codes=(500, 503, 429), conflict_rate=0.10, slow_rate=0.10, slow_seconds=2.0)
 OUTAGE_SECONDS = 20.0
 OUTAGE_AFTER = (2.0, 5.0)  # seconds into the releases, drawn from the seeded generator
-
-
-def api_pairs(prefix: str, prometheus_url: str | None) -> list[Pair]:
-    pairs = [Pair(R.bluegreen(f"{prefix}-bg", "1.0.0", standby="0s"),
-                  R.bluegreen(f"{prefix}-bg", "2.0.0", standby="2s", ready_delay=READY_DELAY)),
-             Pair(None, R.rolling(f"{prefix}-rolling", "2.0.0", ready_delay=READY_DELAY))]
-    if prometheus_url:
-        pairs.append(Pair(R.canary(f"{prefix}-canary", "1.0.0", "nginx", prometheus_url=prometheus_url),
-                          R.canary(f"{prefix}-canary", "2.0.0", "nginx", prometheus_url=prometheus_url,
-                                   ready_delay=READY_DELAY)))
-    return pairs
 
 
 def proxy_of(stack: FaultStack) -> FaultProxy:
@@ -62,7 +51,7 @@ async def test_releases_survive_api_errors_conflicts_and_slow_answers(
         assert c.injected_total > before and c.slowed, "the plan must have hurt some requests"
 
     await run_scenario(fault_stack, workers, report, "a flaky Kubernetes API",
-                       api_pairs("flaky", fault_stack.prometheus_url), flaky_api, timeout=400)
+                       one_of_each("flaky", "nginx", fault_stack.prometheus_url, READY_DELAY), flaky_api, timeout=400)
 
 
 @pytest.mark.timeout(600)
@@ -87,4 +76,4 @@ async def test_releases_survive_the_api_unreachable_for_20_seconds(
                    f"({proxy.counters.refused_while_down} open connections cut), during: {where}")
 
     await run_scenario(fault_stack, workers, report, f"the Kubernetes API unreachable for {OUTAGE_SECONDS:g}s",
-                       api_pairs("outage", fault_stack.prometheus_url), outage, timeout=400)
+                       one_of_each("outage", "nginx", fault_stack.prometheus_url, READY_DELAY), outage, timeout=400)

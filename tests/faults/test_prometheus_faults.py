@@ -27,7 +27,8 @@ GATE_TIMEOUT = 180.0  # bounds the wait for the release to stop at its gate; not
 def analysed_canary(namespace: str, prometheus: FaultProxy, fault: str) -> R.Release:
     """A canary whose analysis asks Prometheus through `prometheus` (the proxy the scenario breaks)."""
     analysis = {"analysis": R.canary_analysis(prometheus.url)}
-    steps = [{"set_weight": HELD_WEIGHT}, analysis, {"set_weight": 50}, analysis, {"set_weight": 100}]
+    steps: list[dict[str, Any]] = [{"set_weight": HELD_WEIGHT}, analysis, {"set_weight": 50}, analysis,
+                                   {"set_weight": 100}]
     release = R.canary(namespace, "2.0.0", "gateway-api", prometheus_url=prometheus.url, steps=steps, ready_delay=20)
     release.label = f"canary, Prometheus {fault}"
     return release

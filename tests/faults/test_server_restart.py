@@ -10,7 +10,7 @@ import pytest
 
 from tests.faults import releases as R
 from tests.faults.report import FaultReport
-from tests.faults.scenario import Pair, hit, run_scenario, sleep_while_running
+from tests.faults.scenario import hit, one_of_each, run_scenario, sleep_while_running
 from tests.faults.stack import FaultStack, Workers
 
 pytestmark = pytest.mark.faults
@@ -18,17 +18,6 @@ pytestmark = pytest.mark.faults
 READY_DELAY = 30.0
 DOWN_SECONDS = 5.0  # the server stays away this long, longer than a workflow task's timeout would forgive
 RESTART_AFTER = (2.0, 6.0)  # seconds into the releases, drawn from the seeded generator
-
-
-def restart_pairs(prometheus_url: str | None) -> list[Pair]:
-    pairs = [Pair(R.bluegreen("restart-bg", "1.0.0", standby="0s"),
-                  R.bluegreen("restart-bg", "2.0.0", standby="2s", ready_delay=READY_DELAY)),
-             Pair(None, R.rolling("restart-rolling", "2.0.0", ready_delay=READY_DELAY))]
-    if prometheus_url:
-        pairs.append(Pair(R.canary("restart-canary", "1.0.0", "istio", prometheus_url=prometheus_url),
-                          R.canary("restart-canary", "2.0.0", "istio", prometheus_url=prometheus_url,
-                                   ready_delay=READY_DELAY)))
-    return pairs
 
 
 @pytest.mark.timeout(600)
@@ -50,7 +39,8 @@ async def test_releases_finish_across_a_restart_of_the_temporal_server(
                    f"during: {where}")
 
     await run_scenario(fault_stack, workers, report, "restart of the Temporal dev server",
-                       restart_pairs(fault_stack.prometheus_url), restart_once, timeout=400)
+                       one_of_each("restart", "istio", fault_stack.prometheus_url, READY_DELAY), restart_once,
+                       timeout=400)
     assert workers.current is worker and worker is not None and worker.proc.returncode is None, (
         "the worker must ride out the restart (it reconnects), not die with the server"
     )

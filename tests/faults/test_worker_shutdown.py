@@ -11,24 +11,13 @@ import pytest
 
 from tests.faults import releases as R
 from tests.faults.report import FaultReport
-from tests.faults.scenario import Pair, hit, run_scenario, sleep_while_running
+from tests.faults.scenario import hit, one_of_each, run_scenario, sleep_while_running
 from tests.faults.stack import FaultStack, Workers
 
 pytestmark = pytest.mark.faults
 
 READY_DELAY = 50.0  # simulated seconds (5 s real): each health wait is a step long enough to be caught in
 MAX_SIGTERMS = 12
-
-
-def shutdown_pairs(prometheus_url: str | None) -> list[Pair]:
-    pairs = [Pair(R.bluegreen("term-bg", "1.0.0", standby="0s"),
-                  R.bluegreen("term-bg", "2.0.0", standby="2s", ready_delay=READY_DELAY)),
-             Pair(None, R.rolling("term-rolling", "2.0.0", ready_delay=READY_DELAY))]
-    if prometheus_url:
-        pairs.append(Pair(R.canary("term-canary", "1.0.0", "gateway-api", prometheus_url=prometheus_url),
-                          R.canary("term-canary", "2.0.0", "gateway-api", prometheus_url=prometheus_url,
-                                   ready_delay=READY_DELAY)))
-    return pairs
 
 
 @pytest.mark.timeout(600)
@@ -57,6 +46,6 @@ async def test_sigterm_mid_step_then_a_new_worker_finishes_without_rollback(
 
     await run_scenario(fault_stack, workers, report,
                        f"SIGTERM of the worker mid-step (grace {fault_stack.shutdown_seconds:g}s)",
-                       shutdown_pairs(fault_stack.prometheus_url), sigterm_mid_step, timeout=400,
-                       min_mid_activity=1)
+                       one_of_each("term", "gateway-api", fault_stack.prometheus_url, READY_DELAY), sigterm_mid_step,
+                       timeout=400, min_mid_activity=1)
     assert exit_codes and set(exit_codes) == {0}, f"a SIGTERM'd worker must exit cleanly: exit codes {exit_codes}"
