@@ -191,15 +191,23 @@ class Moment:
         return f"{self.phase}" + (f" in {', '.join(self.activities)}" if self.activities else "")
 
 
-async def where(release: Release) -> Moment:
+async def where(release: Release, worker_pid: int | None) -> Moment:
+    """`worker_pid`: the worker about to be hurt. An activity counts as running on it when the server has the
+    attempt started by that process (workers identify as `<pid>@<host>`); an attempt started by a worker killed
+    earlier is still "started" for the server until its heartbeat timeout, but nothing runs it."""
     assert release.handle is not None
     desc = await release.handle.describe()
     started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-    activities = tuple(
-        f"{a.activity_type.name} ({'running' if a.state == started else 'waiting'}, attempt {a.attempt})"
-        for a in desc.raw_description.pending_activities
-    )
-    running = any(a.state == started for a in desc.raw_description.pending_activities)
+    mine = f"{worker_pid}@"
+
+    def state(a: Any) -> str:
+        if a.state != started:
+            return "waiting for a worker"
+        return "running" if a.last_worker_identity.startswith(mine) else "lost with an earlier worker"
+
+    pending = desc.raw_description.pending_activities
+    activities = tuple(f"{a.activity_type.name} ({state(a)}, attempt {a.attempt})" for a in pending)
+    running = any(state(a) == "running" for a in pending)
     return Moment(desc.typed_search_attributes.get(DEPLOY_PHASE) or "?", activities, running)
 
 

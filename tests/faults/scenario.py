@@ -126,11 +126,12 @@ async def open_gates(releases: list[R.Release], ready: Callable[[R.Release], boo
             await R.promote_when_waiting(r)
 
 
-async def hit(releases: list[R.Release]) -> str:
-    """Counts a fault against every running release, noting which were in the middle of an activity (from the
-    server's pending activities: what the fault interrupts); returns where each one was."""
+async def hit(releases: list[R.Release], workers: Workers) -> str:
+    """Counts a fault against every running release, noting which had an activity running on the current worker
+    (from the server's pending activities: what the fault interrupts); returns where each one was."""
     running = [r for r in releases if r.running]
-    moments = await asyncio.gather(*(R.where(r) for r in running))
+    pid = workers.current.proc.pid if workers.current else None
+    moments = await asyncio.gather(*(R.where(r, pid) for r in running))
     for r, m in zip(running, moments, strict=True):
         r.kills += 1
         r.mid_activity += m.running_activity

@@ -38,7 +38,7 @@ async def test_releases_survive_api_errors_conflicts_and_slow_answers(
     async def flaky_api(releases: list[R.Release]) -> None:
         before = proxy.counters.injected_total
         proxy.set_plan(FLAKY)
-        await hit(releases)
+        await hit(releases, workers)
         report.add(f"from the first release on: {FLAKY.describe()}")
         try:
             while await sleep_while_running(releases, 1.0):
@@ -65,7 +65,7 @@ async def test_releases_survive_the_api_unreachable_for_20_seconds(
         began = time.monotonic()
         if not await sleep_while_running(releases, rng.uniform(*OUTAGE_AFTER)):
             return
-        where = await hit(releases)
+        where = await hit(releases, workers)
         cut = time.monotonic()
         proxy.go_down()
         try:

@@ -64,10 +64,10 @@ async def test_canary_waits_on_missing_metrics_and_goes_on_when_promoted(
         async def break_hold_restore_promote(releases: list[R.Release]) -> None:
             (release,) = releases
             FAULTS[fault](proxy)
-            await hit(releases)
+            await hit(releases, workers)
             status = await R.eventually(lambda: waiting_at_gate(release), f"{release.label}: stopping at a gate",
                                         GATE_TIMEOUT)
-            moment = await R.where(release)
+            moment = await R.where(release, workers.current.proc.pid if workers.current else None)
             state = await asyncio.to_thread(read_state, fault_stack.kubeconfig, release.namespace)
             held = {"phase": status.phase, "weights": status.weights, "pending activities": moment.activities,
                     "stable": state.deployments[f"{release.app}-stable"].version,

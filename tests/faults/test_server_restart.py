@@ -31,7 +31,7 @@ async def test_releases_finish_across_a_restart_of_the_temporal_server(
         began = time.monotonic()
         if not await sleep_while_running(releases, rng.uniform(*RESTART_AFTER)):
             return
-        where = await hit(releases)
+        where = await hit(releases, workers)
         stopped = time.monotonic()
         await fault_stack.restart_temporal(DOWN_SECONDS)
         report.add(f"Temporal dev server stopped at {stopped - began:.1f}s, started again {DOWN_SECONDS:g}s later "

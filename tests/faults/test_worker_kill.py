@@ -65,7 +65,7 @@ async def test_every_strategy_survives_kill_9_of_its_worker(fault_stack: FaultSt
 
     async def kill_at_random_moments(releases: list[R.Release]) -> None:
         while await sleep_while_running(releases, rng.uniform(*KILL_GAP)):
-            where = await hit(releases)
+            where = await hit(releases, workers)
             await workers.kill()
             report.add(f"kill -9 #{workers.kills} at {time.monotonic() - began:.1f}s, during: {where}")
             await workers.start()

@@ -34,10 +34,11 @@ async def test_sigterm_mid_step_then_a_new_worker_finishes_without_rollback(
             waiting = [r for r in releases if r.running and r.mid_activity == 0]
             if not waiting:
                 return
-            moments = await asyncio.gather(*(R.where(r) for r in waiting))
+            pid = workers.current.proc.pid if workers.current else None
+            moments = await asyncio.gather(*(R.where(r, pid) for r in waiting))
             if not any(m.running_activity for m in moments):
                 continue
-            where = await hit(releases)
+            where = await hit(releases, workers)
             stopping = time.monotonic()
             exit_code = await workers.roll()
             exit_codes.append(exit_code)
