@@ -62,6 +62,9 @@ async def fault_stack() -> AsyncIterator[FaultStack]:
         REPORT.add(f"Temporal dev server {stack.temporal_address} (SQLite {stack.state_dir / 'temporal.db'}), "
                    f"simulator {stack.sim_url} ×{TIME_FACTOR:g}, Prometheus {stack.prometheus_url or 'not installed'}")
         REPORT.add(f"logs: {stack.state_dir}")
+        REPORT.add("every release is checked for: its result and final `status` phase; the exact cluster state its "
+                   "inputs dictate (Deployments, live pods by version, route weights, hook Jobs); the status agreeing "
+                   "with the cluster; the simulator's count of requests without a ready backend (0 on success)")
         yield stack
 
 

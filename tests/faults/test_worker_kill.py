@@ -20,7 +20,8 @@ from tests.faults.report import FaultReport
 from tests.faults.scenario import Pair, hit, open_gates, run_scenario, sleep_while_running
 from tests.faults.stack import FaultStack, Workers
 
-pytestmark = pytest.mark.faults
+# Under CI=true a skip for a missing prometheus binary is a failure (tests/conftest.py).
+pytestmark = [pytest.mark.faults, pytest.mark.prometheus]
 
 MIN_KILLS = 10
 KILL_GAP = (1.0, 5.0)  # seconds from a new worker polling to the next kill, drawn from the seeded generator
