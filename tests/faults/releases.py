@@ -25,7 +25,6 @@ from deployflow.temporal import DEPLOY_PHASE
 
 WORKFLOW_TYPES = {"blue-green": "BlueGreenDeployment", "canary": "CanaryDeployment", "rolling": "RollingDeployment"}
 READY_DELAY = "sim.deployflow.io/ready-delay-seconds"
-ERROR_RATE = "sim.deployflow.io/error-rate"
 ROUTERS = ("replicas", "gateway-api", "istio", "nginx")
 QUERY_TIMEOUT = 10.0
 
