@@ -1,5 +1,5 @@
 # The two commands that work on a fresh machine: `make demo` and `make test`.
-.PHONY: bootstrap demo test test-slow lint bench
+.PHONY: bootstrap demo test test-slow test-faults lint bench
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,10 @@ test: bootstrap lint
 
 test-slow: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
+
+# Real processes hurt on purpose (kill -9, SIGTERM, server restart, API and Prometheus faults); about 10 minutes.
+test-faults: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider -m faults tests/faults -rfE
 
 lint: bootstrap
 	.venv/bin/ruff check deployflow workflows activities worker.py tests bench
