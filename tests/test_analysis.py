@@ -197,6 +197,15 @@ def test_consecutive_error_limit() -> None:
     assert run(strict, ["error"], 10) == Verdict.ERROR
 
 
+def test_a_window_with_measurements_that_could_not_be_taken_never_passes() -> None:
+    m = metric(failure_condition="result > 0.02")  # errors within the consecutive limit (4)
+    assert run(m, ["error", "error"], 2) == Verdict.INCONCLUSIVE  # a provider down for the whole window
+    assert run(m, [0.01, "error", 0.01], 3) == Verdict.INCONCLUSIVE  # one gap is still missing data
+    assert run(m, [0.01, 0.01, 0.01], 3) == Verdict.SUCCESSFUL
+    measurements = [judge_measurement(m, None, time=NOW, error="connection refused")] * 2
+    assert judge_metric(m, measurements, 2).message.endswith("2 of 2 measurements could not be taken")
+
+
 def test_count_and_unbounded_runs() -> None:
     m = metric(failure_condition="result > 0.02")
     assert run(m, [0.01, 0.01], 3) == Verdict.RUNNING

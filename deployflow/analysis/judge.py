@@ -165,6 +165,14 @@ def judge_metric(metric: Metric, measurements: Sequence[Measurement], count: int
     if errors_in_a_row > metric.consecutive_error_limit:
         return result(Verdict.ERROR, f"{last(Verdict.ERROR)}, {errors_in_a_row} errors in a row")
     if count is not None and taken >= count:
+        # A measurement that could not be taken is missing data, not a pass: a window with any of them never
+        # promotes on its own; it waits for a person, as no data does.
+        errors = sum(1 for m in mine if m.verdict == Verdict.ERROR)
+        if errors:
+            return result(
+                Verdict.INCONCLUSIVE,
+                f"{last(Verdict.ERROR)}, {errors} of {taken} {plural} could not be taken",
+            )
         return result(Verdict.SUCCESSFUL, f"{metric.name}: {taken - failed} of {taken} {plural} passed")
     return result(Verdict.RUNNING, f"{metric.name}: {taken} {plural} so far")
 

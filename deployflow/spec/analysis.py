@@ -143,7 +143,11 @@ class Metric(StrictModel):
     )
     failure_limit: int = Field(default=0, ge=-1, description="failed measurements tolerated; -1: no limit")
     inconclusive_limit: int = Field(default=0, ge=-1, description="inconclusive measurements tolerated; -1: no limit")
-    consecutive_error_limit: int = Field(default=4, ge=0, description="provider errors in a row tolerated")
+    consecutive_error_limit: int = Field(
+        default=4, ge=0,
+        description="provider errors in a row tolerated before the metric is an Error; a finished window with any "
+        "error is Inconclusive, never a pass",
+    )
     baseline: bool = Field(
         default=False,
         description="also measure the stable version (args.version = the stable version) and expose it as `baseline`",
