@@ -97,8 +97,11 @@ def build_worker(
     executor: ThreadPoolExecutor,
     max_concurrent_activities: int = 32,
     shutdown_timeout: timedelta = timedelta(seconds=30),
+    max_cached_workflows: int = 1000,
+    identity: str | None = None,
 ) -> Worker:
-    """The worker with every registered workflow and activity; tests build theirs here too."""
+    """The worker with every registered workflow and activity; tests build theirs here too. A small
+    `max_cached_workflows` evicts runs constantly: the durability tests use it to exercise eviction."""
     return Worker(
         worker_client(client),
         task_queue=task_queue,
@@ -109,6 +112,8 @@ def build_worker(
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=shutdown_timeout,
+        max_cached_workflows=max_cached_workflows,
+        identity=identity,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
@@ -121,8 +126,10 @@ async def run_worker(
     *,
     max_activity_threads: int = 32,
     shutdown_timeout: timedelta = timedelta(seconds=30),
+    identity: str | None = None,
 ) -> None:
-    """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process."""
+    """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process.
+    `identity` names the worker in histories (the client's, `pid@host`, when None)."""
     executor = ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity")
     try:
         worker = build_worker(
@@ -131,6 +138,7 @@ async def run_worker(
             executor=executor,
             max_concurrent_activities=max_activity_threads,
             shutdown_timeout=shutdown_timeout,
+            identity=identity,
         )
         if stop_event is None:
             await worker.run()
