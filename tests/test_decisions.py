@@ -1,12 +1,17 @@
-"""The strategies' decisions on their own: whether a failure rolls back, and what the rollback must undo."""
+"""The strategies' decisions on their own: whether a failure rolls back, what the rollback must undo, and how the
+run then ends."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
+from temporalio.exceptions import CancelledError as TemporalCancelled
 
+from deployflow.errors import ErrorType
 from deployflow.spec import RollingRequest
 from workflows.decisions import (
     BlueGreenState,
@@ -22,6 +27,7 @@ from workflows.decisions import (
     rollback_plan,
     rolling_rolls_back,
 )
+from workflows.failure import Aborted, error_type, explain, roll_back_and_end, rolled_back
 
 S = BlueGreenState
 U = BlueGreenUndo
@@ -135,3 +141,66 @@ def test_rolling_batch_rollback_of_a_deployment_ends_with_every_pod_back(
     assert pods == sorted(pods) and all(0 < p <= replicas for p in pods)
     # Never more steps than pods that moved (at least one step, even when a failure came before any pod moved).
     assert len(plan) <= max(1, min(attempted, replicas))
+
+
+# --- how a run that does not succeed ends (workflows/failure.py) ----------------------------------------------------
+
+
+def activity_error(cause: BaseException, activity_type: str = "wait_healthy") -> ActivityError:
+    err = ActivityError(
+        "Activity task failed", scheduled_event_id=5, started_event_id=6, identity="worker",
+        activity_type=activity_type, activity_id="3", retry_state=None,
+    )
+    err.__cause__ = cause
+    return err
+
+
+@pytest.mark.parametrize(
+    ("err", "expected"),
+    [
+        (Aborted("found a bug in QA"), "aborted: found a bug in QA"),
+        (activity_error(TemporalCancelled()), "cancelled"),
+        (asyncio.CancelledError(), "cancelled"),
+        (activity_error(ApplicationError("pod web-1 cannot start: CrashLoopBackOff", type="CrashLoopBackOff")),
+         "pod web-1 cannot start: CrashLoopBackOff"),
+        (activity_error(TimeoutError("timeout", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[])),
+         "wait_healthy timed out (START_TO_CLOSE)"),
+        (ApplicationError("nobody promoted within 0:30:00", type="PromotionTimeout"), "nobody promoted within 0:30:00"),
+        (KeyError("colour"), "KeyError: 'colour'"),
+    ],
+)
+def test_explain_names_the_innermost_reason(err: BaseException, expected: str) -> None:
+    assert explain(err) == expected
+
+
+def test_a_failure_keeps_the_activity_s_own_type() -> None:
+    missing = activity_error(ApplicationError("namespace 'shop' does not exist", type="NamespaceNotFound"))
+    assert error_type(missing, ErrorType.DEPLOYMENT_FAILED) == "NamespaceNotFound"
+    timed_out = activity_error(TimeoutError("timeout", type=TimeoutType.HEARTBEAT, last_heartbeat_details=[]))
+    assert error_type(timed_out, ErrorType.DEPLOYMENT_FAILED) == "DeploymentFailed"
+
+
+async def test_a_failure_rolls_back_then_fails_as_rolled_back_with_its_cause() -> None:
+    reasons: list[str] = []
+
+    async def roll_back(reason: str) -> None:
+        reasons.append(reason)
+
+    broken = activity_error(ApplicationError("smoke test failed", type="SmokeTestFailed"), "run_smoke_tests")
+    with pytest.raises(ApplicationError) as ended:
+        await roll_back_and_end(broken, roll_back, lambda reason: rolled_back(f"rolled back: {reason}"))
+    assert reasons == ["smoke test failed"]
+    assert ended.value.type == "RolledBack" and ended.value.non_retryable
+    assert ended.value.message == "rolled back: smoke test failed" and ended.value.__cause__ is broken
+
+
+async def test_a_cancelled_run_rolls_back_then_stays_cancelled() -> None:
+    reasons: list[str] = []
+
+    async def roll_back(reason: str) -> None:
+        reasons.append(reason)
+
+    cancelled = activity_error(TemporalCancelled())
+    with pytest.raises(ActivityError) as ended:
+        await roll_back_and_end(cancelled, roll_back, lambda reason: rolled_back(reason))
+    assert reasons == ["cancelled"] and ended.value is cancelled
