@@ -23,14 +23,15 @@ import pydantic
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.converter import DefaultFailureConverter, PayloadConverter
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ALL_ACTIVITIES
+from deployflow.errors import ErrorType
 from deployflow.spec.common import describe_validation_error
 from deployflow.temporal import DEFAULT_TASK_QUEUE, ConnectionSettings, connect
 from workflows import ALL_WORKFLOWS
+from workflows.failure import failure as spec_failure
 
 log = logging.getLogger("deployflow.worker")
 
@@ -49,9 +50,7 @@ class SpecFailureConverter(DefaultFailureConverter):
     def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
         if isinstance(exception, pydantic.ValidationError):
             title = exception.title
-            invalid = ApplicationError(
-                f"invalid {title}: {describe_validation_error(exception)}", type="InvalidSpec", non_retryable=True
-            )
+            invalid = spec_failure(f"invalid {title}: {describe_validation_error(exception)}", ErrorType.INVALID_SPEC)
             invalid.__traceback__ = exception.__traceback__
             exception = invalid
         super().to_failure(exception, payload_converter, failure)

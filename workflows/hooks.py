@@ -29,14 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.common import Target
     from deployflow.spec.hooks import ConfirmHook, HookContext, HookPoint, Hooks, HttpHook, JobHook
 
+from workflows.failure import explain, failure
 from workflows.options import READS, activity, retry
 
 EventSink = Callable[[str, str], None]  # (message, kind), e.g. DeploymentControl.event
-
-
-def _cause(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
-    return getattr(cause, "message", None) or str(cause)
 
 
 async def run_hooks(
@@ -69,15 +65,11 @@ async def run_hooks(
         try:
             detail = await _run_one(hook, target, context)
         except ApplicationError as err:
-            raise ApplicationError(
-                f"{label} failed: {err.message}", type=ErrorType.HOOK_FAILED, non_retryable=True
-            ) from err
+            raise failure(f"{label} failed: {err.message}", ErrorType.HOOK_FAILED) from err
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
-            raise ApplicationError(
-                f"{label} failed: {_cause(err)}", type=ErrorType.HOOK_FAILED, non_retryable=True
-            ) from err
+            raise failure(f"{label} failed: {explain(err)}", ErrorType.HOOK_FAILED) from err
         if on_event:
             on_event(f"{label}: passed{': ' + detail if detail else ''}", "info")
 
@@ -127,9 +119,7 @@ async def _confirm(hook: ConfirmHook, target: Target, context: HookContext) -> s
         last = answer.detail
         remaining = deadline - workflow.now()
         if remaining <= timedelta(0):
-            raise ApplicationError(
-                f"not confirmed within {hook.timeout_seconds}s ({attempt} asks; last: {last})",
-                type=ErrorType.HOOK_TIMED_OUT,
-                non_retryable=True,
+            raise failure(
+                f"not confirmed within {hook.timeout_seconds}s ({attempt} asks; last: {last})", ErrorType.HOOK_TIMED_OUT
             )
         await workflow.sleep(min(timedelta(seconds=hook.interval_seconds), remaining))
