@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
 from deployflow.analysis.judge import MetricVerdict, Verdict, judge_metric, judge_run
 from workflows.control import DeploymentControl
 from workflows.failure import AnalysisFailed
+from workflows.options import MEASURE_RETRY
 
 # The status (and so every query answer and the run's result payload) keeps the newest measurements only; the
 # verdicts summarise the older ones.
@@ -95,7 +96,7 @@ class MeasureOptions:
 
 
 MEASURE_OPTIONS = MeasureOptions(
-    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+    retry=MEASURE_RETRY,
     # A cancelled measurement is reported when it ends, never left running unseen (see DeploymentControl.interruptible).
     cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 )

@@ -324,10 +324,7 @@ class CanaryDeployment(DeploymentControl):
             return
         reason = self.rollback_reason or "rollback requested"
         await shielded(self._restore_previous(request, previous, reason))
-        raise ApplicationError(
-            f"rolled back after promotion: {reason}; {previous.version} serves again",
-            {"reason": reason}, type="RolledBack", non_retryable=True,
-        )
+        raise rolled_back(f"rolled back after promotion: {reason}; {previous.version} serves again", {"reason": reason})
 
     # --- rollback -------------------------------------------------------------------------------------------------
 
