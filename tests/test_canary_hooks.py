@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 
 from activities.hooks import ask_confirmation, run_http_hook, run_job_hook
 from activities.notify import send_notification
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
 from tests.canary_support import ACTIVITIES, Rates, Release, replays
@@ -47,7 +47,7 @@ async def release(time_skipping_env: WorkflowEnvironment, sim: Simulator, namesp
 
 
 def jobs(namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubeapi.request("sim", "GET", kubeapi.batch_path(namespace))["items"]
+    items: list[dict[str, Any]] = kube.request_json("sim", "GET", kube.batch_path(namespace))["items"]
     return items
 
 

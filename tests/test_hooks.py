@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.sim.controllers.pods import CRASH_LOOP, JOB_FAIL, JOB_LOG
 from deployflow.sim.resources import REPLICASETS
 from deployflow.sim.server import Simulator
@@ -92,7 +92,7 @@ async def test_every_hook_point_runs_at_its_place(
         index_of(events, "post_deploy hook qa (confirm): passed: confirmed after 3 ask(s)"),
     ]
     assert order == sorted(order), events
-    jobs = kubeapi.request(CLUSTER, "GET", kubeapi.batch_path(namespace))["items"]
+    jobs = kube.request_json(CLUSTER, "GET", kube.batch_path(namespace))["items"]
     assert len(jobs) == 1 and jobs[0]["metadata"]["labels"]["deployflow.io/hook-point"] == "pre_deploy"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in jobs[0]["status"]["conditions"])
     asks = receiver.bodies("/confirm")

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.notify.slack import SlackSender
 from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.server import Simulator
@@ -161,9 +161,9 @@ async def test_pause_and_resume_are_notified(
 async def test_a_rollback_is_notified_with_its_reason_and_the_url_can_come_from_a_secret(
     time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str, receiver: Receiver
 ) -> None:
-    kubeapi.create(
+    kube.create(
         CLUSTER,
-        kubeapi.core_path(namespace, "secrets"),
+        kube.core_path(namespace, "secrets"),
         {
             "apiVersion": "v1",
             "kind": "Secret",

@@ -20,7 +20,7 @@ from activities.analysis import measure
 from activities.hooks import HOOK_ACTIVITIES
 from activities.notify import NOTIFY_ACTIVITIES
 from activities.rolling import ROLLING_ACTIVITIES
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.sim.controllers.pods import CRASH_LOOP, is_ready
 from deployflow.sim.resources import PODS
 from deployflow.sim.server import Simulator
@@ -46,9 +46,9 @@ def pod_template(app: str, version: str, annotations: dict[str, str] | None = No
 
 
 def create_deployment(namespace: str, app: str = "web", replicas: int = 4, version: str = "1.0.0") -> None:
-    kubeapi.create(
+    kube.create(
         CLUSTER,
-        kubeapi.apps_path(namespace, "deployments"),
+        kube.apps_path(namespace, "deployments"),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -65,9 +65,9 @@ def create_deployment(namespace: str, app: str = "web", replicas: int = 4, versi
 
 
 def create_statefulset(namespace: str, app: str = "db", replicas: int = 4, version: str = "1.0.0") -> None:
-    kubeapi.create(
+    kube.create(
         CLUSTER,
-        kubeapi.apps_path(namespace, "statefulsets"),
+        kube.apps_path(namespace, "statefulsets"),
         {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
@@ -84,9 +84,9 @@ def create_statefulset(namespace: str, app: str = "db", replicas: int = 4, versi
 
 
 def create_service(namespace: str, app: str) -> None:
-    kubeapi.create(
+    kube.create(
         CLUSTER,
-        kubeapi.core_path(namespace, "services"),
+        kube.core_path(namespace, "services"),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -126,7 +126,7 @@ async def wait_ready(sim: Simulator, namespace: str, replicas: int) -> None:
 
 
 def workload(namespace: str, plural: str = "deployments", name: str = "web") -> dict[str, Any]:
-    obj = kubeapi.get(CLUSTER, kubeapi.apps_path(namespace, plural, name))
+    obj = kube.get(CLUSTER, kube.apps_path(namespace, plural, name))
     assert obj is not None
     return obj
 

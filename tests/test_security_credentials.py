@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.analysis import MeasureInput, measure
 from activities.hooks import ConfirmInput, ask_confirmation
 from activities.notify import NotificationInput, send_notification
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.security import credentials
 from deployflow.security.credentials import (
     ENV_PREFIX_SETTING,
@@ -62,7 +62,7 @@ def create_secret(namespace: str, name: str, data: dict[str, str], labels: dict[
     if labels:
         metadata["labels"] = labels
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    kubeapi.create(CLUSTER, kubeapi.core_path(namespace, "secrets"),
+    kube.create(CLUSTER, kube.core_path(namespace, "secrets"),
                    {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": encoded})
 
 

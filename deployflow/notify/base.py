@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from deployflow.hooks.kubeapi import KubeError
+from deployflow.kube import KubeError
 from deployflow.security import outbound
 from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
 from deployflow.security.outbound import OutboundRefused
