@@ -37,7 +37,7 @@ from deployflow.spec.canary import CanaryRequest
 from deployflow.spec.control import AbortRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import register_search_attributes, test_server_path
-from tests import test_rolling_workflow as rolling
+from tests import rolling_support as rolling
 from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment

@@ -21,8 +21,8 @@ from deployflow.spec import BlueGreenRequest
 from deployflow.spec.common import Workload
 from deployflow.spec.control import AbortRequest, ApproveRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
+from tests.bluegreen_specs import BAD_SPECS
 from tests.bluegreen_support import bluegreen_request, cluster_view, running_worker, start, wait_for
-from tests.test_spec_bluegreen import BAD_SPECS
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
 
@@ -462,7 +462,7 @@ async def test_full_manifest_is_deployed_under_managed_name_selector_and_labels(
 async def test_notifications_follow_the_release_and_its_rollback(
     env: tuple[Client, str], namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_notify import serve_receiver
+    from tests.receiver_support import serve_receiver
 
     await deploy(env, namespace, "1.0")
     client, queue = env

@@ -17,17 +17,11 @@ from deployflow import kube
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
 from tests.canary_support import ACTIVITIES, Rates, Release, replays
-from tests.test_hooks import index_of, job_manifest, messages
-from tests.test_notify import Receiver, closed_port, serve_receiver
+from tests.hooks_support import index_of, job_manifest, messages
+from tests.receiver_support import Receiver, closed_port
 from workflows.canary import CanaryDeployment
 
 STEPS = [{"set_weight": 25}, {"pause": {"duration": "5m"}}, {"set_weight": 50}]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as rec:
-        yield rec
 
 
 @pytest.fixture

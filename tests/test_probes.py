@@ -22,8 +22,8 @@ from deployflow.security.redact import Redactor
 from deployflow.sim.server import Simulator
 from deployflow.spec.common import SmokeTest, Target
 from deployflow.spec.hooks import HookContext, HookPoint, Hooks, HttpHook
+from tests.rolling_support import CLUSTER, create_deployment, wait_ready
 from tests.security_support import Server, serve
-from tests.test_rolling_workflow import CLUSTER, create_deployment, wait_ready
 
 SECRET_VALUE = "s3cr3t-db-password-do-not-leak"
 TRAVERSALS = [

@@ -34,9 +34,9 @@ from deployflow.spec.analysis import Metric
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import ConfirmHook, HookContext, HookPoint, Hooks
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
+from tests.rolling_support import create_deployment, failure_message, rolling_worker, start, status_of, wait_ready
+from tests.rolling_support import request as rolling_request
 from tests.security_support import Server, serve
-from tests.test_rolling_workflow import create_deployment, failure_message, rolling_worker, start, status_of, wait_ready
-from tests.test_rolling_workflow import request as rolling_request
 
 CLUSTER = "sim"
 LABEL = {"deployflow.io/credential": "true"}
