@@ -55,7 +55,7 @@ from workflows.decisions import (
     bluegreen_switched,
     bluegreen_undo,
 )
-from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
+from workflows.failure import explain, failure, roll_back_and_end, rolled_back, shielded
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 from workflows.options import HEARTBEAT, QUICK, READS, activity
@@ -224,12 +224,10 @@ class BlueGreenDeployment(DeploymentControl):
             for step in undo:
                 await self._undo(request, plan, step)
         except ActivityError as err:
-            message = (
+            self.fail_rollback(
                 f"rollback failed ({explain(err)}) after: {reason}; the cluster needs a person: "
-                f"check {request.active_service_name}'s selector and {new}'s replicas"
+                f"check {request.active_service_name}'s selector and {new}'s replicas", err,
             )
-            self.set_phase(Phase.FAILED, message)
-            raise rollback_failed(message) from err
         try:
             await self._hooks(request, HookPoint.ON_ROLLBACK, abortable=False)
         except (ActivityError, ApplicationError) as err:

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.control import DeploymentControl
 from workflows.decisions import CanaryState
-from workflows.failure import Aborted, explain, roll_back_and_end, rollback_failed, rolled_back
+from workflows.failure import Aborted, explain, roll_back_and_end, rolled_back
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 from workflows.options import HEARTBEAT, QUICK, RETRY, activity
@@ -53,12 +53,11 @@ class CanarySteps(DeploymentControl):
                 timeout=request.workload.health_timeout + QUICK,
             )
         except ActivityError as err:
-            message = (
+            self.fail_rollback(
                 f"rollback failed ({self._explain(err)}) after: {reason}; the cluster needs a person: check the "
-                f"{request.traffic.router} routing of {request.target.app} and {request.target.app}-canary's replicas"
+                f"{request.traffic.router} routing of {request.target.app} and {request.target.app}-canary's replicas",
+                err,
             )
-            self.set_phase(Phase.FAILED, message)
-            raise rollback_failed(message) from err
         self._set_weights(0, 0.0)
         self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)
@@ -71,9 +70,7 @@ class CanarySteps(DeploymentControl):
                 request, f"{request.target.app}-stable back to {previous.version}", template=previous.template
             )
         except ActivityError as err:
-            message = f"restoring {previous.version} failed ({self._explain(err)}) after: {reason}"
-            self.set_phase(Phase.FAILED, message)
-            raise rollback_failed(message) from err
+            self.fail_rollback(f"restoring {previous.version} failed ({self._explain(err)}) after: {reason}", err)
         self.set_versions(previous.version or "", request.version)
         self._state = CanaryState.ROLLED_BACK
         await self._on_rollback(request, previous.version)

@@ -72,6 +72,7 @@ from workflows.failure import (
     failure,
     invalid_spec,
     is_cancellation,
+    rollback_failed,
     shielded,
 )
 from workflows.gates import Gates
@@ -367,6 +368,12 @@ class DeploymentControl(Gates):
         if is_cancellation(err):
             raise err
         raise failure(message, error_type(err, ErrorType.DEPLOYMENT_FAILED)) from err
+
+    def fail_rollback(self, message: str, err: BaseException) -> NoReturn:
+        """Ends a run whose rollback itself failed: `message` says where the cluster stands and what a person must
+        check."""
+        self.set_phase(Phase.FAILED, message)
+        raise rollback_failed(message) from err
 
     # --- internals ----------------------------------------------------------------------------------------------
 
