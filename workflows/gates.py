@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -69,11 +69,18 @@ class Gates:
         server such an orphan also stops time from skipping for every later test).
         """
         self._raise_if_aborted()
+        step = await self._unless(awaitable, lambda: self._abort_reason is not None)
+        if step is not None:
+            return step.result()
+        self._raise_if_aborted()
+        raise AssertionError("unreachable: interruptible woke without step or abort")
+
+    async def _unless(self, awaitable: Awaitable[T], stop: Callable[[], bool]) -> asyncio.Future[T] | None:
+        """Awaits a step unless `stop()` becomes true first; then the step is cancelled and has stopped when this
+        returns None. Otherwise the finished step, whose result (or failure) is the caller's."""
         step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
-        abort: asyncio.Future[Any] = asyncio.ensure_future(
-            workflow.wait_condition(lambda: self._abort_reason is not None)
-        )
-        racers: list[asyncio.Future[Any]] = [step, abort]
+        stopper: asyncio.Future[Any] = asyncio.ensure_future(workflow.wait_condition(stop))
+        racers: list[asyncio.Future[Any]] = [step, stopper]
         try:
             await workflow.wait(racers, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -82,13 +89,12 @@ class Gates:
             await self._stop(step)
             raise
         finally:
-            if not abort.done():
-                abort.cancel()
+            if not stopper.done():
+                stopper.cancel()
         if step.done():
-            return step.result()
+            return step
         await self._stop(step)
-        self._raise_if_aborted()
-        raise AssertionError("unreachable: interruptible woke without step or abort")
+        return None
 
     @staticmethod
     async def _stop(step: asyncio.Future[Any]) -> None:

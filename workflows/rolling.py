@@ -215,21 +215,11 @@ class RollingDeployment(DeploymentControl):
 
     async def _unless_paused(self, step: Awaitable[Any]) -> bool:
         """True when `step` completed; False when a pause came first, once the step has stopped."""
-        task = asyncio.ensure_future(step)
-        pause = asyncio.ensure_future(workflow.wait_condition(lambda: self.status.paused))
-        try:
-            await workflow.wait([task, pause], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            await self._stop(task)
-            raise
-        finally:
-            if not pause.done():
-                pause.cancel()
-        if task.done():
-            task.result()
-            return True
-        await self._stop(task)
-        return False
+        task = await self._unless(step, lambda: self.status.paused)
+        if task is None:
+            return False
+        task.result()
+        return True
 
     # ---- rollback -------------------------------------------------------------------------------------------------
 
