@@ -69,7 +69,7 @@ class Gates:
         server such an orphan also stops time from skipping for every later test).
         """
         self._raise_if_aborted()
-        step = await self._unless(awaitable, lambda: self._abort_reason is not None)
+        step = await self._unless(awaitable, self._requested())
         if step is not None:
             return step.result()
         self._raise_if_aborted()
@@ -115,10 +115,7 @@ class Gates:
         before = self._status.phase
         self.set_phase(Phase.WAITING_PROMOTION, message or "waiting for promote or approve")
         try:
-            await workflow.wait_condition(
-                lambda: self._promotion is not None or self._abort_reason is not None,
-                timeout=timeout,
-            )
+            await workflow.wait_condition(self._requested(promotion=True), timeout=timeout)
         except TimeoutError:
             self.event(f"nobody promoted within {timeout}", kind="warning")
             return False
@@ -145,12 +142,7 @@ class Gates:
                 if remaining <= timedelta(0):
                     return False
                 try:
-                    await workflow.wait_condition(
-                        lambda: self._promotion is not None
-                        or self._abort_reason is not None
-                        or self._pause_reason is not None,
-                        timeout=remaining,
-                    )
+                    await workflow.wait_condition(self._requested(promotion=True, pause=True), timeout=remaining)
                 except TimeoutError:
                     return False
                 self._raise_if_aborted()
@@ -171,12 +163,7 @@ class Gates:
         self._promotion = None
         self.set_phase(Phase.STANDBY, message or f"previous version on standby for {duration}")
         try:
-            await workflow.wait_condition(
-                lambda: self._rollback_reason is not None
-                or self._abort_reason is not None
-                or self._promotion is not None,
-                timeout=duration,
-            )
+            await workflow.wait_condition(self._requested(rollback=True, promotion=True), timeout=duration)
         except TimeoutError:
             return "elapsed"
         finally:
@@ -190,6 +177,15 @@ class Gates:
     @property
     def rollback_reason(self) -> str | None:
         return self._rollback_reason
+
+    def _requested(self, *, promotion: bool = False, pause: bool = False, rollback: bool = False) -> Callable[[], bool]:
+        """What a gate waits for: an abort always, and the operator requests it also answers to."""
+        return lambda: (
+            self._abort_reason is not None
+            or (promotion and self._promotion is not None)
+            or (pause and self._pause_reason is not None)
+            or (rollback and self._rollback_reason is not None)
+        )
 
     def _raise_if_aborted(self) -> None:
         if self._abort_reason is not None:
