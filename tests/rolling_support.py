@@ -149,21 +149,24 @@ async def status_of(handle: WorkflowHandle[Any, Any]) -> DeploymentStatus:
 
 
 async def wait_step(handle: WorkflowHandle[Any, Any], step: str, attempts: int = 400) -> DeploymentStatus:
-    for _ in range(attempts):
-        status = await status_of(handle)
-        if status.step == step:
-            return status
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never reached step {step}; last: {status.step} {status.message}")
+    return await wait_status(handle, lambda s: s.step == step, f"step {step}", attempts, interval=0.01)
 
 
 async def wait_phase(handle: WorkflowHandle[Any, Any], phase: Phase, attempts: int = 400) -> DeploymentStatus:
+    return await wait_status(handle, lambda s: s.phase == phase, str(phase), attempts, interval=0.05)
+
+
+async def wait_status(
+    handle: WorkflowHandle[Any, Any], reached: Callable[[DeploymentStatus], bool], what: str, attempts: int,
+    interval: float,
+) -> DeploymentStatus:
+    """Polls the status query until `reached`; a hang guard, not a timing assert."""
     for _ in range(attempts):
         status = await status_of(handle)
-        if status.phase == phase:
+        if reached(status):
             return status
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never reached {phase}; last: {status.phase} {status.message}")
+        await asyncio.sleep(interval)
+    raise AssertionError(f"never reached {what}; last: {status.phase} {status.step} {status.message}")
 
 
 def failure_message(err: WorkflowFailureError) -> str:
