@@ -13,8 +13,8 @@ from temporalio.exceptions import ApplicationError
 
 from deployflow.errors import ErrorType
 from deployflow.hooks import job as jobs
-from deployflow.hooks.kubeapi import KubeError
 from deployflow.hooks.webhook import ConfirmConfigError, ask
+from deployflow.kube import KubeError
 from deployflow.probes.engine import Expect, Probe, ProbeRefused, ServiceEndpoint, run_probe
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import ConfirmHook, HookContext, HttpHook, JobHook

@@ -10,13 +10,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 
 from deployflow import kube, workloads
 from deployflow.spec import BlueGreenRequest
 from deployflow.status import DeploymentStatus
 from worker import build_worker
 from workflows.bluegreen import BlueGreenDeployment
+
+# Pod annotations the simulator reads as faults to inject (never-ready, crash-loop...).
+FAULT = "sim.deployflow.io/"
 
 # How long a test waits for a workflow to reach a state before giving up (a hang guard, not a timing assert).
 STATE_WAIT_SECONDS = 60.0
@@ -100,3 +105,40 @@ def cluster_view(namespace: str, app: str = "web") -> ClusterView:
         replicas[color] = None if live is None else int(live["spec"].get("replicas", 0))
         versions[color] = None if live is None else (live["metadata"].get("labels") or {}).get(workloads.VERSION_LABEL)
     return ClusterView(selectors, replicas, versions)
+
+
+async def deploy(env: tuple[Client, str], namespace: str, version: str, **fields: Any) -> DeploymentStatus:
+    client, queue = env
+    handle = await start(client, queue, bluegreen_request(namespace, version, **fields))
+    result: DeploymentStatus = await handle.result()
+    return result
+
+
+async def expect_rollback(handle: Any) -> ApplicationError:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError), cause
+    assert cause.type == "RolledBack", cause
+    return cause
+
+
+def assert_blue_serves_v1(namespace: str) -> None:
+    view = cluster_view(namespace)
+    assert view.color_of("web") == "blue"
+    assert view.replicas["blue"] == 2 and view.versions["blue"] == "1.0"
+    assert view.replicas["green"] == 0
+
+
+async def rolled_back_release(
+    env: tuple[Client, str], namespace: str, fault: str, **workload: Any
+) -> tuple[WorkflowHandle[Any, Any], ApplicationError]:
+    """1.0 serves on blue; 2.0, whose pods carry the simulator's `fault`, is released, rolled back, and blue serves
+    1.0 again. The run and its failure, for the test to judge."""
+    await deploy(env, namespace, "1.0")
+    client, queue = env
+    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + fault: "true"}, **workload})
+    handle = await start(client, queue, request)
+    cause = await expect_rollback(handle)
+    assert_blue_serves_v1(namespace)
+    return handle, cause

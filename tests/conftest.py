@@ -29,7 +29,7 @@ from deployflow.temporal import (
 os.environ.setdefault("DEPLOYFLOW_ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 # Fixtures live here and in these plugin modules; helpers that are not fixtures live in the *_support modules.
-pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_canary"]
+pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_canary", "tests.fixtures_bluegreen", "tests.receiver_support"]
 
 # Markers of tests that need a tool CI installs: without it they skip, except under CI=true, where they fail.
 CI_TOOLS = {"prometheus": "the Debian prometheus binary", "kubectl": "kubectl"}

@@ -3,11 +3,8 @@ over."""
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +14,7 @@ from temporalio.worker import Worker
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
 from tests.canary_support import ACTIVITIES, Rates, Release
+from tests.http_support import json_server
 from workflows.canary import CanaryDeployment
 
 
@@ -25,24 +23,12 @@ def rate_server() -> Iterator[tuple[str, dict[str, Rates]]]:
     """One server; each test gets its own `Rates` under its own path."""
     tables: dict[str, Rates] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            key, version = self.path.strip("/").split("/")
-            value = tables[key].next(version)
-            body = json.dumps({"data": {"error_rate": value}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str, headers: dict[str, str]) -> tuple[int, Any]:
+        key, version = path.strip("/").split("/")
+        return 200, {"data": {"error_rate": tables[key].next(version)}}
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", tables
-    server.shutdown()
+    with json_server(answer) as base:
+        yield base, tables
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +35,9 @@ from deployflow.spec.canary import CanaryRequest
 from deployflow.spec.control import AbortRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import register_search_attributes, test_server_path
-from tests import test_rolling_workflow as rolling
+from tests import rolling_support as rolling
 from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
+from tests.http_support import json_server
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
 
@@ -216,29 +215,9 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-@contextlib.contextmanager
-def metric_endpoint() -> Iterator[str]:
+def metric_endpoint() -> contextlib.AbstractContextManager[str]:
     """Answers `/<rate>/<version>` with that rate, so a recorded spec says in its URL what its metric reads."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            rate = float(self.path.strip("/").split("/")[0])
-            body = json.dumps({"data": {"error_rate": rate}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
+    return json_server(lambda path, _headers: (200, {"data": {"error_rate": float(path.strip("/").split("/")[0])}}))
 
 
 async def record(only: list[str]) -> None:

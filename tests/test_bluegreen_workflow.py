@@ -6,7 +6,6 @@ Each test judges the cluster afterwards: which colour the Services select, how m
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,57 +13,36 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.testing import WorkflowEnvironment
 
-from deployflow import kube, workloads
+from deployflow import workloads
 from deployflow.spec import BlueGreenRequest
-from deployflow.spec.common import Workload
 from deployflow.spec.control import AbortRequest, ApproveRequest, PromoteRequest, RollbackRequest
 from deployflow.status import DeploymentStatus, Phase
-from tests.bluegreen_support import bluegreen_request, cluster_view, running_worker, start, wait_for
-from tests.test_spec_bluegreen import BAD_SPECS
+from tests.bluegreen_specs import BAD_SPECS
+from tests.bluegreen_support import (
+    FAULT,
+    assert_blue_serves_v1,
+    bluegreen_request,
+    cluster_view,
+    deploy,
+    expect_rollback,
+    rolled_back_release,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("kubeconfig")
-
-FAULT = "sim.deployflow.io/"
-
-
-@pytest.fixture
-async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
-    async with running_worker(time_skipping_env.client) as task_queue:
-        yield time_skipping_env.client, task_queue
-
-
-async def deploy(env: tuple[Client, str], namespace: str, version: str, **fields: Any) -> DeploymentStatus:
-    client, queue = env
-    handle = await start(client, queue, bluegreen_request(namespace, version, **fields))
-    result: DeploymentStatus = await handle.result()
-    return result
-
-
-async def expect_rollback(handle: Any) -> ApplicationError:
-    with pytest.raises(WorkflowFailureError) as failure:
-        await handle.result()
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError), cause
-    assert cause.type == "RolledBack", cause
-    return cause
-
-
-def assert_blue_serves_v1(namespace: str) -> None:
-    view = cluster_view(namespace)
-    assert view.color_of("web") == "blue"
-    assert view.replicas["blue"] == 2 and view.versions["blue"] == "1.0"
-    assert view.replicas["green"] == 0
 
 
 # --- success -----------------------------------------------------------------------------------------------------
 
 
-async def test_first_deployment_creates_the_services_and_serves_blue(env: tuple[Client, str], namespace: str) -> None:
+async def test_first_deployment_creates_the_services_and_serves_blue(
+    bluegreen_env: tuple[Client, str], namespace: str
+) -> None:
     assert cluster_view(namespace).selectors == {"web": None, "web-preview": None}
 
-    status = await deploy(env, namespace, "1.0")
+    status = await deploy(bluegreen_env, namespace, "1.0")
 
     assert status.phase == Phase.SUCCEEDED and status.version == "1.0" and status.previous_version is None
     view = cluster_view(namespace)
@@ -75,11 +53,11 @@ async def test_first_deployment_creates_the_services_and_serves_blue(env: tuple[
 
 
 async def test_release_switches_to_green_and_retires_blue_after_an_hour_of_standby(
-    env: tuple[Client, str], namespace: str
+    bluegreen_env: tuple[Client, str], namespace: str
 ) -> None:
-    await deploy(env, namespace, "1.0")
+    await deploy(bluegreen_env, namespace, "1.0")
 
-    status = await deploy(env, namespace, "2.0", workload={"replicas": 3})
+    status = await deploy(bluegreen_env, namespace, "2.0", workload={"replicas": 3})
 
     assert status.phase == Phase.SUCCEEDED
     assert status.previous_version == "1.0" and status.version == "2.0"
@@ -93,7 +71,7 @@ async def test_release_switches_to_green_and_retires_blue_after_an_hour_of_stand
     assert (retired.time - standby.time).total_seconds() >= 3600
 
     # A third release goes back to blue: the colours alternate.
-    await deploy(env, namespace, "3.0")
+    await deploy(bluegreen_env, namespace, "3.0")
     view = cluster_view(namespace)
     assert view.color_of("web") == "blue" and view.versions["blue"] == "3.0"
     assert view.replicas == {"blue": 2, "green": 0}
@@ -102,9 +80,9 @@ async def test_release_switches_to_green_and_retires_blue_after_an_hour_of_stand
 # --- failures roll back ------------------------------------------------------------------------------------------
 
 
-async def test_failing_smoke_test_keeps_traffic_on_blue(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+async def test_failing_smoke_test_keeps_traffic_on_blue(bluegreen_env: tuple[Client, str], namespace: str) -> None:
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "error-rate": "1.0"}})
 
     cause = await expect_rollback(await start(client, queue, request))
@@ -116,33 +94,24 @@ async def test_failing_smoke_test_keeps_traffic_on_blue(env: tuple[Client, str],
     assert cluster_view(namespace).color_of("web-preview") == "blue"
 
 
-async def test_crash_looping_version_is_rolled_back(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
-    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "crash-loop": "true"}})
-    handle = await start(client, queue, request)
-
-    cause = await expect_rollback(handle)
+async def test_crash_looping_version_is_rolled_back(bluegreen_env: tuple[Client, str], namespace: str) -> None:
+    handle, cause = await rolled_back_release(bluegreen_env, namespace, "crash-loop")
 
     assert "CrashLoopBackOff" in cause.message and "traffic stays on blue (1.0)" in cause.message
-    assert_blue_serves_v1(namespace)
     status = await handle.query("status", result_type=DeploymentStatus)
     assert status.phase == Phase.ROLLED_BACK
 
 
-async def test_image_pull_failure_is_rolled_back(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
-    request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "image-pull-error": "true"}})
-
-    cause = await expect_rollback(await start(client, queue, request))
+async def test_image_pull_failure_is_rolled_back(bluegreen_env: tuple[Client, str], namespace: str) -> None:
+    _, cause = await rolled_back_release(bluegreen_env, namespace, "image-pull-error")
 
     assert "ErrImagePull" in cause.message or "ImagePullBackOff" in cause.message
-    assert_blue_serves_v1(namespace)
 
 
-async def test_failed_first_deployment_leaves_nothing_running(env: tuple[Client, str], namespace: str) -> None:
-    client, queue = env
+async def test_failed_first_deployment_leaves_nothing_running(
+    bluegreen_env: tuple[Client, str], namespace: str
+) -> None:
+    client, queue = bluegreen_env
     request = bluegreen_request(namespace, "1.0", workload={"pod_annotations": {FAULT + "crash-loop": "true"}})
 
     cause = await expect_rollback(await start(client, queue, request))
@@ -157,10 +126,10 @@ async def test_failed_first_deployment_leaves_nothing_running(env: tuple[Client,
 
 @pytest.mark.parametrize("phase", ["paused-before-deploy", "health", "smoke", "promotion", "standby"])
 async def test_abort_at_each_phase_puts_traffic_back_on_blue(
-    env: tuple[Client, str], namespace: str, phase: str
+    bluegreen_env: tuple[Client, str], namespace: str, phase: str
 ) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     fields: dict[str, Any] = {}
     start_args: dict[str, Any] = {}
     if phase == "paused-before-deploy":
@@ -198,9 +167,9 @@ async def test_abort_at_each_phase_puts_traffic_back_on_blue(
         assert view.replicas["green"] is None
 
 
-async def test_rollback_during_standby_switches_back_at_once(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+async def test_rollback_during_standby_switches_back_at_once(bluegreen_env: tuple[Client, str], namespace: str) -> None:
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     handle = await start(client, queue, bluegreen_request(namespace, "2.0"))
     await wait_for(handle, lambda s: s.phase == Phase.STANDBY, "standby")
     assert cluster_view(namespace).color_of("web") == "green"
@@ -212,9 +181,11 @@ async def test_rollback_during_standby_switches_back_at_once(env: tuple[Client, 
     assert_blue_serves_v1(namespace)
 
 
-async def test_pause_holds_before_the_deploy_and_resume_continues(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+async def test_pause_holds_before_the_deploy_and_resume_continues(
+    bluegreen_env: tuple[Client, str], namespace: str
+) -> None:
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     handle = await start(client, queue, bluegreen_request(namespace, "2.0"), start_signal="pause")
     status = await wait_for(handle, lambda s: s.phase == Phase.PAUSED, "paused")
     assert status.paused
@@ -231,10 +202,10 @@ async def test_pause_holds_before_the_deploy_and_resume_continues(env: tuple[Cli
 
 
 async def test_manual_gate_refuses_what_makes_no_sense_and_promotes_on_approval(
-    env: tuple[Client, str], namespace: str
+    bluegreen_env: tuple[Client, str], namespace: str
 ) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     handle = await start(client, queue, bluegreen_request(namespace, "2.0", promotion={"mode": "manual"}))
 
     await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
@@ -258,9 +229,9 @@ async def test_manual_gate_refuses_what_makes_no_sense_and_promotes_on_approval(
     assert cluster_view(namespace).replicas == {"blue": 0, "green": 2}
 
 
-async def test_promote_refused_when_nothing_waits(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+async def test_promote_refused_when_nothing_waits(bluegreen_env: tuple[Client, str], namespace: str) -> None:
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     request = bluegreen_request(namespace, "2.0", workload={"pod_annotations": {FAULT + "never-ready": "true"}})
     handle = await start(client, queue, request)
     await wait_for(handle, lambda s: s.step == "health", "health wait")
@@ -274,9 +245,11 @@ async def test_promote_refused_when_nothing_waits(env: tuple[Client, str], names
     assert_blue_serves_v1(namespace)
 
 
-async def test_cancel_from_the_ui_rolls_back_and_ends_cancelled(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
+async def test_cancel_from_the_ui_rolls_back_and_ends_cancelled(
+    bluegreen_env: tuple[Client, str], namespace: str
+) -> None:
+    await deploy(bluegreen_env, namespace, "1.0")
+    client, queue = bluegreen_env
     handle = await start(client, queue, bluegreen_request(namespace, "2.0", promotion={"mode": "manual"}))
     await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
 
@@ -289,10 +262,10 @@ async def test_cancel_from_the_ui_rolls_back_and_ends_cancelled(env: tuple[Clien
     assert cluster_view(namespace).color_of("web-preview") == "blue"
 
 
-async def test_second_start_for_the_same_app_is_refused(env: tuple[Client, str], namespace: str) -> None:
+async def test_second_start_for_the_same_app_is_refused(bluegreen_env: tuple[Client, str], namespace: str) -> None:
     from temporalio.exceptions import WorkflowAlreadyStartedError
 
-    client, queue = env
+    client, queue = bluegreen_env
     handle = await start(client, queue, bluegreen_request(namespace, "1.0", promotion={"mode": "manual"}))
     await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
     with pytest.raises(WorkflowAlreadyStartedError):
@@ -309,11 +282,11 @@ async def test_second_start_for_the_same_app_is_refused(env: tuple[Client, str],
 
 @pytest.mark.parametrize(("name", "data", "field", "reason"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
 async def test_bad_payload_from_cli_or_ui_fails_the_run_naming_the_field(
-    env: tuple[Client, str], namespace: str, name: str, data: dict[str, Any], field: str, reason: str
+    bluegreen_env: tuple[Client, str], namespace: str, name: str, data: dict[str, Any], field: str, reason: str
 ) -> None:
     """A raw JSON payload, as `temporal workflow start --input` or the UI sends it: the run fails at once, naming
     the field, instead of retrying a workflow task forever; nothing in the cluster changes."""
-    client, queue = env
+    client, queue = bluegreen_env
     payload = copy.deepcopy(data)
     if isinstance(payload.get("target"), dict) and payload["target"].get("namespace") == "shop":
         payload["target"]["namespace"] = namespace
@@ -331,9 +304,11 @@ async def test_bad_payload_from_cli_or_ui_fails_the_run_naming_the_field(
     assert view.selectors == {"web": None, "web-preview": None}
 
 
-async def test_unvalidated_request_is_refused_before_any_activity(env: tuple[Client, str], namespace: str) -> None:
+async def test_unvalidated_request_is_refused_before_any_activity(
+    bluegreen_env: tuple[Client, str], namespace: str
+) -> None:
     """A request built without validation (model_construct) is caught by the workflow's own check."""
-    client, queue = env
+    client, queue = bluegreen_env
     good = bluegreen_request(namespace, "1.0")
     bad = BlueGreenRequest.model_construct(**{**dict(good), "standby": timedelta(seconds=-1)})
     with pytest.raises(WorkflowFailureError) as failure:
@@ -342,156 +317,6 @@ async def test_unvalidated_request_is_refused_before_any_activity(env: tuple[Cli
     assert isinstance(cause, ApplicationError)
     assert cause.type == "InvalidSpec" and "standby" in cause.message
     assert cluster_view(namespace).replicas == {"blue": None, "green": None}
-
-
-# --- hooks and promotion delay -----------------------------------------------------------------------------------
-
-
-async def test_failing_post_deploy_hook_switches_traffic_back(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
-    hooks = {
-        "pre_promote": [{"kind": "http", "name": "preview-up", "service": "web-preview", "requests": 3}],
-        "post_deploy": [
-            {"kind": "http", "name": "teapot", "service": "web", "requests": 2, "expect_status": [418]},
-        ],
-    }
-    handle = await start(client, queue, bluegreen_request(namespace, "2.0", hooks=hooks))
-
-    cause = await expect_rollback(handle)
-
-    assert "post_deploy hook teapot" in cause.message and "traffic is back on blue (1.0)" in cause.message
-    assert_blue_serves_v1(namespace)
-    status = await handle.query("status", result_type=DeploymentStatus)
-    assert any("pre_promote hook preview-up (http): passed" in e.message for e in status.events)
-    switched = [e.message for e in status.events if e.message.startswith("traffic switched to green")]
-    assert switched, "the hook ran after the switch"
-
-
-async def test_promotion_after_a_delay_switches_without_anyone(env: tuple[Client, str], namespace: str) -> None:
-    await deploy(env, namespace, "1.0")
-
-    status = await deploy(env, namespace, "2.0", promotion={"mode": "after", "delay": "30m"}, standby="0s")
-
-    assert status.phase == Phase.SUCCEEDED
-    assert any(e.message == "promotion delay 0:30:00 passed" for e in status.events)
-    assert cluster_view(namespace).color_of("web") == "green"
-    assert cluster_view(namespace).replicas == {"blue": 0, "green": 2}
-
-
-async def test_adopting_an_existing_service_restores_its_selector_on_failure(
-    env: tuple[Client, str], namespace: str
-) -> None:
-    """The first blue-green release of an app already served by a plain Deployment: a failure gives the Service
-    back to the pods it selected before."""
-    api = kube.api_client("sim")
-    legacy = {"app": "web", "tier": "legacy"}
-    target = bluegreen_request(namespace).target
-    workloads.apply_deployment(
-        api,
-        workloads.deployment_manifest(
-            target, "web-legacy", Workload(image="web:0.9"), replicas=2, selector=legacy
-        ),
-    )
-    workloads.set_service_selector(
-        api, namespace, "web", legacy, create=workloads.service_manifest(target, "web", legacy, 80, 8080)
-    )
-    client, queue = env
-    teapot = {"kind": "http", "name": "teapot", "service": "web", "requests": 1, "expect_status": [418]}
-    hooks = {"post_deploy": [teapot]}
-
-    cause = await expect_rollback(await start(client, queue, bluegreen_request(namespace, "1.0", hooks=hooks)))
-
-    assert f"the pods selected by {legacy}" in cause.message
-    view = cluster_view(namespace)
-    assert view.selectors["web"] == legacy and view.replicas["blue"] == 0
-    assert workloads.read_deployment(api, namespace, "web-legacy")["spec"]["replicas"] == 2
-
-
-async def test_never_ready_version_hits_the_progress_deadline_and_is_rolled_back(
-    env: tuple[Client, str], namespace: str
-) -> None:
-    await deploy(env, namespace, "1.0")
-    client, queue = env
-    request = bluegreen_request(
-        namespace,
-        "2.0",
-        workload={"pod_annotations": {FAULT + "never-ready": "true"}, "health_timeout": "30s"},
-    )
-
-    cause = await expect_rollback(await start(client, queue, request))
-
-    assert "ProgressDeadlineExceeded" in cause.message and "0/2 ready" in cause.message
-    assert_blue_serves_v1(namespace)
-
-
-async def test_full_manifest_is_deployed_under_managed_name_selector_and_labels(
-    env: tuple[Client, str], namespace: str
-) -> None:
-    manifest = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "ignored", "labels": {"team": "checkout"}},
-        "spec": {
-            "selector": {"matchLabels": {"ignored": "yes"}},
-            "template": {
-                "metadata": {"labels": {"team": "checkout"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "web",
-                            "image": "registry.example.com/shop/web:5.1",
-                            "env": [{"name": "LOG_LEVEL", "value": "debug"}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
-    await deploy(env, namespace, "5.1", workload={"image": None, "manifest": manifest})
-
-    live = workloads.read_deployment(kube.api_client("sim"), namespace, "web-blue")
-    assert live is not None
-    assert live["spec"]["selector"] == {"matchLabels": {"app": "web", "deployflow.io/color": "blue"}}
-    labels = live["spec"]["template"]["metadata"]["labels"]
-    assert labels["team"] == "checkout" and labels["app.kubernetes.io/version"] == "5.1"
-    assert live["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "LOG_LEVEL", "value": "debug"}]
-    assert cluster_view(namespace).color_of("web") == "blue"
-
-
-async def test_notifications_follow_the_release_and_its_rollback(
-    env: tuple[Client, str], namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.test_notify import serve_receiver
-
-    await deploy(env, namespace, "1.0")
-    client, queue = env
-    async with serve_receiver() as receiver:
-        monkeypatch.setenv("DEPLOYFLOW_CRED_BLUEGREEN_HOOK_URL", f"{receiver.url}/hook")
-        notify = [{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_BLUEGREEN_HOOK_URL"}]
-        handle = await start(
-            client, queue, bluegreen_request(namespace, "2.0", notifications=notify, promotion={"mode": "manual"})
-        )
-        await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the manual gate")
-        await handle.execute_update("approve", ApproveRequest(approver="alice"))
-        assert (await handle.result()).phase == Phase.SUCCEEDED
-
-        broken = bluegreen_request(
-            namespace, "3.0", notifications=notify, workload={"pod_annotations": {FAULT + "crash-loop": "true"}}
-        )
-        await expect_rollback(await start(client, queue, broken))
-
-    events = [(b["event"], b["version"]) for b in receiver.bodies("/hook")]
-    assert events == [
-        ("started", "2.0"),
-        ("waiting-approval", "2.0"),
-        ("promoted", "2.0"),
-        ("succeeded", "2.0"),
-        ("started", "3.0"),
-        ("rolled-back", "3.0"),
-    ]
-    rolled_back = receiver.bodies("/hook")[-1]
-    assert "CrashLoopBackOff" in rolled_back["reason"] and rolled_back["details"]["active_color"] == "green"
 
 
 # --- health judgement, from raw objects ---------------------------------------------------------------------------

@@ -13,21 +13,15 @@ from temporalio.worker import Worker
 
 from activities.hooks import ask_confirmation, run_http_hook, run_job_hook
 from activities.notify import send_notification
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
 from tests.canary_support import ACTIVITIES, Rates, Release, replays
-from tests.test_hooks import index_of, job_manifest, messages
-from tests.test_notify import Receiver, closed_port, serve_receiver
+from tests.hooks_support import index_of, job_manifest, messages
+from tests.receiver_support import Receiver, closed_port
 from workflows.canary import CanaryDeployment
 
 STEPS = [{"set_weight": 25}, {"pause": {"duration": "5m"}}, {"set_weight": 50}]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as rec:
-        yield rec
 
 
 @pytest.fixture
@@ -47,7 +41,7 @@ async def release(time_skipping_env: WorkflowEnvironment, sim: Simulator, namesp
 
 
 def jobs(namespace: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubeapi.request("sim", "GET", kubeapi.batch_path(namespace))["items"]
+    items: list[dict[str, Any]] = kube.request_json("sim", "GET", kube.batch_path(namespace))["items"]
     return items
 
 

@@ -21,8 +21,8 @@ from deployflow.sim.server import Simulator
 from deployflow.spec.canary import CanaryRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.canary_support import ACTIVITIES as CANARY_ACTIVITIES
-from tests.test_rolling_workflow import ACTIVITIES as ROLLING_ACTIVITIES
-from tests.test_rolling_workflow import create_deployment, request, workload
+from tests.rolling_support import ACTIVITIES as ROLLING_ACTIVITIES
+from tests.rolling_support import create_deployment, request, workload
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
 

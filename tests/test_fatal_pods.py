@@ -28,7 +28,7 @@ from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, NEVER_READY
 from deployflow.sim.server import Simulator
 from deployflow.spec.common import Target, Workload
 from tests.canary_support import Release
-from tests.test_rolling_workflow import create_deployment, pods, request, wait_ready
+from tests.rolling_support import create_deployment, pods, request, wait_ready
 
 TIMEOUT = timedelta(minutes=10)  # far longer than any test may run: an answer at all means it failed fast
 MESSAGES = {

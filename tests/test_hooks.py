@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from deployflow.hooks import kubeapi
-from deployflow.sim.controllers.pods import CRASH_LOOP, JOB_FAIL, JOB_LOG
+from deployflow import kube
+from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.resources import REPLICASETS
 from deployflow.sim.server import Simulator
 from deployflow.spec.hooks import Hooks
 from deployflow.status import DeploymentStatus, Phase
-from tests.test_notify import Receiver, serve_receiver
-from tests.test_rolling_workflow import (
+from tests.hooks_support import index_of, job_manifest, messages
+from tests.receiver_support import Receiver
+from tests.rolling_support import (
     CLUSTER,
     create_deployment,
     failure_message,
@@ -29,43 +27,6 @@ from tests.test_rolling_workflow import (
     wait_ready,
     workload,
 )
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as rec:
-        yield rec
-
-
-def job_manifest(log: str, fail: bool = False) -> dict[str, Any]:
-    annotations = {JOB_LOG: log}
-    if fail:
-        annotations[JOB_FAIL] = "true"
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "ignored"},
-        "spec": {
-            "template": {
-                "metadata": {"annotations": annotations},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "migrate", "image": "registry.example.com/web-migrate:2.0.0"}],
-                },
-            }
-        },
-    }
-
-
-def messages(status: Any) -> list[str]:
-    return [e.message for e in status.events]
-
-
-def index_of(events: list[str], text: str) -> int:
-    for i, message in enumerate(events):
-        if text in message:
-            return i
-    raise AssertionError(f"no event with {text!r} in {events}")
 
 
 async def test_every_hook_point_runs_at_its_place(
@@ -92,7 +53,7 @@ async def test_every_hook_point_runs_at_its_place(
         index_of(events, "post_deploy hook qa (confirm): passed: confirmed after 3 ask(s)"),
     ]
     assert order == sorted(order), events
-    jobs = kubeapi.request(CLUSTER, "GET", kubeapi.batch_path(namespace))["items"]
+    jobs = kube.request_json(CLUSTER, "GET", kube.batch_path(namespace))["items"]
     assert len(jobs) == 1 and jobs[0]["metadata"]["labels"]["deployflow.io/hook-point"] == "pre_deploy"
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in jobs[0]["status"]["conditions"])
     asks = receiver.bodies("/confirm")

@@ -115,3 +115,28 @@ def test_a_look_alike_module_is_not_a_breach(tmp_path: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("import deployflow.simple_things\nfrom deployflow import simulation\n")
     assert breaches(RULES[0], [path], root=tmp_path) == []
+
+
+def imports_of_test_modules(root: Path = ROOT) -> list[str]:
+    """Imports of a test module from any file under tests/: shared helpers live in the *_support modules and
+    fixtures in conftest.py or its plugins, so running or moving one test module never depends on another."""
+    test_modules = tuple(module_of(p, root) for p in root.glob("tests/**/test_*.py"))
+    rule = Rule("tests import no test module", files=("tests/**/*.py",), exempt=(), forbidden=test_modules)
+    return breaches(rule, sorted(p for p in (root / "tests").glob("**/*.py")), root)
+
+
+def test_no_test_module_imports_another() -> None:
+    assert list((ROOT / "tests").glob("test_*.py")), "no test module found: the glob no longer matches the tree"
+    assert imports_of_test_modules() == []
+
+
+def test_the_test_module_check_sees_an_import_of_one(tmp_path: Path) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_b.py").write_text("HELPER = 1\n")
+    (tmp_path / "tests" / "helpers_support.py").write_text("X = 1\n")
+    (tmp_path / "tests" / "test_a.py").write_text(
+        "from tests.test_b import HELPER\nfrom tests.helpers_support import X\n"
+    )
+    found = imports_of_test_modules(tmp_path)
+    assert "tests/test_a.py:1 imports tests.test_b" in found
+    assert [f for f in found if "support" in f] == []

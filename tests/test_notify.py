@@ -4,26 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from aiohttp import web
 from pydantic import ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.notify.slack import SlackSender
 from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.server import Simulator
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
 from deployflow.status import Phase
-from tests.test_rolling_workflow import (
+from tests.receiver_support import Receiver, closed_port
+from tests.rolling_support import (
     CLUSTER,
     create_deployment,
     request,
@@ -35,57 +30,6 @@ from tests.test_rolling_workflow import (
     wait_ready,
     wait_step,
 )
-
-
-@dataclass
-class Receiver:
-    """A local HTTP endpoint that records every request and answers from a script (default 200)."""
-
-    url: str = ""
-    requests: list[tuple[str, Any]] = field(default_factory=list)
-    answers: dict[str, list[int]] = field(default_factory=dict)
-
-    def bodies(self, path: str) -> list[Any]:
-        return [body for p, body in self.requests if p == path]
-
-    async def handle(self, req: web.Request) -> web.Response:
-        try:
-            body: Any = await req.json()
-        except ValueError:
-            body = await req.text()
-        self.requests.append((req.path, body))
-        script = self.answers.get(req.path, [])
-        status = script.pop(0) if len(script) > 1 else (script[0] if script else 200)
-        return web.json_response({"ok": 200 <= status < 300}, status=status)
-
-
-@asynccontextmanager
-async def serve_receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}"
-    try:
-        yield rec
-    finally:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with serve_receiver() as rec:
-        yield rec
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_slack_and_webhook_receive_each_event_of_a_deployment(
@@ -161,9 +105,9 @@ async def test_pause_and_resume_are_notified(
 async def test_a_rollback_is_notified_with_its_reason_and_the_url_can_come_from_a_secret(
     time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str, receiver: Receiver
 ) -> None:
-    kubeapi.create(
+    kube.create(
         CLUSTER,
-        kubeapi.core_path(namespace, "secrets"),
+        kube.core_path(namespace, "secrets"),
         {
             "apiVersion": "v1",
             "kind": "Secret",

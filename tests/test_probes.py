@@ -14,7 +14,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.hooks import HttpHookInput, run_http_hook
 from activities.smoke import SmokeReport, SmokeTestsInput, run_smoke_tests
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.probes.engine import Expect, Probe, ProbeRefused, ProbeResult, ServiceEndpoint, run_probe
 from deployflow.probes.proxy import PATH_RULE, check_path, check_port, service_proxy_path
 from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
@@ -22,8 +22,8 @@ from deployflow.security.redact import Redactor
 from deployflow.sim.server import Simulator
 from deployflow.spec.common import SmokeTest, Target
 from deployflow.spec.hooks import HookContext, HookPoint, Hooks, HttpHook
+from tests.rolling_support import CLUSTER, create_deployment, wait_ready
 from tests.security_support import Server, serve
-from tests.test_rolling_workflow import CLUSTER, create_deployment, wait_ready
 
 SECRET_VALUE = "s3cr3t-db-password-do-not-leak"
 TRAVERSALS = [
@@ -51,7 +51,7 @@ def no_pause(_: float) -> None:
 
 
 def with_secret(namespace: str) -> None:
-    kubeapi.create(CLUSTER, kubeapi.core_path(namespace, "secrets"), {
+    kube.create(CLUSTER, kube.core_path(namespace, "secrets"), {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
         "data": {"password": base64.b64encode(SECRET_VALUE.encode()).decode()},
     })

@@ -14,7 +14,7 @@ from temporalio.worker import Replayer
 from deployflow.sim.server import Simulator
 from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Phase
-from tests.test_rolling_workflow import (
+from tests.rolling_support import (
     create_deployment,
     failure_message,
     request,

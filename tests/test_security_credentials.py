@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.analysis import MeasureInput, measure
 from activities.hooks import ConfirmInput, ask_confirmation
 from activities.notify import NotificationInput, send_notification
-from deployflow.hooks import kubeapi
+from deployflow import kube
 from deployflow.security import credentials
 from deployflow.security.credentials import (
     ENV_PREFIX_SETTING,
@@ -34,9 +34,9 @@ from deployflow.spec.analysis import Metric
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import ConfirmHook, HookContext, HookPoint, Hooks
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
+from tests.rolling_support import create_deployment, failure_message, rolling_worker, start, status_of, wait_ready
+from tests.rolling_support import request as rolling_request
 from tests.security_support import Server, serve
-from tests.test_rolling_workflow import create_deployment, failure_message, rolling_worker, start, status_of, wait_ready
-from tests.test_rolling_workflow import request as rolling_request
 
 CLUSTER = "sim"
 LABEL = {"deployflow.io/credential": "true"}
@@ -62,7 +62,7 @@ def create_secret(namespace: str, name: str, data: dict[str, str], labels: dict[
     if labels:
         metadata["labels"] = labels
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    kubeapi.create(CLUSTER, kubeapi.core_path(namespace, "secrets"),
+    kube.create(CLUSTER, kube.core_path(namespace, "secrets"),
                    {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "data": encoded})
 
 

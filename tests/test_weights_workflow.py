@@ -19,7 +19,7 @@ from deployflow.sim.server import Simulator
 from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Phase, format_percent, step_text, traffic_text
 from tests.canary_support import ACTIVITIES, Rates, Release, analysis_step, replays
-from tests.test_notify import Receiver, serve_receiver
+from tests.receiver_support import Receiver, serve_receiver
 from workflows.canary import CanaryDeployment
 
 HOOK_ENV = "DEPLOYFLOW_CRED_TEST_WEIGHTS_HOOK_URL"

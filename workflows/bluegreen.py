@@ -16,7 +16,6 @@ new colour to zero, and fails the run with the reason. Terminating the run skips
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pydantic
@@ -47,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     # Label names the activities' inputs carry; the module holds the Kubernetes client code behind them.
     from deployflow.workloads import APP_LABEL, COLOR_LABEL
 
+from workflows.bluegreen_plan import Plan, gate_message, plan_release, smoke_budget
 from workflows.control import DeploymentControl
 from workflows.decisions import (
     BlueGreenState,
@@ -55,39 +55,12 @@ from workflows.decisions import (
     bluegreen_switched,
     bluegreen_undo,
 )
-from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back, shielded
+from workflows.failure import explain, failure, roll_back_and_end, rolled_back, shielded
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 from workflows.options import HEARTBEAT, QUICK, READS, activity
 
 STEPS = ["validate", "snapshot", "deploy", "health", "preview", "smoke", "promotion", "switch", "standby", "finish"]
-
-@dataclass
-class Plan:
-    """What this run does, decided once from the live state."""
-
-    old_color: str | None  # colour serving before; None on a first deployment
-    old_version: str | None
-    old_replicas: int
-    new_color: str
-    active_service_existed: bool
-    active_selector: dict[str, str] | None  # what the active Service selected before this run
-
-    @property
-    def adopting(self) -> bool:
-        """The active Service exists but selects pods deployflow does not manage (a first blue-green release)."""
-        return self.old_color is None and bool(self.active_selector)
-
-    def deployment(self, app: str, color: str) -> str:
-        return f"{app}-{color}"
-
-    def where_traffic_stays(self) -> str:
-        if self.adopting:
-            return f"the pods selected by {self.active_selector}"
-        if self.old_color is None:
-            return "nothing was serving before"
-        return f"{self.old_color} ({self.old_version or 'unknown version'})"
-
 
 @workflow.defn(name="BlueGreenDeployment", failure_exception_types=[pydantic.ValidationError])
 class BlueGreenDeployment(DeploymentControl):
@@ -144,13 +117,8 @@ class BlueGreenDeployment(DeploymentControl):
         applied: AppliedWorkload = await self.interruptible(
             activity(
                 apply_workload,
-                ApplyWorkloadInput(
-                    target=request.target,
-                    name=new,
-                    workload=request.workload,
-                    replicas=request.workload.replicas,
-                    selector=self._selector(plan.new_color),
-                ),
+                ApplyWorkloadInput(target=request.target, name=new, workload=request.workload,
+                                   replicas=request.workload.replicas, selector=self._selector(plan.new_color)),
                 summary=f"apply {new}",
             )
         )
@@ -159,14 +127,9 @@ class BlueGreenDeployment(DeploymentControl):
         health: HealthReport = await self.interruptible(
             activity(
                 wait_healthy,
-                WaitHealthyInput(
-                    target=request.target,
-                    name=new,
-                    replicas=request.workload.replicas,
-                    image=applied.image,
-                    pod_selector=self._selector(plan.new_color),
-                    timeout=request.workload.health_timeout,
-                ),
+                WaitHealthyInput(target=request.target, name=new, replicas=request.workload.replicas,
+                                 image=applied.image, pod_selector=self._selector(plan.new_color),
+                                 timeout=request.workload.health_timeout),
                 timeout=request.workload.health_timeout + QUICK,
                 heartbeat=HEARTBEAT,
                 summary=f"wait for {new} to be healthy",
@@ -191,7 +154,7 @@ class BlueGreenDeployment(DeploymentControl):
                         port=request.workload.service_port,
                         tests=request.smoke_tests,
                     ),
-                    timeout=self._smoke_budget(request),
+                    timeout=smoke_budget(request),
                     heartbeat=max(HEARTBEAT, max(t.timeout for t in request.smoke_tests) * 2),
                     # Cancelled like a cluster change: no check request is in flight once the rollback starts.
                     summary=f"smoke tests via {request.preview_service_name}",
@@ -204,7 +167,7 @@ class BlueGreenDeployment(DeploymentControl):
                 raise failure(report.failure, ErrorType.SMOKE_TEST_FAILED)
             await self.checkpoint()
 
-        self._begin("promotion", self._gate_message(request))
+        self._begin("promotion", gate_message(request))
         await self._promotion_gate(request)
         await self.checkpoint()
 
@@ -261,22 +224,12 @@ class BlueGreenDeployment(DeploymentControl):
             for step in undo:
                 await self._undo(request, plan, step)
         except ActivityError as err:
-            message = (
+            self.fail_rollback(
                 f"rollback failed ({explain(err)}) after: {reason}; the cluster needs a person: "
-                f"check {request.active_service_name}'s selector and {new}'s replicas"
+                f"check {request.active_service_name}'s selector and {new}'s replicas", err,
             )
-            self.set_phase(Phase.FAILED, message)
-            raise rollback_failed(message) from err
         try:
-            await run_hooks(
-                HookPoint.ON_ROLLBACK,
-                request.hooks,
-                request.target,
-                version=request.version,
-                previous_version=plan.old_version,
-                strategy="blue-green",
-                on_event=self.event,
-            )
+            await self._hooks(request, HookPoint.ON_ROLLBACK, abortable=False)
         except (ActivityError, ApplicationError) as err:
             self.event(f"on_rollback hook: {explain(err)}", kind="warning")
         if plan.old_color is not None:
@@ -327,22 +280,10 @@ class BlueGreenDeployment(DeploymentControl):
             summary="read live state",
             cancellation=READS,
         )
-        active = live.services.get(request.active_service_name)
-        old_color = active.selector.get(COLOR_LABEL) if active is not None else None
-        if old_color not in COLORS:
-            old_color = None
-        old = live.deployments.get(f"{app}-{old_color}") if old_color else None
-        if old_color is not None and old is None:
-            self.event(f"{request.active_service_name} points at {old_color}, which does not exist", kind="warning")
-        new_color = "green" if old_color == "blue" else "blue"
-        plan = Plan(
-            old_color=old_color if old is not None else None,
-            old_version=old.version if old is not None else None,
-            old_replicas=old.replicas if old is not None else 0,
-            new_color=new_color,
-            active_service_existed=active is not None,
-            active_selector=dict(active.selector) if active is not None else None,
-        )
+        plan, warnings = plan_release(request, live)
+        for warning in warnings:
+            self.event(warning, kind="warning")
+        new_color = plan.new_color
         self.set_versions(request.version, plan.old_version)
         self._status.details.update(
             {
@@ -361,21 +302,13 @@ class BlueGreenDeployment(DeploymentControl):
         )
         return plan
 
-    async def _hooks(self, request: BlueGreenRequest, point: HookPoint) -> None:
+    async def _hooks(self, request: BlueGreenRequest, point: HookPoint, *, abortable: bool = True) -> None:
+        """The hooks of one point; on_rollback's are not abortable: the abort is what they follow."""
         if not request.hooks.at(point):
-            return
-        plan = self._plan
-        await self.interruptible(
-            run_hooks(
-                point,
-                request.hooks,
-                request.target,
-                version=request.version,
-                previous_version=plan.old_version if plan else None,
-                strategy="blue-green",
-                on_event=self.event,
-            )
-        )
+            return  # no command at all, so runs recorded without hooks replay unchanged
+        running = run_hooks(point, request.hooks, request.target, version=request.version, strategy="blue-green",
+                            previous_version=self._plan.old_version if self._plan else None, on_event=self.event)
+        await (self.interruptible(running) if abortable else running)
 
     def _on_phase(self, phase: Phase, message: str) -> None:
         self._notifications.on_phase(phase, message, self._status)
@@ -435,17 +368,3 @@ class BlueGreenDeployment(DeploymentControl):
         if phase in (Phase.WAITING_PROMOTION, Phase.PAUSED, Phase.STANDBY):
             phase = Phase.PROGRESSING
         self.set_phase(phase, message, step=step, step_index=STEPS.index(step) + 1)
-
-    @staticmethod
-    def _gate_message(request: BlueGreenRequest) -> str:
-        gate = request.promotion
-        if gate.mode == "auto":
-            return "promotion: automatic"
-        if gate.mode == "after":
-            return f"promotion: automatic after {gate.delay}"
-        return "promotion: waiting for promote or approve"
-
-    @staticmethod
-    def _smoke_budget(request: BlueGreenRequest) -> timedelta:
-        per_test = [t.attempts * (t.timeout + t.interval) for t in request.smoke_tests]
-        return sum(per_test, timedelta(0)) + QUICK

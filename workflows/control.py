@@ -45,11 +45,7 @@ State the strategy updates: `set_phase(phase, message, step=..., step_index=...,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable
-from datetime import timedelta
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import NoReturn
 
 import pydantic
 from temporalio import workflow
@@ -65,9 +61,9 @@ with workflow.unsafe.imports_passed_through():
         ResumeRequest,
         RollbackRequest,
     )
-    from deployflow.status import DeploymentStatus, Event, Phase, step_text, traffic_text
+    from deployflow.status import DeploymentStatus, Event, Phase
 
-from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+from workflows.details import render_details, search_attribute_updates
 from workflows.failure import (
     Aborted,
     Failure,
@@ -76,21 +72,20 @@ from workflows.failure import (
     failure,
     invalid_spec,
     is_cancellation,
+    rollback_failed,
     shielded,
 )
-
-T = TypeVar("T")
+from workflows.gates import Gates
 
 FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 MAX_EVENTS = 200  # keeps the status query and history payloads small on long runs
 
-StandbyOutcome = Literal["elapsed", "promoted", "rollback"]
 UNCHANGED = "nothing in the cluster was changed"
 
 __all__ = ["Aborted", "DeploymentControl", "shielded"]  # Aborted and shielded live in workflows.failure
 
 
-class DeploymentControl:
+class DeploymentControl(Gates):
     """Pause/resume/abort/promote/approve/rollback handlers, the `status` query and the helpers strategies call."""
 
     # --- set-up -------------------------------------------------------------------------------------------------
@@ -126,11 +121,6 @@ class DeploymentControl:
     @property
     def abort_requested(self) -> str | None:
         return self._abort_reason
-
-    @property
-    def promote_full(self) -> bool:
-        """True once an operator sent `promote` with full=true: skip every remaining step."""
-        return isinstance(self._promotion, PromoteRequest) and self._promotion.full
 
     # --- query --------------------------------------------------------------------------------------------------
 
@@ -299,141 +289,6 @@ class DeploymentControl:
 
     # --- helpers the strategies call ----------------------------------------------------------------------------
 
-    async def checkpoint(self) -> None:
-        """A safe point between steps: raises `Aborted` if an abort arrived; blocks while paused."""
-        self._raise_if_aborted()
-        if self._pause_reason is None:
-            return
-        before, message = self._status.phase, self._status.message
-        self.set_phase(Phase.PAUSED, f"paused: {self._pause_reason}")
-        await workflow.wait_condition(lambda: self._pause_reason is None or self._abort_reason is not None)
-        self._raise_if_aborted()
-        self.set_phase(before, message, record=False)
-
-    async def interruptible(self, awaitable: Awaitable[T]) -> T:
-        """Awaits an activity (or any step) but gives up at once on abort: the step is cancelled, then `Aborted`.
-
-        Give the activities run here WAIT_CANCELLATION_COMPLETED: a cluster-changing step has then stopped before
-        the rollback starts, and no cancelled activity is left running unseen (on the shared time-skipping test
-        server such an orphan also stops time from skipping for every later test).
-        """
-        self._raise_if_aborted()
-        step: asyncio.Future[T] = asyncio.ensure_future(awaitable)
-        abort: asyncio.Future[Any] = asyncio.ensure_future(
-            workflow.wait_condition(lambda: self._abort_reason is not None)
-        )
-        racers: list[asyncio.Future[Any]] = [step, abort]
-        try:
-            await workflow.wait(racers, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            # The run itself was cancelled: the step is not cancelled with it, so stop it and let it finish
-            # stopping before the caller's cleanup touches the cluster.
-            await self._stop(step)
-            raise
-        finally:
-            if not abort.done():
-                abort.cancel()
-        if step.done():
-            return step.result()
-        await self._stop(step)
-        self._raise_if_aborted()
-        raise AssertionError("unreachable: interruptible woke without step or abort")
-
-    @staticmethod
-    async def _stop(step: asyncio.Future[Any]) -> None:
-        if step.done():
-            return
-        step.cancel()
-        # The step's own failure no longer matters: the stop wins.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await step
-
-    async def wait_for_promotion(self, timeout: timedelta | None = None, *, message: str = "") -> bool:
-        """A promotion gate: True on promote/approve, False on timeout; raises `Aborted` on abort."""
-        self._raise_if_aborted()
-        if self._promotion is not None and self.promote_full:
-            return True
-        self._promotion = None
-        self._gate_open = True
-        before = self._status.phase
-        self.set_phase(Phase.WAITING_PROMOTION, message or "waiting for promote or approve")
-        try:
-            await workflow.wait_condition(
-                lambda: self._promotion is not None or self._abort_reason is not None,
-                timeout=timeout,
-            )
-        except TimeoutError:
-            self.event(f"nobody promoted within {timeout}", kind="warning")
-            return False
-        finally:
-            self._gate_open = False
-        self._raise_if_aborted()
-        self.set_phase(before if before != Phase.WAITING_PROMOTION else Phase.PROGRESSING, "promoted")
-        return True
-
-    async def wait(self, duration: timedelta, *, promotable: bool = True) -> bool:
-        """A durable timed step (bake time): True when an operator promoted early; raises `Aborted` on abort.
-
-        Pauses extend the wait: the time spent paused does not count.
-        """
-        self._raise_if_aborted()
-        if promotable and self.promote_full:
-            return True
-        self._promotion = None
-        self._wait_open = promotable
-        deadline = workflow.now() + duration
-        try:
-            while True:
-                remaining = deadline - workflow.now()
-                if remaining <= timedelta(0):
-                    return False
-                try:
-                    await workflow.wait_condition(
-                        lambda: self._promotion is not None
-                        or self._abort_reason is not None
-                        or self._pause_reason is not None,
-                        timeout=remaining,
-                    )
-                except TimeoutError:
-                    return False
-                self._raise_if_aborted()
-                if self._promotion is not None:
-                    return True
-                paused_at = workflow.now()
-                self._wait_open = False
-                await self.checkpoint()
-                self._wait_open = promotable
-                deadline += workflow.now() - paused_at
-        finally:
-            self._wait_open = False
-
-    async def standby(self, duration: timedelta, *, message: str = "") -> StandbyOutcome:
-        """Holds the previous version for `duration`: "rollback" on rollback or abort, "promoted" when an operator
-        ends standby early, "elapsed" otherwise. Phase is STANDBY meanwhile."""
-        self._standby_open = True
-        self._promotion = None
-        self.set_phase(Phase.STANDBY, message or f"previous version on standby for {duration}")
-        try:
-            await workflow.wait_condition(
-                lambda: self._rollback_reason is not None
-                or self._abort_reason is not None
-                or self._promotion is not None,
-                timeout=duration,
-            )
-        except TimeoutError:
-            return "elapsed"
-        finally:
-            self._standby_open = False
-        if self._rollback_reason is None and self._abort_reason is not None:
-            self._rollback_reason = f"aborted: {self._abort_reason}"
-        if self._rollback_reason is not None:
-            return "rollback"
-        return "promoted"
-
-    @property
-    def rollback_reason(self) -> str | None:
-        return self._rollback_reason
-
     def set_phase(
         self,
         phase: Phase,
@@ -514,45 +369,21 @@ class DeploymentControl:
             raise err
         raise failure(message, error_type(err, ErrorType.DEPLOYMENT_FAILED)) from err
 
-    # --- internals ----------------------------------------------------------------------------------------------
+    def fail_rollback(self, message: str, err: BaseException) -> NoReturn:
+        """Ends a run whose rollback itself failed: `message` says where the cluster stands and what a person must
+        check."""
+        self.set_phase(Phase.FAILED, message)
+        raise rollback_failed(message) from err
 
-    def _raise_if_aborted(self) -> None:
-        if self._abort_reason is not None:
-            raise Aborted(self._abort_reason)
+    # --- internals ----------------------------------------------------------------------------------------------
 
     def _step(self) -> str:
         return self._status.step or "-"
 
     def _publish(self, *, phase_changed: bool) -> None:
-        updates: list[Any] = [DEPLOY_PHASE.value_set(self._status.phase.value)]
-        if not self._published_identity:
-            updates += [
-                DEPLOY_APP.value_set(self._status.app),
-                DEPLOY_NAMESPACE.value_set(self._status.namespace),
-                DEPLOY_STRATEGY.value_set(self._status.strategy),
-            ]
-            self._published_identity = True
-        updates.append(DEPLOY_VERSION.value_set(self._status.version))
-        workflow.upsert_search_attributes(updates)
+        workflow.upsert_search_attributes(search_attribute_updates(self._status, identity=not self._published_identity))
+        self._published_identity = True
         self._publish_details()
 
     def _publish_details(self) -> None:
-        s = self._status
-        lines = [
-            f"**{s.strategy}** of `{s.app}` in `{s.cluster}/{s.namespace}`: "
-            f"**{s.phase.value}**" + (" (pause requested)" if s.paused and s.phase != Phase.PAUSED else ""),
-            "",
-            f"- version: `{s.version}`" + (f" (previous `{s.previous_version}`)" if s.previous_version else ""),
-        ]
-        if s.step:
-            lines.append(f"- step: {step_text(s)}")
-        if s.message:
-            lines.append(f"- {s.message}")
-        if s.weights:
-            lines.append(f"- traffic: {traffic_text(s)}")
-        for key, value in s.details.items():
-            if isinstance(value, str | int | float | bool) and key != "traffic":  # said just above
-                lines.append(f"- {key}: {value}")
-        if self._abort_reason is not None:
-            lines.append(f"- abort requested: {self._abort_reason}")
-        workflow.set_current_details("\n".join(lines))
+        workflow.set_current_details(render_details(self._status, self._abort_reason))

@@ -55,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.analysis import AnalysisRunner, gate
 from workflows.control import DeploymentControl
 from workflows.decisions import RollingState, rollback_plan, rolling_rolls_back
-from workflows.failure import explain, failure, roll_back_and_end, rollback_failed, rolled_back
+from workflows.failure import explain, failure, roll_back_and_end, rolled_back
 from workflows.hooks import run_hooks
 from workflows.notify import Notifications
 from workflows.options import HEARTBEAT, QUICK, READS, activity
@@ -215,21 +215,11 @@ class RollingDeployment(DeploymentControl):
 
     async def _unless_paused(self, step: Awaitable[Any]) -> bool:
         """True when `step` completed; False when a pause came first, once the step has stopped."""
-        task = asyncio.ensure_future(step)
-        pause = asyncio.ensure_future(workflow.wait_condition(lambda: self.status.paused))
-        try:
-            await workflow.wait([task, pause], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            await self._stop(task)
-            raise
-        finally:
-            if not pause.done():
-                pause.cancel()
-        if task.done():
-            task.result()
-            return True
-        await self._stop(task)
-        return False
+        task = await self._unless(step, lambda: self.status.paused)
+        if task is None:
+            return False
+        task.result()
+        return True
 
     # ---- rollback -------------------------------------------------------------------------------------------------
 
@@ -275,12 +265,10 @@ class RollingDeployment(DeploymentControl):
                     abortable=False,
                 )
         except (ActivityError, ApplicationError) as err:
-            message = (
+            self.fail_rollback(
                 f"rollback to {back_to} failed: {explain(err)}; {r.kind} {r.target.namespace}/{r.name} needs a hand "
-                f"(the rollout was: {reason})"
+                f"(the rollout was: {reason})", err,
             )
-            self.set_phase(Phase.FAILED, message)
-            raise rollback_failed(message) from err
         self.status.weights = {"stable": 100, "new": 0}
         self.status.details["updated_replicas"] = 0
         self._state = RollingState.ROLLED_BACK

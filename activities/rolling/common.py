@@ -41,9 +41,7 @@ from temporalio.exceptions import ApplicationError
 
 from deployflow import errors, kube
 from deployflow.errors import ErrorType
-from deployflow.hooks import kubeapi
-from deployflow.hooks.kubeapi import Obj
-from deployflow.kube import health, label_selector, wait
+from deployflow.kube import Obj, health, label_selector, wait
 from deployflow.kube.wait import blocking
 from deployflow.spec.common import Target
 from deployflow.spec.rolling import RollingRequest
@@ -77,11 +75,11 @@ class WorkloadRef(BaseModel):
 
     def path(self) -> str:
         plural = "deployments" if self.kind == "Deployment" else "statefulsets"
-        return kubeapi.apps_path(self.target.namespace, plural, self.name)
+        return kube.apps_path(self.target.namespace, plural, self.name)
 
     def collection(self) -> str:
         plural = "deployments" if self.kind == "Deployment" else "statefulsets"
-        return kubeapi.apps_path(self.target.namespace, plural)
+        return kube.apps_path(self.target.namespace, plural)
 
     def describe(self) -> str:
         return f"{self.kind} {self.target.namespace}/{self.name}"
@@ -165,17 +163,17 @@ def non_retryable(message: str, kind: str) -> ApplicationError:
 
 
 def read(w: WorkloadRef) -> Obj | None:
-    return kubeapi.get(w.target.cluster, w.path())
+    return kube.get(w.target.cluster, w.path())
 
 
 def patch(w: WorkloadRef, body: Obj) -> Obj:
     """A merge patch of the workload (None values delete fields)."""
-    return kubeapi.merge_patch(w.target.cluster, w.path(), body)
+    return kube.merge_patch(w.target.cluster, w.path(), body)
 
 
 def set_template(w: WorkloadRef, template: Obj) -> Obj:
     """Replaces the pod template whole, so fields the new one lacks go."""
-    return kubeapi.replace_field(w.target.cluster, w.path(), "/spec/template", template)
+    return kube.replace_field(w.target.cluster, w.path(), "/spec/template", template)
 
 
 def deleted(w: WorkloadRef) -> ApplicationError:

@@ -20,15 +20,14 @@ from activities.rolling.common import (
     template_hash,
     without_hash,
 )
-from deployflow.hooks import kubeapi
-from deployflow.hooks.kubeapi import Obj
-from deployflow.kube import health, wait
+from deployflow import kube
+from deployflow.kube import Obj, health, wait
 from deployflow.kube.wait import blocking
 
 
 def _scale_rs(cluster: str, namespace: str, rs: Obj, replicas: int) -> None:
-    kubeapi.merge_patch(
-        cluster, kubeapi.apps_path(namespace, "replicasets", rs["metadata"]["name"]), {"spec": {"replicas": replicas}}
+    kube.merge_patch(
+        cluster, kube.apps_path(namespace, "replicasets", rs["metadata"]["name"]), {"spec": {"replicas": replicas}}
     )
     rs["spec"]["replicas"] = replicas
 
@@ -79,7 +78,7 @@ def _ensure_rs(cluster: str, deploy: Obj, rss: list[Obj]) -> Obj:
             "template": rs_template,
         },
     }
-    return kubeapi.create(cluster, kubeapi.apps_path(meta["namespace"], "replicasets"), rs)
+    return kube.create(cluster, kube.apps_path(meta["namespace"], "replicasets"), rs)
 
 
 def deployment_step(req: MoveInput, deploy: Obj, snapshot: wait.Snapshot) -> tuple[bool, str]:

@@ -40,9 +40,8 @@ from activities.rolling.common import (
 )
 from activities.rolling.deployment import deployment_step
 from activities.rolling.statefulset import statefulset_step
-from deployflow.hooks import kubeapi
-from deployflow.hooks.kubeapi import KubeError, Obj
-from deployflow.kube import wait
+from deployflow import kube
+from deployflow.kube import KubeError, Obj, wait
 from deployflow.kube.wait import blocking
 from deployflow.spec.rolling import RollingRequest
 
@@ -75,8 +74,8 @@ def _prepare(request: RollingRequest) -> PrepareResult:
     if request.kind == "Deployment":
         strategy = spec.get("strategy") or {"type": "RollingUpdate"}
         revision = ""
-        listed = kubeapi.request(
-            target.cluster, "GET", kubeapi.apps_path(target.namespace, "replicasets"), query=selected(obj)
+        listed = kube.request_json(
+            target.cluster, "GET", kube.apps_path(target.namespace, "replicasets"), query=selected(obj)
         )
         rss = [rs for rs in listed.get("items") or [] if owned_by(rs, obj)]
         active = [rs for rs in rss if int((rs.get("spec") or {}).get("replicas", 0)) > 0]

@@ -4,8 +4,7 @@ controller replace exactly the `count` highest ordinals (one pod at a time) and 
 from __future__ import annotations
 
 from activities.rolling.common import MoveInput, not_ready, owned_by, patch
-from deployflow.hooks.kubeapi import Obj
-from deployflow.kube import health, wait
+from deployflow.kube import Obj, health, wait
 
 
 def statefulset_step(req: MoveInput, sts: Obj, snapshot: wait.Snapshot) -> tuple[bool, str]:

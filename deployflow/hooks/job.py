@@ -10,9 +10,7 @@ from typing import Literal
 
 from deployflow import kube
 from deployflow.errors import FATAL_WAITING_REASONS, ErrorType
-from deployflow.hooks import kubeapi
-from deployflow.hooks.kubeapi import Obj
-from deployflow.kube import health, wait
+from deployflow.kube import Obj, health, wait
 from deployflow.spec.common import Target
 from deployflow.spec.hooks import HookContext, JobHook
 
@@ -74,7 +72,7 @@ class JobOutcome:
 
 def ensure_job(cluster: str, manifest: Obj) -> Obj:
     namespace = manifest["metadata"]["namespace"]
-    return kubeapi.create(cluster, kubeapi.batch_path(namespace), manifest)
+    return kube.create(cluster, kube.batch_path(namespace), manifest)
 
 
 def judge_job(job: Obj | None, pods: list[Obj], where: str) -> JobOutcome:
@@ -103,7 +101,7 @@ def judge_job(job: Obj | None, pods: list[Obj], where: str) -> JobOutcome:
 
 
 def job_outcome(cluster: str, namespace: str, name: str) -> JobOutcome:
-    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+    job = kube.get(cluster, kube.batch_path(namespace, name))
     pods = [] if job is None else job_pods(cluster, namespace, job)
     return judge_job(job, pods, f"{namespace}/{name}")
 
@@ -146,19 +144,19 @@ def _owned(job: Obj, pods: list[Obj]) -> list[Obj]:
 
 def job_pods(cluster: str, namespace: str, job: Obj) -> list[Obj]:
     """The Job's pods, newest first."""
-    return _owned(job, kubeapi.request(cluster, "GET", kubeapi.core_path(namespace, "pods")).get("items", []))
+    return _owned(job, kube.request_json(cluster, "GET", kube.core_path(namespace, "pods")).get("items", []))
 
 
 def last_log_lines(cluster: str, namespace: str, name: str, lines: int) -> str:
     """The last lines of the newest pod's log, read through the `log` subresource."""
-    job = kubeapi.get(cluster, kubeapi.batch_path(namespace, name))
+    job = kube.get(cluster, kube.batch_path(namespace, name))
     if job is None:
         return ""
     for pod in job_pods(cluster, namespace, job):
-        status, body = kubeapi.request_raw(
+        status, body = kube.request_raw(
             cluster,
             "GET",
-            kubeapi.core_path(namespace, "pods", pod["metadata"]["name"]) + "/log",
+            kube.core_path(namespace, "pods", pod["metadata"]["name"]) + "/log",
             query=[("tailLines", str(lines))],
         )
         if 200 <= status < 300 and body.strip():
@@ -167,4 +165,4 @@ def last_log_lines(cluster: str, namespace: str, name: str, lines: int) -> str:
 
 
 def delete_job(cluster: str, namespace: str, name: str) -> None:
-    kubeapi.delete(cluster, kubeapi.batch_path(namespace, name))
+    kube.delete(cluster, kube.batch_path(namespace, name))

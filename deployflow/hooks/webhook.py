@@ -41,8 +41,7 @@ async def ask(hook: ConfirmHook, body: dict[str, Any], timeout: float = 10.0) ->
     redactor = Redactor()
     url = confirm_url(hook, Credentials(redactor))
     try:
-        async with outbound.async_client(timeout) as http:
-            response = await http.post(url, json=body)
+        response = await outbound.post_json(url, body, timeout)
     except OutboundRefused as err:
         raise ConfirmConfigError(redactor(str(err))) from None
     except httpx.HTTPError as err:

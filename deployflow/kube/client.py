@@ -13,7 +13,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from kubernetes import client, config
 from kubernetes.client import rest
@@ -129,67 +129,47 @@ def reset_clients() -> None:
 # --- JSON over the client's connection -----------------------------------------------------------------------------
 
 
-def send(
-    api: Api,
-    method: str,
-    path: str,
-    *,
-    query: Query | None = None,
-    body: Any = None,
-    content_type: str = JSON,
-    accept: str = JSON,
-    timeout: float | tuple[float, float] | None = 30.0,
-) -> rest.RESTResponse:
+class Options(TypedDict, total=False):
+    """How one request is sent: query parameters, a body and its type, the answer's accepted type, a timeout (30 s
+    when not given)."""
+
+    query: Query | None
+    body: Any
+    content_type: str
+    accept: str
+    timeout: float | tuple[float, float] | None
+
+
+def send(api: Api, method: str, path: str, **options: Unpack[Options]) -> rest.RESTResponse:
     """One HTTP request to the API server, whatever the status of the answer (for callers that report it, such as
     hooks calling a Service through its proxy). The response body is not read."""
     api = resolve(api)
-    headers = {"Accept": accept}
+    body = options.get("body")
+    headers = {"Accept": options.get("accept", JSON)}
     if body is not None:
-        headers["Content-Type"] = content_type
+        headers["Content-Type"] = options.get("content_type", JSON)
+    query = options.get("query")
     pairs = query.items() if isinstance(query, Mapping) else query or []
     params = [(k, v) for k, v in pairs if v is not None]
     method, url, headers, body, post = api.param_serialize(
         method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
     )
-    return api.call_api(method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout)
-
-
-def request(
-    api: Api,
-    method: str,
-    path: str,
-    *,
-    query: Query | None = None,
-    body: Any = None,
-    content_type: str = JSON,
-    accept: str = JSON,
-    timeout: float | tuple[float, float] | None = 30.0,
-) -> rest.RESTResponse:
-    """One HTTP request to the API server; raises KubeError on a non-2xx answer. The body is not read."""
-    response = send(
-        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
+    return api.call_api(
+        method, url, header_params=headers, body=body, post_params=post, _request_timeout=options.get("timeout", 30.0)
     )
+
+
+def request(api: Api, method: str, path: str, **options: Unpack[Options]) -> rest.RESTResponse:
+    """One HTTP request to the API server; raises KubeError on a non-2xx answer. The body is not read."""
+    response = send(api, method, path, **options)
     if not 200 <= response.status <= 299:
         data = response.read()
         raise KubeError.of(response.status, data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data))
     return response
 
 
-def request_json(
-    api: Api,
-    method: str,
-    path: str,
-    *,
-    query: Query | None = None,
-    body: Any = None,
-    content_type: str = JSON,
-    accept: str = JSON,
-    timeout: float | None = 30.0,
-) -> Obj:
-    response = request(
-        api, method, path, query=query, body=body, content_type=content_type, accept=accept, timeout=timeout
-    )
-    data = response.read()
+def request_json(api: Api, method: str, path: str, **options: Unpack[Options]) -> Obj:
+    data = request(api, method, path, **options).read()
     result: Obj = json.loads(data) if data else {}
     return result
 

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from deployflow.hooks.kubeapi import KubeError
+from deployflow.kube import KubeError
 from deployflow.security import outbound
 from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
 from deployflow.security.outbound import OutboundRefused
@@ -48,8 +48,7 @@ async def post_json(url: str, body: dict[str, Any], redactor: Redactor, timeout:
     """POSTs the body; returns the status. Errors never quote the URL, which is a credential, and quote the
     receiver's answer capped and masked."""
     try:
-        async with outbound.async_client(timeout) as http:
-            response = await http.post(url, json=body)
+        response = await outbound.post_json(url, body, timeout)
     except OutboundRefused as err:
         raise NotifyConfigError(redactor(str(err))) from None
     except httpx.HTTPError as err:

@@ -131,11 +131,11 @@ class Credentials:
 
 def _read_secret(cluster: str, namespace: str, name: str, field: str) -> dict:
     # Imported here: spec validators import this module, and the workflow sandbox need not load the API client.
-    from deployflow.hooks import kubeapi
+    from deployflow import kube
 
     try:
-        secret = kubeapi.get(cluster, kubeapi.core_path(namespace, "secrets", name))
-    except kubeapi.KubeError as err:
+        secret = kube.get(cluster, kube.core_path(namespace, "secrets", name))
+    except kube.KubeError as err:
         if err.status in (401, 403):
             raise CredentialMissing(
                 f"{field}: reading Secret {namespace}/{name} was refused ({err.status}); check the worker's RBAC"

@@ -173,6 +173,13 @@ def async_client(timeout: float, **kwargs: Any) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, transport=AsyncPinnedTransport(), follow_redirects=False, **kwargs)
 
 
+async def post_json(url: str, body: Any, timeout: float) -> httpx.Response:
+    """One JSON POST under the policy, whatever the status of the answer: raises OutboundRefused for a refused
+    address and httpx.HTTPError when nothing answered."""
+    async with async_client(timeout) as http:
+        return await http.post(url, json=body)
+
+
 def _literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%")[0])

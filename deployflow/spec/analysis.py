@@ -20,8 +20,7 @@ from temporalio import workflow
 from deployflow.analysis.conditions import ConditionError, compile_condition
 from deployflow.security import secrets
 from deployflow.security.credentials import check_env_name
-from deployflow.security.outbound import check_url
-from deployflow.spec.common import MAX_DURATION, Duration, PositiveDuration, StrictModel
+from deployflow.spec.common import MAX_DURATION, Duration, FetchableUrl, PositiveDuration, StrictModel
 
 MAX_MEASUREMENTS = 10_000
 
@@ -69,7 +68,7 @@ class Header(StrictModel):
 
 class PrometheusProvider(StrictModel):
     kind: Literal["prometheus"] = "prometheus"
-    address: str = Field(min_length=1, description="base URL of the Prometheus HTTP API, e.g. http://prometheus:9090")
+    address: FetchableUrl = Field(min_length=1, description="base URL of the Prometheus HTTP API, e.g. http://prometheus:9090")
     query: str = Field(
         min_length=1,
         description="PromQL instant query; {{ args.namespace }}, {{ args.app }}, {{ args.version }} are filled in",
@@ -77,23 +76,13 @@ class PrometheusProvider(StrictModel):
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("address")
-    @classmethod
-    def _fetchable(cls, value: str) -> str:
-        return check_url(value)
-
 
 class WebProvider(StrictModel):
     kind: Literal["web"] = "web"
-    url: str = Field(min_length=1, description="URL answering JSON; {{ args.* }} are filled in")
+    url: FetchableUrl = Field(min_length=1, description="URL answering JSON; {{ args.* }} are filled in")
     json_path: str = Field(default="$", max_length=1024, description="JSONPath of the value, e.g. $.data.error_rate")
     headers: list[Header] = Field(default_factory=list)
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-
-    @field_validator("url")
-    @classmethod
-    def _fetchable(cls, value: str) -> str:
-        return check_url(value)
 
     @field_validator("json_path")
     @classmethod

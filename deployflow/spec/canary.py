@@ -11,9 +11,8 @@ import math
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from deployflow.security.outbound import check_url
 from deployflow.spec.analysis import (
     MAX_MEASUREMENTS,
     Analysis,
@@ -25,6 +24,7 @@ from deployflow.spec.analysis import (
 from deployflow.spec.common import (
     DnsLabel,
     Duration,
+    FetchableUrl,
     Hostname,
     KubeName,
     PositiveDuration,
@@ -136,13 +136,9 @@ class ErrorRate(StrictModel):
         default=None,
         description="where the number comes from; default: Prometheus at prometheus_address, 5xx share over 30 s",
     )
-    prometheus_address: str | None = Field(default=None, description="Prometheus HTTP API for the default query")
-
-    @field_validator("prometheus_address")
-    @classmethod
-    def _fetchable(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
-
+    prometheus_address: FetchableUrl | None = Field(
+        default=None, description="Prometheus HTTP API for the default query"
+    )
     interval: PositiveDuration = Field(default=timedelta(seconds=30), description="time between measurements")
     initial_delay: Duration | None = Field(
         default=None,

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deployflow.probes.proxy import check_path
 from deployflow.security import pods, secrets
+from deployflow.security.outbound import check_url
 from deployflow.spec.values import ENV_NAME, LABEL_VALUE, image_reference, nested
 from deployflow.spec.values import MAX_DURATION as MAX_DURATION  # the spec modules import these from here
 from deployflow.spec.values import ContextName as ContextName
@@ -29,6 +30,10 @@ from deployflow.spec.values import check_annotations as check_annotations
 from deployflow.spec.values import image_tag as image_tag
 from deployflow.spec.values import parse_duration as parse_duration
 from deployflow.spec.values import shown as shown
+
+# A URL the worker will fetch (a provider, a hook, Prometheus): checked by the rules the worker applies when it
+# fetches, so a refused one fails when the spec is read, before anything in a cluster changes.
+FetchableUrl = Annotated[str, AfterValidator(check_url)]
 
 
 def _base_types(annotation: Any) -> set[Any]:

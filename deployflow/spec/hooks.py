@@ -34,10 +34,10 @@ from pydantic import Field, field_validator, model_validator
 from deployflow.probes.proxy import check_path, check_port
 from deployflow.security import secrets
 from deployflow.security.credentials import check_env_name
-from deployflow.security.outbound import check_url
 from deployflow.spec.common import (
     DnsLabel,
     EnvVar,
+    FetchableUrl,
     ImageReference,
     KubeName,
     StrictModel,
@@ -89,7 +89,7 @@ class HttpHook(StrictModel):
     name: DnsLabel
     service: DnsLabel | None = Field(default=None, description="Service in the target namespace, reached via the API")
     port: int | str | None = Field(default=None, description="Service port (number or name); default: the first")
-    url: str | None = Field(default=None, description="an absolute URL instead of a Service")
+    url: FetchableUrl | None = Field(default=None, description="an absolute URL instead of a Service")
     path: str = Field(default="/", description="path requested on the Service")
     method: Literal["GET", "POST", "HEAD"] = "GET"
     requests: int = Field(default=5, ge=1, le=1000, description="requests sent")
@@ -116,16 +116,11 @@ class HttpHook(StrictModel):
     def _port(cls, value: int | str | None) -> int | str | None:
         return check_port(value)
 
-    @field_validator("url")
-    @classmethod
-    def _fetchable(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
-
 
 class ConfirmHook(StrictModel):
     kind: Literal["confirm"] = "confirm"
     name: DnsLabel
-    url: str | None = Field(default=None, description="endpoint asked for confirmation (POST, JSON body)")
+    url: FetchableUrl | None = Field(default=None, description="endpoint asked for confirmation (POST, JSON body)")
     url_env: str | None = Field(
         default=None, description="environment variable of the worker holding the URL; must start with DEPLOYFLOW_CRED_"
     )
@@ -137,11 +132,6 @@ class ConfirmHook(StrictModel):
     @classmethod
     def _valid_env(cls, value: str | None) -> str | None:
         return None if value is None else check_env_name(value)
-
-    @field_validator("url")
-    @classmethod
-    def _fetchable(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
 
     @field_validator("metadata")
     @classmethod

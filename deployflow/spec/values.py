@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
+
+def matching(pattern: re.Pattern[str], limit: int, problem: Callable[[str], str]) -> Callable[[str], str]:
+    """A rule for a string of at most `limit` characters that `pattern` matches; `problem(value)` says what is wrong."""
+
+    def check(value: str) -> str:
+        if len(value) > limit or not pattern.match(value):
+            raise ValueError(problem(value))
+        return value
+
+    return check
+
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL.match(value):
-        raise ValueError(
-            "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending "
-            "with a letter or digit, at most 63 characters"
-        )
-    return value
-
+_dns_label = matching(_DNS_LABEL, 63, lambda _: (
+    "must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending "
+    "with a letter or digit, at most 63 characters"
+))
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 
@@ -28,15 +35,10 @@ DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 # allowed because real context names use them (arn:aws:eks:...:cluster/prod, user@cluster).
 _CONTEXT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 
-
-def _context_name(value: str) -> str:
-    if len(value) > 253 or not _CONTEXT_NAME.match(value):
-        raise ValueError(
-            "must be a kubeconfig context name: 1 to 253 characters, letters, digits and '.', '_', '-', ':', '@', "
-            "'/', starting with a letter or digit (or 'in-cluster')"
-        )
-    return value
-
+_context_name = matching(_CONTEXT_NAME, 253, lambda _: (
+    "must be a kubeconfig context name: 1 to 253 characters, letters, digits and '.', '_', '-', ':', '@', "
+    "'/', starting with a letter or digit (or 'in-cluster')"
+))
 
 ContextName = Annotated[str, AfterValidator(_context_name)]
 
@@ -72,13 +74,10 @@ def shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _label_value(value: str) -> str:
-    if len(value) > 63 or not LABEL_VALUE.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a valid label value: at most 63 characters, letters, digits, '-', '_' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return value
+_label_value = matching(LABEL_VALUE, 63, lambda value: (
+    f"{shown(value)} is not a valid label value: at most 63 characters, letters, digits, '-', '_' and '.', "
+    "starting and ending with a letter or digit"
+))
 
 
 def _qualified_name(value: str) -> str:
@@ -94,13 +93,10 @@ def _qualified_name(value: str) -> str:
     return value
 
 
-def image_reference(value: str) -> str:
-    if len(value) > 4096 or not _IMAGE_REF.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a valid image reference (expected [registry/]name[:tag][@sha256:digest], "
-            "lower-case repository path)"
-        )
-    return value
+image_reference = matching(_IMAGE_REF, 4096, lambda value: (
+    f"{shown(value)} is not a valid image reference (expected [registry/]name[:tag][@sha256:digest], "
+    "lower-case repository path)"
+))
 
 
 def _seconds(seconds: float, shown: object) -> timedelta:
@@ -132,22 +128,14 @@ def parse_duration(value: object) -> timedelta:
     return _seconds(parsed.total_seconds(), value)
 
 
-def _hostname(value: str) -> str:
-    if len(value) > 253 or not _WILDCARD_HOST.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a hostname: lower-case RFC 1123 names (shop.example.com), optionally with a "
-            "leading '*.' wildcard, at most 253 characters"
-        )
-    return value
-
-
-def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{shown(value)} is not a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending "
-            "with a letter or digit, at most 253 characters"
-        )
-    return value
+_hostname = matching(_WILDCARD_HOST, 253, lambda value: (
+    f"{shown(value)} is not a hostname: lower-case RFC 1123 names (shop.example.com), optionally with a "
+    "leading '*.' wildcard, at most 253 characters"
+))
+_dns_subdomain = matching(_DNS_SUBDOMAIN, 253, lambda value: (
+    f"{shown(value)} is not a Kubernetes name: lower-case letters, digits, '-' and '.', starting and ending "
+    "with a letter or digit, at most 253 characters"
+))
 
 
 def check_annotations(annotations: object, field: str) -> None:

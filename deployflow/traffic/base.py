@@ -137,6 +137,15 @@ class TrafficRouter(ABC):
                     raise
         raise RouterError(f"{plural}/{name} kept changing under us")
 
+    @staticmethod
+    def _weigh(stable: dict[str, Any], canary: dict[str, Any], weight: int) -> bool:
+        """Gives a route's stable and canary references 100 - weight and weight (an `_update` change); False when
+        they have them already."""
+        if stable.get("weight") == 100 - weight and canary.get("weight") == weight:
+            return False
+        stable["weight"], canary["weight"] = 100 - weight, weight
+        return True
+
 
 _ROUTERS: dict[str, type[TrafficRouter]] = {}
 

@@ -17,11 +17,7 @@ class GatewayAPIRouter(TrafficRouter):
 
     def set_weight(self, weight: int) -> None:
         def change(route: dict[str, Any]) -> bool:
-            stable_ref, canary_ref = self._refs(route)
-            if stable_ref.get("weight") == 100 - weight and canary_ref.get("weight") == weight:
-                return False
-            stable_ref["weight"], canary_ref["weight"] = 100 - weight, weight
-            return True
+            return self._weigh(*self._refs(route), weight)
 
         self._update(GROUP, VERSION, PLURAL, self.route_name, self._new_route, change)
 

@@ -24,11 +24,7 @@ class IstioRouter(TrafficRouter):
 
     def set_weight(self, weight: int) -> None:
         def change(vs: dict[str, Any]) -> bool:
-            stable, canary = self._destinations(vs)
-            if stable.get("weight") == 100 - weight and canary.get("weight") == weight:
-                return False
-            stable["weight"], canary["weight"] = 100 - weight, weight
-            return True
+            return self._weigh(*self._destinations(vs), weight)
 
         self._update(GROUP, VERSION, PLURAL, self.route_name, self._new_service, change)
 

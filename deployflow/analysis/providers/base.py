@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
-from deployflow.hooks.kubeapi import KubeError
+from deployflow.kube import KubeError
 from deployflow.security import outbound
 from deployflow.security.credentials import CredentialMissing, CredentialRefused, Credentials
 from deployflow.security.outbound import OutboundRefused
@@ -110,12 +111,29 @@ async def fetch_json(
         return response.status_code, None
 
 
-class MetricProvider(ABC):
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class MetricProvider(ABC, Generic[SpecT]):
+    """One provider kind, made from its spec (`self.spec`)."""
+
     kind: ClassVar[str]
+
+    def __init__(self, spec: SpecT) -> None:
+        self.spec = spec
 
     @abstractmethod
     async def measure(self, ctx: MeasureContext) -> Value:
         """The current value for `ctx.version`: a number, a list of numbers, or None for "no data"."""
+
+
+def as_value(numbers: list[float]) -> Value:
+    """The measurement from the numbers a provider read: NaN dropped; none left is "no data" (None), one is that
+    number, more stay a list."""
+    values = [v for v in numbers if not math.isnan(v)]
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
 
 
 _REGISTRY: dict[str, Callable[[Any], MetricProvider]] = {}

@@ -12,10 +12,7 @@ from deployflow.traffic.tracks import APP_LABEL, VERSION_LABEL
 
 
 @register_provider("kubernetes")
-class Kubernetes(MetricProvider):
-    def __init__(self, spec: KubernetesProvider) -> None:
-        self.spec = spec
-
+class Kubernetes(MetricProvider[KubernetesProvider]):
     async def measure(self, ctx: MeasureContext) -> Value:
         return await asyncio.to_thread(self._measure, ctx)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 from deployflow.analysis.providers.base import (
     MeasureContext,
     MetricProvider,
     ProviderError,
     Value,
+    as_value,
     fetch_json,
     fill_template,
     register_provider,
@@ -17,10 +16,7 @@ from deployflow.spec.analysis import PrometheusProvider
 
 
 @register_provider("prometheus")
-class Prometheus(MetricProvider):
-    def __init__(self, spec: PrometheusProvider) -> None:
-        self.spec = spec
-
+class Prometheus(MetricProvider[PrometheusProvider]):
     async def measure(self, ctx: MeasureContext) -> Value:
         query = fill_template(self.spec.query, ctx.template_args())
         url = self.spec.address.rstrip("/") + "/api/v1/query"
@@ -46,7 +42,4 @@ def parse_result(data: dict) -> Value:
         values = [float(sample["value"][1]) for sample in result or []]
     else:
         raise ProviderError(f"unsupported Prometheus result type {kind!r}: use an instant vector or scalar query")
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else values
+    return as_value(values)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from jsonpath_ng.ext import parse
@@ -12,6 +11,7 @@ from deployflow.analysis.providers.base import (
     MetricProvider,
     ProviderError,
     Value,
+    as_value,
     fetch_json,
     fill_template,
     register_provider,
@@ -20,9 +20,9 @@ from deployflow.spec.analysis import WebProvider
 
 
 @register_provider("web")
-class Web(MetricProvider):
+class Web(MetricProvider[WebProvider]):
     def __init__(self, spec: WebProvider) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.path = parse(spec.json_path)
 
     async def measure(self, ctx: MeasureContext) -> Value:
@@ -35,10 +35,7 @@ class Web(MetricProvider):
         if body is None:
             raise ProviderError(f"GET {url} did not answer JSON")
         numbers = [_number(match.value, url, ctx) for match in self.path.find(body)]
-        values = [v for v in numbers if v is not None and not math.isnan(v)]
-        if not values:
-            return None
-        return values[0] if len(values) == 1 else values
+        return as_value([v for v in numbers if v is not None])
 
 
 def _number(value: Any, url: str, ctx: MeasureContext) -> float | None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from deployflow.sim.store import Obj, Resource, Store
+from deployflow.sim.store import Obj, Resource, Store, StoreError
 
 Scope = set[str] | None  # namespaces a pass covers; None: all of them
 
@@ -46,6 +47,52 @@ class TimedController:
 
     def due_namespaces(self, now: float) -> set[str]:
         return self._wakeups.due(now)
+
+
+class SyncCache:
+    """Skips the sync of an object when nothing it reads changed since its last sync and its own deadline (`due`,
+    e.g. a pod reaching minReadySeconds) has not come: most passes then touch nothing."""
+
+    def __init__(self, wakeups: Wakeups) -> None:
+        self.wakeups = wakeups
+        self.ns: dict[str, str] = {}  # uid -> namespace, to forget objects deleted within a scope
+        self.inputs: dict[str, tuple[Any, ...]] = {}  # what an object's last sync read (resourceVersions)
+        self.due: dict[str, float] = {}  # when an object needs a sync although nothing changed
+
+    def run(
+        self,
+        objs: Iterable[Obj],
+        now: float,
+        scope: Scope,
+        related: Callable[[str], list[Obj]],
+        inputs: Callable[[Obj, list[Obj]], tuple[Any, ...]],
+        sync: Callable[[Obj, list[Obj], float], None],
+    ) -> list[str]:
+        """Syncs each object whose inputs changed or whose deadline is due, with the objects `related` to its uid;
+        returns the uids of objects gone from `scope` (forgotten here; the caller forgets its own records)."""
+        seen = set()
+        for obj in objs:
+            uid, ns = obj["metadata"]["uid"], obj["metadata"]["namespace"]
+            seen.add(uid)
+            self.ns[uid] = ns
+            rel = related(uid)
+            read = inputs(obj, rel)
+            due = self.due.get(uid, math.inf)
+            if self.inputs.get(uid) == read and now < due:
+                self.wakeups.note(ns, due)
+                continue
+            self.due[uid] = math.inf
+            try:
+                sync(obj, rel, now)
+            except StoreError:
+                self.inputs.pop(uid, None)
+                continue  # deleted while we worked on it
+            self.inputs[uid] = read
+        gone = [u for u, ns in self.ns.items() if u not in seen and (scope is None or ns in scope)]
+        for uid in gone:
+            for table in (self.ns, self.inputs, self.due):
+                table.pop(uid, None)
+        return gone
 
 
 def in_scope(store: Store, res: Resource, scope: Scope) -> Iterator[Obj]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope, write_status
+from deployflow.sim.controllers.base import Scope, SyncCache, TimedController, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.deploymentutil import (
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_PROGRESS_DEADLINE,
@@ -22,6 +20,7 @@ from deployflow.sim.controllers.deploymentutil import (
     HASH_LABEL,
     MAX_REPLICAS,
     REVISION,
+    condition,
     fenceposts,
     revision_of,
     template_hash,
@@ -61,10 +60,8 @@ class DeploymentController(TimedController):
         self.config = config
         self.events = events
         self._progress_at: dict[str, float] = {}  # deployment uid -> simulated time of the last progress
-        self._ns: dict[str, str] = {}
-        self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a Deployment's last sync read
-        self._due: dict[str, float] = {}  # when a Deployment's progress deadline needs a look
         self._wakeups = Wakeups()
+        self._syncs = SyncCache(self._wakeups)  # `due`: when a Deployment's progress deadline needs a look
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)
@@ -73,29 +70,16 @@ class DeploymentController(TimedController):
             for ref in rs["metadata"].get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") == "Deployment":
                     by_owner.setdefault(ref["uid"], []).append(rs)
-        seen = set()
-        for d in list(in_scope(self.store, DEPLOYMENTS, scope)):
-            uid, ns = d["metadata"]["uid"], d["metadata"]["namespace"]
-            seen.add(uid)
-            self._ns[uid] = ns
-            rss = by_owner.get(uid, [])
+        gone = self._syncs.run(
+            list(in_scope(self.store, DEPLOYMENTS, scope)), now, scope,
+            related=lambda uid: by_owner.get(uid, []),
             # Nothing this Deployment reads changed and its deadline is not due: the last sync still holds.
-            inputs = (d["metadata"].get("resourceVersion"), tuple(sorted(rs["metadata"].get("resourceVersion", "")
-                                                                         for rs in rss)))
-            due = self._due.get(uid, math.inf)
-            if self._inputs.get(uid) == inputs and now < due:
-                self._wakeups.note(ns, due)
-                continue
-            self._due[uid] = math.inf
-            try:
-                self._sync(d, rss, now)
-            except StoreError:
-                self._inputs.pop(uid, None)
-                continue
-            self._inputs[uid] = inputs
-        for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
-            for table in (self._progress_at, self._ns, self._inputs, self._due):
-                table.pop(uid, None)
+            inputs=lambda d, rss: (d["metadata"].get("resourceVersion"),
+                                   tuple(sorted(rs["metadata"].get("resourceVersion", "") for rs in rss))),
+            sync=self._sync,
+        )
+        for uid in gone:
+            self._progress_at.pop(uid, None)
             self.events.forget(uid)
 
     # ---- one deployment ----------------------------------------------------------------------------------
@@ -354,10 +338,10 @@ class DeploymentController(TimedController):
         if (spec.get("strategy") or {}).get("type") == "Recreate":
             max_unavailable = 0
         if available >= replicas - max_unavailable:
-            avail = _condition(conds.get("Available"), "Available", "True", "MinimumReplicasAvailable",
+            avail = condition(conds.get("Available"), "Available", "True", "MinimumReplicasAvailable",
                                "Deployment has minimum availability.", stamp)
         else:
-            avail = _condition(conds.get("Available"), "Available", "False", "MinimumReplicasUnavailable",
+            avail = condition(conds.get("Available"), "Available", "False", "MinimumReplicasUnavailable",
                                "Deployment does not have minimum availability.", stamp)
         rs_name = ro.new["metadata"]["name"] if ro.new else ""
         prog_old = conds.get("Progressing")
@@ -377,44 +361,34 @@ class DeploymentController(TimedController):
         )
         prog = prog_old
         if spec.get("paused"):
-            prog = _condition(prog_old, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", stamp)
+            prog = condition(prog_old, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", stamp)
             self._progress_at.pop(uid, None)
         elif prog_old and prog_old.get("reason") == "DeploymentPaused":
-            prog = _condition(prog_old, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", stamp)
+            prog = condition(prog_old, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", stamp)
             self._progress_at[uid] = now
         elif event == "NewReplicaSetCreated":
-            prog = _condition(prog_old, "Progressing", "True", event, f'Created new replica set "{rs_name}"', stamp)
+            prog = condition(prog_old, "Progressing", "True", event, f'Created new replica set "{rs_name}"', stamp)
             self._progress_at[uid] = now
         elif event == "FoundNewReplicaSet":
-            prog = _condition(prog_old, "Progressing", "True", event, f'Found new replica set "{rs_name}"', stamp)
+            prog = condition(prog_old, "Progressing", "True", event, f'Found new replica set "{rs_name}"', stamp)
             self._progress_at[uid] = now
         elif complete:
-            prog = _condition(prog_old, "Progressing", "True", "NewReplicaSetAvailable",
+            prog = condition(prog_old, "Progressing", "True", "NewReplicaSetAvailable",
                               f'ReplicaSet "{rs_name}" has successfully progressed.', stamp)
             self._progress_at.pop(uid, None)
         elif progressed or prog_old is None:
-            prog = _condition(prog_old, "Progressing", "True", "ReplicaSetUpdated",
+            prog = condition(prog_old, "Progressing", "True", "ReplicaSetUpdated",
                               f'ReplicaSet "{rs_name}" is progressing.', stamp, touch=True)
             self._progress_at[uid] = now
         elif deadline is not None and (prog_old or {}).get("reason") != "ProgressDeadlineExceeded":
             since = self._progress_at.setdefault(uid, now)
             if now - since > float(deadline):
-                prog = _condition(prog_old, "Progressing", "False", "ProgressDeadlineExceeded",
+                prog = condition(prog_old, "Progressing", "False", "ProgressDeadlineExceeded",
                                   f'ReplicaSet "{rs_name}" has timed out progressing.', stamp)
             else:
-                self._due[uid] = since + float(deadline) + 1e-6
-                self._wakeups.note(meta["namespace"], self._due[uid])
+                self._syncs.due[uid] = since + float(deadline) + 1e-6
+                self._wakeups.note(meta["namespace"], self._syncs.due[uid])
         status["conditions"] = [c for c in (avail, prog) if c]
         if status != old:
             write_status(self.store, DEPLOYMENTS, d, status)
 
-
-def _condition(prev: Obj | None, ctype: str, status: str, reason: str, message: str, stamp: str,
-               touch: bool = False) -> Obj:
-    """A condition that keeps its timestamps unless something about it changed, like SetDeploymentCondition."""
-    if prev and prev.get("status") == status and prev.get("reason") == reason and prev.get("message") == message \
-            and not touch:
-        return prev
-    transition = prev["lastTransitionTime"] if prev and prev.get("status") == status else stamp
-    return {"type": ctype, "status": status, "lastUpdateTime": stamp, "lastTransitionTime": transition,
-            "reason": reason, "message": message}

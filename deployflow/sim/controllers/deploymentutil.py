@@ -70,3 +70,14 @@ def revision_of(rs: Obj) -> int:
         return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
     except ValueError:
         return 0
+
+
+def condition(prev: Obj | None, ctype: str, status: str, reason: str, message: str, stamp: str,
+               touch: bool = False) -> Obj:
+    """A condition that keeps its timestamps unless something about it changed, like SetDeploymentCondition."""
+    if prev and prev.get("status") == status and prev.get("reason") == reason and prev.get("message") == message \
+            and not touch:
+        return prev
+    transition = prev["lastTransitionTime"] if prev and prev.get("status") == status else stamp
+    return {"type": ctype, "status": status, "lastUpdateTime": stamp, "lastTransitionTime": transition,
+            "reason": reason, "message": message}

@@ -7,7 +7,8 @@ import math
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
-from deployflow.sim.controllers.pods import PodFactory, controller_uid, is_active
+from deployflow.sim.controllers.pods import PodFactory, is_active
+from deployflow.sim.controllers.replicasets import pods_by_controller
 from deployflow.sim.resources import JOBS, PODS
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
 
@@ -35,11 +36,7 @@ class JobController:
         jobs = list(in_scope(self.store, JOBS, scope))
         if not jobs:
             return
-        owned: dict[str, list[Obj]] = {}
-        for pod in in_scope(self.store, PODS, scope):
-            uid = controller_uid(pod)
-            if uid:
-                owned.setdefault(uid, []).append(pod)
+        owned = pods_by_controller(self.store, scope)
         for job in jobs:
             try:
                 self._sync(job, owned.get(job["metadata"]["uid"], []))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any
 
 from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope, write_status
+from deployflow.sim.controllers.base import Scope, SyncCache, TimedController, Wakeups, in_scope, write_status
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import (
     PodController,
@@ -31,8 +30,8 @@ def pods_by_controller(store: Store, scope: Scope = None) -> dict[str, list[Obj]
     return out
 
 
-class ReplicaSetController(TimedController):
-    name = "replicasets"
+class PodOwnerController(TimedController):
+    """A controller that creates pods from its objects' templates (ReplicaSets, StatefulSets)."""
 
     def __init__(
         self, store: Store, config: SimConfig, pods: PodController, factory: PodFactory, events: EventRecorder
@@ -43,36 +42,28 @@ class ReplicaSetController(TimedController):
         self.factory = factory
         self.events = events
         self._wakeups = Wakeups()
-        self._ns: dict[str, str] = {}
-        self._inputs: dict[str, tuple[Any, ...]] = {}  # resourceVersions a ReplicaSet's last sync read
-        self._due: dict[str, float] = {}  # when a ready pod of it reaches minReadySeconds
+
+
+class ReplicaSetController(PodOwnerController):
+    name = "replicasets"
+
+    def __init__(
+        self, store: Store, config: SimConfig, pods: PodController, factory: PodFactory, events: EventRecorder
+    ) -> None:
+        super().__init__(store, config, pods, factory, events)
+        self._syncs = SyncCache(self._wakeups)  # `due`: when a ready pod of a ReplicaSet reaches minReadySeconds
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)
         owned = pods_by_controller(self.store, scope)
-        seen = set()
-        for rs in list(in_scope(self.store, REPLICASETS, scope)):
-            uid, ns = rs["metadata"]["uid"], rs["metadata"]["namespace"]
-            seen.add(uid)
-            self._ns[uid] = ns
-            pods = [p for p in owned.get(uid, []) if is_active(p)]
+        self._syncs.run(
+            list(in_scope(self.store, REPLICASETS, scope)), now, scope,
+            related=lambda uid: [p for p in owned.get(uid, []) if is_active(p)],
             # Neither the ReplicaSet nor its pods changed, and no pod is about to become available.
-            inputs = (rs["metadata"].get("resourceVersion"), tuple(p["metadata"].get("resourceVersion")
-                                                                   for p in pods))
-            due = self._due.get(uid, math.inf)
-            if self._inputs.get(uid) == inputs and now < due:
-                self._wakeups.note(ns, due)
-                continue
-            self._due[uid] = math.inf
-            try:
-                self._sync(rs, pods, now)
-            except StoreError:
-                self._inputs.pop(uid, None)
-                continue  # deleted while we worked on it
-            self._inputs[uid] = inputs
-        for uid in [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]:
-            for table in (self._ns, self._inputs, self._due):
-                table.pop(uid, None)
+            inputs=lambda rs, pods: (rs["metadata"].get("resourceVersion"),
+                                     tuple(p["metadata"].get("resourceVersion") for p in pods)),
+            sync=self._sync,
+        )
 
     def _sync(self, rs: Obj, pods: list[Obj], now: float) -> None:
         meta, spec = rs["metadata"], rs.get("spec", {})
@@ -98,7 +89,8 @@ class ReplicaSetController(TimedController):
             else:
                 since = self.pods.ready_since(p["metadata"]["uid"])
                 if since is not None:
-                    self._due[meta["uid"]] = min(self._due.get(meta["uid"], math.inf), since + min_ready)
+                    due = self._syncs.due
+                    due[meta["uid"]] = min(due.get(meta["uid"], math.inf), since + min_ready)
                     self._wakeups.note(ns, since + min_ready)
         status = {
             "replicas": len(pods),

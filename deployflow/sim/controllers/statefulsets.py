@@ -20,12 +20,11 @@ import hashlib
 import json
 import re
 
-from deployflow.sim.config import SimConfig
-from deployflow.sim.controllers.base import Scope, TimedController, Wakeups, in_scope
-from deployflow.sim.controllers.events import EventRecorder
-from deployflow.sim.controllers.pods import PodController, PodFactory, controller_uid, is_ready, owner_reference
+from deployflow.sim.controllers.base import Scope, in_scope
+from deployflow.sim.controllers.pods import controller_uid, is_ready, owner_reference
+from deployflow.sim.controllers.replicasets import PodOwnerController, pods_by_controller
 from deployflow.sim.resources import CONTROLLERREVISIONS, PODS, STATEFULSETS
-from deployflow.sim.store import Obj, Store, StoreError
+from deployflow.sim.store import Obj, StoreError
 
 REVISION_LABEL = "controller-revision-hash"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -45,29 +44,15 @@ def ordinal_of(sts_name: str, pod: Obj) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class StatefulSetController(TimedController):
+class StatefulSetController(PodOwnerController):
     name = "statefulsets"
-
-    def __init__(
-        self, store: Store, config: SimConfig, pods: PodController, factory: PodFactory, events: EventRecorder
-    ) -> None:
-        self.store = store
-        self.config = config
-        self.pods = pods
-        self.factory = factory
-        self.events = events
-        self._wakeups = Wakeups()
 
     def reconcile(self, now: float, scope: Scope = None) -> None:
         self._wakeups.reset(scope)
         statefulsets = list(in_scope(self.store, STATEFULSETS, scope))
         if not statefulsets:
             return
-        owned: dict[str, list[Obj]] = {}
-        for pod in in_scope(self.store, PODS, scope):
-            uid = controller_uid(pod)
-            if uid:
-                owned.setdefault(uid, []).append(pod)
+        owned = pods_by_controller(self.store, scope)
         for sts in statefulsets:
             try:
                 self._sync(copy.deepcopy(sts), owned.get(sts["metadata"]["uid"], []), now)
