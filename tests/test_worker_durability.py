@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from deployflow.sim.server import Simulator
 from deployflow.spec import CanaryRequest, RollingRequest
 from deployflow.status import DeploymentStatus, Phase
-from tests import test_rolling_workflow as rolling
+from tests import rolling_support as rolling
 from tests.bluegreen_support import bluegreen_request, cluster_view, start, wait_for
 from worker import build_worker, run_worker
 from workflows.canary import CanaryDeployment
