@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.status import DeploymentStatus, Event, Phase, step_text, traffic_text
 
 from deployflow.temporal import DEPLOY_APP, DEPLOY_NAMESPACE, DEPLOY_PHASE, DEPLOY_STRATEGY, DEPLOY_VERSION
+from workflows import release_metrics
 from workflows.failure import (
     Aborted,
     Failure,
@@ -445,7 +446,7 @@ class DeploymentControl:
         record: bool = True,
     ) -> None:
         changed = phase != self._status.phase
-        self._status.phase = phase
+        previous, self._status.phase = self._status.phase, phase
         self._status.message = message
         if step is not None:
             self._status.step = step
@@ -455,6 +456,8 @@ class DeploymentControl:
             self._status.step_count = step_count
         if phase in FINAL_PHASES and self._status.finished_at is None:
             self._status.finished_at = workflow.now()
+        if changed:
+            release_metrics.phase_changed(self, previous)
         if message and record:
             kind = "error" if phase in (Phase.FAILED, Phase.ROLLED_BACK) else "info"
             self.event(message if not changed else f"{phase.value}: {message}", kind=kind)
