@@ -31,7 +31,8 @@ def with_run_link(message: NotifyMessage) -> NotifyMessage:
     if not base or not activity.in_activity():
         return message
     info = activity.info()
-    link = run_link(base, info.workflow_namespace, info.workflow_id or message.workflow_id, info.workflow_run_id or "")
+    namespace = info.workflow_namespace or "default"
+    link = run_link(base, namespace, info.workflow_id or message.workflow_id, info.workflow_run_id or "")
     return message.model_copy(update={"details": {**message.details, "link": link}})
 
 

@@ -23,11 +23,13 @@ from deployflow.spec.analysis import (
     format_duration,
 )
 from deployflow.spec.common import (
+    SOURCE_DESCRIPTION,
     DnsLabel,
     Duration,
     Hostname,
     KubeName,
     PositiveDuration,
+    Source,
     StrictModel,
     Target,
     Workload,
@@ -252,6 +254,7 @@ class CanaryRequest(StrictModel):
         "a rollback",
     )
     notifications: list[Notifier] = Field(default_factory=list, max_length=20)
+    source: Source | None = Field(default=None, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryRequest:
