@@ -129,7 +129,8 @@ def sdk_runtime(port: int) -> Runtime | None:
     if port == 0:
         return None
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
+        prometheus = PrometheusConfig(bind_address=f"0.0.0.0:{port}", durations_as_seconds=True)
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     except Exception as err:  # the core reports a taken port as a generic error
         log.error("SDK metrics not served: port %d: %s (set %s, 0 disables)", port, err, metrics.SDK_METRICS_PORT_ENV)
         return None

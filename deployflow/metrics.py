@@ -103,6 +103,20 @@ def describe_measurement(m: Measurement) -> str:
     return f"{m.metric} = {value}{condition}: {m.verdict}"
 
 
+OUTCOMES = ("succeeded", "rolled_back", "failed")
+
+
+def prepare(status: DeploymentStatus) -> None:
+    """Creates a release's series at 0 while it runs, so that rate() and increase() see its end as a rise from 0
+    (a series born at 1 shows no increase)."""
+    for outcome in OUTCOMES:
+        RELEASES.labels(status.strategy, status.namespace, status.app, outcome)
+        RELEASE_DURATION.labels(status.strategy, outcome)
+    for reason in ROLLBACK_REASONS:
+        ROLLBACKS.labels(status.strategy, reason)
+    ROLLBACK_DURATION.labels(status.strategy)
+
+
 def record_release(
     status: DeploymentStatus, outcome: str, seconds: float, rollback: tuple[str, float] | None = None
 ) -> None:

@@ -66,6 +66,8 @@ def _observe(control: Any, previous: Phase) -> None:
     outcome = _OUTCOMES.get(status.phase)
     if outcome is None:
         metrics.LIVE.track(run_id, control)
+        if not workflow.unsafe.is_replaying():
+            metrics.prepare(status)
         return
     metrics.LIVE.finished(run_id, status)
     started = status.started_at or workflow.now()
