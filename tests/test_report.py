@@ -131,3 +131,17 @@ async def test_report_of_real_releases(
     assert lead >= timedelta(hours=1)
     assert data["apps"]["web"]["rollbacks_by_reason"].get("abort", 0) >= 1
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_table_shows_each_app_and_the_total() -> None:
+    from rich.console import Console
+
+    from deployflow.cli.report import report_table
+
+    console = Console(record=True, width=250)
+    console.print(report_table(build_report(RELEASES, T0, T0 + timedelta(days=14))))
+    lines = {line.split()[0]: line for line in console.export_text().splitlines() if line.strip()}
+    assert "50%" in lines["shop"] and "24.2h" in lines["shop"]  # success rate, MTTR of 1 day 10 minutes
+    assert "analysis 1" in lines["shop"] and "canary 1" in lines["shop"]
+    assert lines["all"].split("│")[1].strip() == "8"
+    assert "4.0d" in lines["cart"]  # restored after 4 days
