@@ -7,12 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from temporalio.testing import ActivityEnvironment
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from deployflow.notify.base import run_link
 from deployflow.notify.slack import SlackSender
 from deployflow.notify.webhook import WebhookSender
+from deployflow.spec.control import AbortRequest
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
+from deployflow.status import Phase
+from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
+from tests.test_notify import serve_receiver
 
 ROLLED_BACK = NotifyMessage(
     event=NotifyEvent.ROLLED_BACK,
@@ -69,3 +74,27 @@ def test_no_link_without_a_ui_address(monkeypatch: pytest.MonkeyPatch) -> None:
     notifier = Notifier.model_validate({"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_HOOK"})
     body = _in_activity(WebhookSender().payload, notifier, ROLLED_BACK)
     assert "link" not in body["details"]
+
+
+async def test_a_rolled_back_release_notifies_its_outcome_and_links_its_run(
+    dev_env: WorkflowEnvironment, kubeconfig: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = dev_env.client
+    monkeypatch.setenv("DEPLOYFLOW_UI_URL", "http://localhost:8233")
+    async with serve_receiver() as receiver:
+        monkeypatch.setenv("DEPLOYFLOW_CRED_TEST_HOOK_URL", f"{receiver.url}/hook")
+        notify = [{"kind": "webhook", "url_env": "DEPLOYFLOW_CRED_TEST_HOOK_URL", "events": ["rolled-back"]}]
+        spec = bluegreen_request(namespace, "1.0", promotion={"mode": "manual", "timeout": "10m"}, standby="0s",
+                                 notifications=notify)
+        async with running_worker(client) as queue:
+            handle = await start(client, queue, spec)
+            await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the promotion gate")
+            await handle.execute_update("abort", AbortRequest(reason="wrong build"))
+            with pytest.raises(WorkflowFailureError):
+                await handle.result()
+        [body] = receiver.bodies("/hook")
+    details = body["details"]
+    assert body["event"] == "rolled-back"
+    assert details["outcome"] == "rolled_back" and details["rollback_reason"] == "abort" and details["duration"]
+    run_id = (await handle.describe()).run_id
+    assert details["link"] == run_link("http://localhost:8233", client.namespace, handle.id, run_id)
