@@ -160,7 +160,7 @@ def parse_since(text: str) -> timedelta:
     units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
     text = text.strip().lower()
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) == 0:
-        raise ValueError(f"--since {text!r}: expected a positive number and a unit, m, h, d or w (e.g. 30d)")
+        raise ValueError(f"{text!r}: expected a positive number and a unit, m, h, d or w (e.g. 30d)")
     return timedelta(**{units[text[-1]]: int(text[:-1])})
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from deployflow.cli.base import EXIT_BAD_INPUT, app, console, fail, run_async
+from deployflow.cli.base import app, console, run_async
 from deployflow.cli.client import connect_client
 from deployflow.report import Report, Summary, build_report, fetch_releases, parse_since, plot
 
@@ -67,7 +67,7 @@ def report_cmd(
     try:
         window = parse_since(since)
     except ValueError as err:
-        fail(str(err), EXIT_BAD_INPUT)
+        raise typer.BadParameter(str(err), param_hint="--since") from None
     until = datetime.now(UTC)
 
     async def go() -> None:
