@@ -106,6 +106,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     max_concurrent_activities: int = 32,
     shutdown_timeout: timedelta = timedelta(seconds=30),
+    max_cached_workflows: int = 1000,
 ) -> Worker:
     """The worker with every registered workflow and activity; tests build theirs here too."""
     return Worker(
@@ -118,6 +119,7 @@ def build_worker(
         workflow_runner=workflow_runner(),
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=shutdown_timeout,
+        max_cached_workflows=max_cached_workflows,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )

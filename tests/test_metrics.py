@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
@@ -16,6 +19,7 @@ from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Measurement, Phase
 from tests.bluegreen_support import bluegreen_request, start, wait_for
 from tests.metrics_support import metrics_worker
+from worker import build_worker
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -128,3 +132,32 @@ async def test_a_release_is_counted_once_when_a_second_worker_finishes_it(
         assert not second.samples("deployflow_releases_in_flight", strategy="blue-green")
         assert second.sdk_metrics_url is not None
         assert "temporal_" in httpx.get(second.sdk_metrics_url, timeout=10).text
+
+
+async def test_a_worker_that_evicts_constantly_counts_each_release_once(
+    dev_env: WorkflowEnvironment, kubeconfig: str, namespace: str
+) -> None:
+    """With one cached run and three releases at once, every workflow task replays its run from the start."""
+    client = dev_env.client
+    queue = f"metrics-evict-{uuid.uuid4().hex[:8]}"
+    apps = ["evict-a", "evict-b", "evict-c"]
+
+    def counted(app: str) -> float:
+        labels = {"strategy": "blue-green", "namespace": namespace, "app": app, "outcome": "succeeded"}
+        return REGISTRY.get_sample_value("deployflow_releases_total", labels) or 0.0
+
+    executor = ThreadPoolExecutor(max_workers=8)
+    try:
+        async with build_worker(client, queue, executor=executor, max_concurrent_activities=8, max_cached_workflows=1):
+            handles = [
+                await start(client, queue, bluegreen_request(
+                    namespace, "1.0", standby="0s", target={"cluster": "sim", "namespace": namespace, "app": app}))
+                for app in apps
+            ]
+            results = await asyncio.gather(*(h.result() for h in handles))
+            assert all(r.phase == Phase.SUCCEEDED for r in results)
+            for h in handles:  # a full replay of each closed run
+                await h.query("status", result_type=DeploymentStatus)
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    assert [counted(app) for app in apps] == [1.0, 1.0, 1.0]
