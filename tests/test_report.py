@@ -145,3 +145,12 @@ def test_the_table_shows_each_app_and_the_total() -> None:
     assert "analysis 1" in lines["shop"] and "canary 1" in lines["shop"]
     assert lines["all"].split("│")[1].strip() == "8"
     assert "4.0d" in lines["cart"]  # restored after 4 days
+
+
+def test_a_spec_names_its_commit_or_is_refused_naming_the_field() -> None:
+    from pydantic import ValidationError
+
+    ok = bluegreen_request("n", source={"commit": "3f2c9ab", "committed_at": "2026-11-30T14:02:00Z"})
+    assert ok.source is not None and ok.source.committed_at == datetime(2026, 11, 30, 14, 2, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="source.commit"):
+        bluegreen_request("n", source={"commit": "$(rm -rf /)"})
