@@ -7,6 +7,9 @@ TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_CERT_PATH / _KEY_PATH / TEMPORAL_TLS_SERVE
 DEPLOYFLOW_TASK_QUEUE. Clusters are kubeconfig contexts (KUBECONFIG) or `in-cluster` (the worker's service account).
 SIGTERM or SIGINT stops polling and gives running activities DEPLOYFLOW_SHUTDOWN_SECONDS (default 30) to finish;
 workflows lose nothing, they continue on another worker.
+
+Metrics: deployflow's own on http://<host>:$DEPLOYFLOW_METRICS_PORT/metrics (default 9464) and the Temporal SDK's
+`temporal_*` metrics on $DEPLOYFLOW_SDK_METRICS_PORT (default 9465); 0 turns either off (deployflow/metrics.py).
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ import pydantic
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.converter import DefaultFailureConverter, PayloadConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import ServiceClient
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import ALL_ACTIVITIES
+from deployflow import metrics
 from deployflow.errors import ErrorType
 from deployflow.spec.common import describe_validation_error
 from deployflow.temporal import DEFAULT_TASK_QUEUE, ConnectionSettings, connect
@@ -79,6 +85,9 @@ SANDBOX_PASSTHROUGH = (
     "deployflow.spec",
     "deployflow.status",
     "deployflow.errors",
+    # Metric objects live in the process's one registry: a copy per sandbox would register them again.
+    "prometheus_client",
+    "deployflow.metrics",
 )
 
 
@@ -118,6 +127,30 @@ def build_worker(
     )
 
 
+def sdk_runtime(port: int) -> Runtime | None:
+    """A Temporal runtime serving the SDK's own metrics (task latencies, slots, polls) on `port`; None for 0 or when
+    the port cannot be bound (logged: a worker without metrics still deploys)."""
+    if port == 0:
+        return None
+    try:
+        prometheus = PrometheusConfig(bind_address=f"0.0.0.0:{port}", durations_as_seconds=True)
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except Exception as err:  # the core reports a taken port as a generic error
+        log.error("SDK metrics not served: port %d: %s (set %s, 0 disables)", port, err, metrics.SDK_METRICS_PORT_ENV)
+        return None
+
+
+async def with_runtime(client: Client, runtime: Runtime | None) -> Client:
+    """The same connection settings on `runtime`: a worker's SDK metrics come from the runtime of its client."""
+    if runtime is None:
+        return client
+    config = client.config()
+    config["service_client"] = await ServiceClient.connect(
+        dataclasses.replace(client.service_client.config, runtime=runtime)
+    )
+    return Client(**config)
+
+
 async def run_worker(
     client: Client,
     task_queue: str = DEFAULT_TASK_QUEUE,
@@ -126,9 +159,20 @@ async def run_worker(
     max_activity_threads: int = 32,
     shutdown_timeout: timedelta = timedelta(seconds=30),
     identity: str | None = None,
+    metrics_port: int | None = None,
+    sdk_metrics_port: int | None = None,
 ) -> None:
     """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process.
-    `identity` names the worker in histories (the client's, `pid@host`, when None)."""
+
+    `identity` names the worker in histories (the client's, `pid@host`, when None). Serves the metrics on
+    `metrics_port` and the SDK's on `sdk_metrics_port` (None: from the environment, see the module docstring; 0: not
+    served)."""
+    if metrics_port is None:
+        metrics_port = metrics.port_from_env(metrics.METRICS_PORT_ENV, metrics.DEFAULT_METRICS_PORT)
+    if sdk_metrics_port is None:
+        sdk_metrics_port = metrics.port_from_env(metrics.SDK_METRICS_PORT_ENV, metrics.DEFAULT_SDK_METRICS_PORT)
+    client = await with_runtime(client, sdk_runtime(sdk_metrics_port))
+    server = metrics.serve(metrics_port)
     executor = ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity")
     try:
         worker = build_worker(
@@ -150,6 +194,8 @@ async def run_worker(
         # The worker has already waited (graceful shutdown) and cancelled what still ran; joining threads here
         # would block the event loop of a process that hosts more than the worker (`deployflow dev`).
         executor.shutdown(wait=False, cancel_futures=True)
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
 
 
 async def main() -> None:

@@ -107,6 +107,8 @@ class DevStack:
     parts: list[Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     prometheus_url: str | None = None
+    # The worker's metrics and the SDK's, on free ports so a stack never collides with another worker on the machine.
+    metrics_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     _client: Client | None = None
 
     # ----------------------------------------------------------------------------------------------- addresses
@@ -297,7 +299,8 @@ class DevStack:
         data_dir = (self.state_dir / "prometheus").resolve()
         data_dir.mkdir(exist_ok=True)
         config = data_dir / "prometheus.yml"
-        scrape = scrape_config([f"{self.sim_url}/metrics"], 1.0)
+        worker_targets = [f"http://{HOST}:{port}/metrics" for port in self.metrics_ports]
+        scrape = scrape_config([f"{self.sim_url}/metrics", *worker_targets], 1.0)
         for job in scrape["scrape_configs"]:
             job["scrape_timeout"] = "900ms"  # Prometheus rejects fractional units such as "0.9s"
         config.write_text(yaml.safe_dump(scrape))
@@ -326,6 +329,8 @@ class DevStack:
         env["DEPLOYFLOW_ALLOWED_HOSTS"] = ",".join([*allowed, HOST])
         if self.prometheus_url:
             env["DEPLOYFLOW_PROMETHEUS_URL"] = self.prometheus_url
+        env["DEPLOYFLOW_UI_URL"] = self.ui_url  # notifications link to the run
+        env["DEPLOYFLOW_METRICS_PORT"], env["DEPLOYFLOW_SDK_METRICS_PORT"] = map(str, self.metrics_ports)
         part = await self._spawn("worker", argv, env)
 
         async def ready() -> bool:
@@ -372,6 +377,7 @@ class DevStack:
         table.add_row("Prometheus", self.prometheus_url or "not running")
         table.add_row("kubeconfig", f"{self.kubeconfig}  (context sim)")
         table.add_row("worker", f"task queue {self.task_queue}")
+        table.add_row("worker metrics", "   ".join(f"http://{HOST}:{port}/metrics" for port in self.metrics_ports))
         table.add_row("logs", str(self.state_dir.resolve()))
         console.print(table)
         for note in self.notes:

@@ -27,6 +27,9 @@ from deployflow.temporal import (
 # Workers refuse loopback URLs unless their operator allows them; the tests' Prometheus, webhook receivers and
 # worker subprocesses all live on loopback.
 os.environ.setdefault("DEPLOYFLOW_ALLOWED_HOSTS", "127.0.0.1,localhost")
+# Many workers run side by side in the tests: none serves metrics unless its test asks for a port.
+os.environ.setdefault("DEPLOYFLOW_METRICS_PORT", "0")
+os.environ.setdefault("DEPLOYFLOW_SDK_METRICS_PORT", "0")
 
 # Fixtures live here and in these plugin modules; helpers that are not fixtures live in the *_support modules.
 pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_canary", "tests.fixtures_bluegreen", "tests.receiver_support"]

@@ -71,9 +71,10 @@ async def test_slack_and_webhook_receive_each_event_of_a_deployment(
 
     slack = receiver.bodies("/slack")
     assert len(slack) == 4 and all(b["channel"] == "#deploys" for b in slack)
-    assert "*web* 2.0.0" in slack[-1]["text"] and slack[-1]["text"].endswith(
-        "succeeded: Deployment web runs 2.0.0 on all 2 pods"
-    )
+    first_line, *rest = slack[-1]["text"].splitlines()
+    assert "*web* 2.0.0" in first_line and first_line.endswith("succeeded: Deployment web runs 2.0.0 on all 2 pods")
+    assert rest and rest[-1].startswith("outcome: succeeded after ")  # how it ended, said by the workflow
+    assert hooks[-1]["details"]["outcome"] == "succeeded"
     assert "is waiting for approval" in slack[1]["text"]
     assert slack[-1]["attachments"][0]["color"] == "#2EB886"
 

@@ -63,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from deployflow.status import DeploymentStatus, Event, Phase
 
+from workflows import release_metrics
 from workflows.details import render_details, search_attribute_updates
 from workflows.failure import (
     Aborted,
@@ -300,7 +301,7 @@ class DeploymentControl(Gates):
         record: bool = True,
     ) -> None:
         changed = phase != self._status.phase
-        self._status.phase = phase
+        previous, self._status.phase = self._status.phase, phase
         self._status.message = message
         if step is not None:
             self._status.step = step
@@ -310,6 +311,8 @@ class DeploymentControl(Gates):
             self._status.step_count = step_count
         if phase in FINAL_PHASES and self._status.finished_at is None:
             self._status.finished_at = workflow.now()
+        if changed:
+            release_metrics.phase_changed(self, previous)
         if message and record:
             kind = "error" if phase in (Phase.FAILED, Phase.ROLLED_BACK) else "info"
             self.event(message if not changed else f"{phase.value}: {message}", kind=kind)

@@ -18,6 +18,7 @@ from deployflow.cli import release as _release  # noqa: F401  start, wait, statu
 from deployflow.cli import steer as _steer  # noqa: F401  pause, resume, abort, promote, rollback, approve
 from deployflow.cli import stack as _stack  # noqa: F401  worker, sim, dev, demo
 from deployflow.cli import codec as _codec  # noqa: F401  codec-key, codec-server
+from deployflow.cli import report as _report  # noqa: F401  report
 # isort: on
 from deployflow.cli.base import EXIT_BAD_INPUT, EXIT_FAILED, CliError, app, console, err_console, fail, run_async
 from deployflow.cli.client import connect_client, has_pollers, query_status, resolve_workflow_id, task_queue

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
+from temporalio import activity
 
 from deployflow.kube import KubeError
 from deployflow.security import outbound
@@ -12,6 +15,25 @@ from deployflow.security.credentials import CredentialMissing, CredentialRefused
 from deployflow.security.outbound import OutboundRefused
 from deployflow.security.redact import Redactor
 from deployflow.spec.notify import Notifier, NotifyMessage
+
+UI_URL_ENV = "DEPLOYFLOW_UI_URL"
+
+
+def run_link(base: str, namespace: str, workflow_id: str, run_id: str) -> str:
+    """The run's page in the Temporal UI (workflow IDs hold slashes, so they are escaped)."""
+    return f"{base.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}/{run_id}"
+
+
+def with_run_link(message: NotifyMessage) -> NotifyMessage:
+    """The message with `details["link"]` to its run in the Temporal UI, when the worker knows the UI's address
+    (DEPLOYFLOW_UI_URL) and runs the notification as an activity (which knows the run)."""
+    base = os.environ.get(UI_URL_ENV, "").strip()
+    if not base or not activity.in_activity():
+        return message
+    info = activity.info()
+    namespace = info.workflow_namespace or "default"
+    link = run_link(base, namespace, info.workflow_id or message.workflow_id, info.workflow_run_id or "")
+    return message.model_copy(update={"details": {**message.details, "link": link}})
 
 
 class NotifyConfigError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployflow.notify.base import with_run_link
 from deployflow.spec.notify import Notifier, NotifyMessage
 
 
@@ -11,4 +12,4 @@ class WebhookSender:
     kind = "webhook"
 
     def payload(self, notifier: Notifier, message: NotifyMessage) -> dict[str, Any]:
-        return message.model_dump(mode="json")
+        return with_run_link(message).model_dump(mode="json")

@@ -8,10 +8,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from deployflow.spec.common import (
+    SOURCE_DESCRIPTION,
     DnsLabel,
     Duration,
     PositiveDuration,
     SmokeTest,
+    Source,
     StrictModel,
     Target,
     Workload,
@@ -74,6 +76,7 @@ class BlueGreenRequest(StrictModel):
         "(during standby, so a failure switches back), on_rollback after a rollback",
     )
     notifications: list[Notifier] = Field(default_factory=list, max_length=20)
+    source: Source | None = Field(default=None, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _services_differ(self) -> BlueGreenRequest:

@@ -22,12 +22,14 @@ from deployflow.spec.analysis import (
     format_duration,
 )
 from deployflow.spec.common import (
+    SOURCE_DESCRIPTION,
     DnsLabel,
     Duration,
     FetchableUrl,
     Hostname,
     KubeName,
     PositiveDuration,
+    Source,
     StrictModel,
     Target,
     Workload,
@@ -248,6 +250,7 @@ class CanaryRequest(StrictModel):
         "a rollback",
     )
     notifications: list[Notifier] = Field(default_factory=list, max_length=20)
+    source: Source | None = Field(default=None, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _consistent(self) -> CanaryRequest:

@@ -6,7 +6,7 @@ import functools
 import types
 import typing
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -298,3 +298,13 @@ def describe_validation_error(err: ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{path}: {message}" if path else message)
     return "; ".join(lines)
+
+
+class Source(StrictModel):
+    """The change a release ships, for lead time (`deployflow report`): from the commit to the release's end."""
+
+    commit: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z._/-]+$", description="commit id")
+    committed_at: datetime | None = Field(default=None, description="when the commit was made (ISO 8601)")
+
+
+SOURCE_DESCRIPTION = "the commit this release ships (optional; read by `deployflow report` for lead time)"

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, AliasChoices, Field, model_validator
 
 from deployflow.spec.analysis import Analysis
 from deployflow.spec.common import (
+    SOURCE_DESCRIPTION,
     DnsLabel,
     Duration,
     EnvVar,
@@ -26,6 +27,7 @@ from deployflow.spec.common import (
     LabelValue,
     PositiveDuration,
     QualifiedName,
+    Source,
     StrictModel,
     Target,
     check_annotations,
@@ -117,6 +119,7 @@ class RollingRequest(StrictModel):
     notifications: list[Notifier] = Field(
         default_factory=list, max_length=20, validation_alias=AliasChoices("notifications", "notify")
     )
+    source: Source | None = Field(default=None, description=SOURCE_DESCRIPTION)
 
     @model_validator(mode="after")
     def _consistent(self) -> RollingRequest:
