@@ -17,7 +17,7 @@ from deployflow.spec.control import AbortRequest
 from deployflow.spec.notify import Notifier, NotifyEvent, NotifyMessage
 from deployflow.status import Phase
 from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
-from tests.test_notify import serve_receiver
+from tests.receiver_support import serve_receiver
 
 ROLLED_BACK = NotifyMessage(
     event=NotifyEvent.ROLLED_BACK,
