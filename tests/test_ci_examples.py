@@ -10,6 +10,7 @@ the job; a step or expression this runner does not know fails the test, so the f
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 from deployflow.dev import DevPorts, DevStack
 
@@ -56,10 +59,16 @@ class Job:
     expressions: dict[str, str] = field(default_factory=dict)
     failed: bool = False
     output: list[str] = field(default_factory=list)
+    cancel_at: str | None = None  # the job is cancelled when it reaches a command containing this
+    cancelled: bool = False
 
     def bash(self, script: str, env: dict[str, str] | None = None) -> int:
         if INSTALL_MARKER in script:
             script = INSTALLED
+        if self.cancel_at and self.cancel_at in script and not self.cancelled:
+            self.cancelled = True
+            self.output.append(f"$ {script}\n(the job is cancelled here)")
+            return 130
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                               cwd=self.workspace, env={**self.env, **(env or {})}, capture_output=True, text=True,
                               timeout=STEP_TIMEOUT)
@@ -85,9 +94,10 @@ def expand(text: str, job: Job, inputs: dict[str, str]) -> str:
     return EXPRESSION.sub(value, text)
 
 
-def should_run(step: dict[str, Any], failed: bool) -> bool:
+def should_run(step: dict[str, Any], failed: bool, cancelled: bool) -> bool:
     condition = str(step.get("if", "success()")).strip()
-    known = {"success()": not failed, "always()": True, "failure()": failed, "cancelled()": False}
+    known = {"success()": not failed and not cancelled, "always()": True, "failure()": failed and not cancelled,
+             "cancelled()": cancelled}
     assert condition in known, f"this runner does not evaluate `if: {condition}`"
     return known[condition]
 
@@ -96,7 +106,7 @@ def run_github_steps(job: Job, steps: list[dict[str, Any]], inputs: dict[str, st
     """Runs steps as the GitHub runner does; True when one failed. GITHUB_ENV lines reach the steps after."""
     failed = False
     for step in steps:
-        if not should_run(step, failed or job.failed):
+        if not should_run(step, failed or job.failed, job.cancelled):
             continue
         env = {k: expand(str(v), job, inputs) for k, v in (step.get("env") or {}).items()}
         uses = step.get("uses")
@@ -140,9 +150,11 @@ def run_gitlab(job: Job) -> Job:
     (spec,) = [v for k, v in doc.items() if isinstance(v, dict) and "script" in v]
     job.env.update({k: str(v) for k, v in (spec.get("variables") or {}).items()})
     commands = [INSTALLED if INSTALL_MARKER in c else c for c in [*spec.get("before_script", []), *spec["script"]]]
-    job.failed = job.bash("\n".join(commands)) != 0
-    job.bash("\n".join(spec.get("after_script", [])) + "\ntrue",
-             {"CI_JOB_STATUS": "failed" if job.failed else "success"})
+    stop = next((i for i, c in enumerate(commands) if job.cancel_at and job.cancel_at in c), len(commands))
+    job.failed = job.bash("\n".join(commands[:stop])) != 0
+    job.cancelled = stop < len(commands)
+    status = "canceled" if job.cancelled else "failed" if job.failed else "success"
+    job.bash("\n".join(spec.get("after_script", [])) + "\ntrue", {"CI_JOB_STATUS": status})
     return job
 
 
@@ -218,3 +230,20 @@ async def test_a_spec_error_fails_before_anything_starts(ci: str, stack: DevStac
     assert job.failed, job.log
     assert "workload.replicas" in job.log, job.log
     assert (await client.count_workflows()).count == before.count
+
+
+@pytest.mark.parametrize("ci", RUNNERS)
+async def test_a_cancelled_job_cancels_the_release_which_rolls_back(ci: str, stack: DevStack, tmp_path: Path) -> None:
+    gated = TEMPLATE + "promotion: {mode: manual}\n"  # it waits for a promotion that never comes
+    job = new_job(stack, tmp_path, gated, "v2.0.3")
+    job.cancel_at = "deployflow wait"
+    RUNNERS[ci](job)
+    assert job.cancelled, job.log
+    assert "temporal workflow cancel" in job.log, job.log
+    client = await stack.client()
+    handle = client.get_workflow_handle(f"deploy/{CLUSTER}/{NAMESPACE}/shop")
+    with pytest.raises(WorkflowFailureError) as ended:
+        await asyncio.wait_for(handle.result(), timeout=STEP_TIMEOUT)
+    assert isinstance(ended.value.cause, CancelledError), ended.value
+    status = await handle.query("status")
+    assert status["version"] == "2.0.3" and status["phase"] == "RolledBack", status
