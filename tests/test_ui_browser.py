@@ -189,6 +189,15 @@ async def test_release_started_steered_and_found_in_the_ui(stack: DevStack, shot
             await current_details(page, f"{page_url}/user-metadata", "WaitingPromotion")
             await expect(rendered(page, "details")).not_to_contain_text("pause requested")
 
+            # The Queries tab runs `status`, the same answer `deployflow status --json` prints.
+            await page.goto(f"{page_url}/query")
+            await page.get_by_test_id("query-select-button").filter(visible=True).click()
+            await page.get_by_role("option", name=re.compile(r"^status\b")).filter(visible=True).click()
+            await page.get_by_role("button", name=re.compile("(Run|Refresh) Query")).filter(visible=True).click()
+            answer = page.locator("main").filter(visible=True)
+            await expect(answer).to_contain_text('"phase": "WaitingPromotion"')
+            await expect(answer).to_contain_text('"paused": false')
+
             # The list filtered by the search attributes the workflow sets; another app's filter does not find it.
             await page.goto(f"{ui}?query={quote(BY_APP)}")
             rows = page.locator("main").filter(visible=True)
