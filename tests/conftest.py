@@ -35,7 +35,8 @@ os.environ.setdefault("DEPLOYFLOW_SDK_METRICS_PORT", "0")
 pytest_plugins = ["tests.fixtures_sim", "tests.fixtures_canary", "tests.fixtures_bluegreen", "tests.receiver_support"]
 
 # Markers of tests that need a tool CI installs: without it they skip, except under CI=true, where they fail.
-CI_TOOLS = {"prometheus": "the Debian prometheus binary", "kubectl": "kubectl"}
+CI_TOOLS = {"prometheus": "the Debian prometheus binary", "kubectl": "kubectl",
+            "browser": "Debian's chromium and the playwright package"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
