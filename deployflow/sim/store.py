@@ -13,56 +13,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-Obj = dict[str, Any]
+from deployflow.sim.deletion import Deletion
+from deployflow.sim.objects import Obj, Resource, StoreError, not_found, now_iso
 
-
-@dataclass(frozen=True)
-class Resource:
-    """One served resource type (e.g. apps/v1 deployments)."""
-
-    group: str  # "" for the core group
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-    subresources: tuple[str, ...] = ()
-    short_names: tuple[str, ...] = ()
-    singular: str = ""
-    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-    categories: tuple[str, ...] = ()
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> str:
-        """Unique name, as in `deployments.apps`."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-class StoreError(Exception):
-    """An error the API layer turns into a Kubernetes `Status` body."""
-
-    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details or {}
-
-
-def not_found(res: Resource, name: str) -> StoreError:
-    return StoreError(
-        404, "NotFound", f'{res.key} "{name}" not found', {"name": name, "group": res.group, "kind": res.plural}
-    )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["Obj", "Resource", "Store", "StoreError", "WatchEvent", "not_found", "now_iso"]
 
 
 @dataclass
@@ -82,7 +37,7 @@ class _Subscription:
 
 
 @dataclass
-class Store:
+class Store(Deletion):
     """Thread-safe: the HTTP layer, the controllers and tests touch it from different threads."""
 
     history_size: int = 20000
@@ -91,6 +46,9 @@ class Store:
     _objects: dict[str, dict[tuple[str, str], Obj]] = field(default_factory=dict)
     _history: deque[WatchEvent] = field(default_factory=deque)
     _subs: list[_Subscription] = field(default_factory=list)
+    _by_uid: dict[str, tuple[str, tuple[str, str]]] = field(default_factory=dict)
+    _dependents: dict[str, set[tuple[str, tuple[str, str]]]] = field(default_factory=dict)
+    _pending_grace: set[str] = field(default_factory=set)  # uids of pods in their grace period
 
     # ---- reads -------------------------------------------------------------------------------------
 
@@ -158,6 +116,7 @@ class Store:
             meta["generation"] = 1
             meta.pop("resourceVersion", None)
             meta.pop("deletionTimestamp", None)
+            meta.pop("deletionGracePeriodSeconds", None)
             return self._commit("ADDED", res, (ns, name), obj)
 
     def update(self, res: Resource, obj: Obj, *, check_rv: bool = True, subresource: str | None = None) -> Obj:
@@ -187,7 +146,7 @@ class Store:
             new["apiVersion"] = res.group_version
             new["kind"] = res.kind
             new_meta = new.setdefault("metadata", {})
-            for keep in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+            for keep in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
                 if keep in current["metadata"]:
                     new_meta[keep] = current["metadata"][keep]
                 else:
@@ -206,7 +165,10 @@ class Store:
                     new_meta["generation"] = current["metadata"].get("generation", 1) + 1
             if new == current:
                 return copy.deepcopy(current)  # no-op writes don't bump resourceVersion, like the apiserver
-            return self._commit("MODIFIED", res, (ns, name), new, old=current)
+            out = self._commit("MODIFIED", res, (ns, name), new, old=current)
+            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+                self._finish_if_done(res, (ns, name))  # the last finalizer went: the deletion completes
+            return out
 
     def mutate(self, res: Resource, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Read-modify-write under the lock, for controllers (never conflicts)."""
@@ -222,44 +184,6 @@ class Store:
             if _spec_of(current) == _spec_of(before) and current.get("metadata") == before.get("metadata"):
                 subresource = "status"
             return self.update(res, current, check_rv=False, subresource=subresource)
-
-    def delete(
-        self,
-        res: Resource,
-        namespace: str | None,
-        name: str,
-        resolve: Callable[[str, str], Resource | None] | None = None,
-    ) -> Obj:
-        """Deletes an object and, like the garbage collector, everything that names it as owner.
-
-        `resolve(apiVersion, kind)` maps owner references of other resource types back to a Resource.
-        """
-        with self.lock:
-            ns = namespace or "" if res.namespaced else ""
-            bucket = self._objects.get(res.key, {})
-            current = bucket.get((ns, name))
-            if current is None:
-                raise not_found(res, name)
-            del bucket[(ns, name)]
-            gone = copy.deepcopy(current)
-            gone["metadata"]["deletionTimestamp"] = now_iso()
-            self._commit("DELETED", res, (ns, name), gone, store=False)
-            self._cascade(current["metadata"]["uid"])
-            if res.key == "namespaces":
-                for key, objs in list(self._objects.items()):
-                    for obj_ns, obj_name in [k for k in objs if k[0] == name]:
-                        other = objs.pop((obj_ns, obj_name))
-                        self._commit("DELETED", self._resource_of(key, other), (obj_ns, obj_name), other, store=False)
-            return gone
-
-    def _cascade(self, owner_uid: str) -> None:
-        for key, objs in list(self._objects.items()):
-            for k, obj in list(objs.items()):
-                owners = obj.get("metadata", {}).get("ownerReferences") or []
-                if any(o.get("uid") == owner_uid for o in owners):
-                    del objs[k]
-                    self._commit("DELETED", self._resource_of(key, obj), k, obj, store=False)
-                    self._cascade(obj["metadata"]["uid"])
 
     def _resource_of(self, key: str, obj: Obj) -> Resource:
         # Reconstructs enough of a Resource for a watch event of a cascaded deletion.
@@ -277,7 +201,9 @@ class Store:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         if store:
-            self._objects.setdefault(res.key, {})[k] = obj
+            bucket = self._objects.setdefault(res.key, {})
+            self._reindex(res.key, k, obj, bucket.get(k))
+            bucket[k] = obj
         # `old` is the replaced stored object: nothing references or mutates it any more, so no copy.
         event = WatchEvent(etype, res, copy.deepcopy(obj), self._rv, old)
         self._history.append(event)

@@ -214,25 +214,17 @@ class Crud:
                                  "deleted", {"name": name, "kind": "namespaces"})
             if is_dry_run(request):
                 return json_response(current)
-            if policy == "Orphan":
-                self._orphan(current["metadata"]["uid"])
-            gone = self.store.delete(res, namespace, name, resolve=self.resolve)
-        if res.kind == "Pod":  # pods are deleted gracefully: the apiserver answers with the object
+            if policy == "Orphan" or (isinstance(opts, dict) and opts.get("orphanDependents") is True):
+                policy = "Orphan"
+            gone = self.store.delete(res, namespace, name, grace_seconds=_grace(request, opts),
+                                     propagation=policy)
+        if res.kind == "Pod" or gone["metadata"].get("finalizers"):
+            # Deleted gracefully or held by finalizers: the apiserver answers with the object as it stays.
             return json_response(gone)
         return json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": res.group, "kind": res.plural, "uid": gone["metadata"]["uid"]},
         })
-
-    def _orphan(self, uid: str) -> None:
-        for other in self.served:
-            for obj in self.store.list(other):
-                owners = obj["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners):
-                    meta = obj["metadata"]
-                    self.store.mutate(other, meta.get("namespace"), meta["name"], lambda o: o["metadata"].update(
-                        ownerReferences=[x for x in o["metadata"].get("ownerReferences", []) if x.get("uid") != uid]
-                    ))
 
     async def delete_collection(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         keep = object_filter(request)
@@ -241,9 +233,22 @@ class Crud:
             for obj in items:
                 try:
                     self.store.delete(res, obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                                      resolve=self.resolve)
+                                      grace_seconds=_grace(request, None))
                 except StoreError as e:
                     if e.code != 404:  # already gone through a cascade
                         raise
         return json_response({"kind": f"{res.kind}List", "apiVersion": res.group_version,
                               "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items})
+
+
+def _grace(request: web.Request, opts: Any) -> float | None:
+    """DeleteOptions.gracePeriodSeconds, from the query or the body; None: the object's own."""
+    raw = request.query.get("gracePeriodSeconds")
+    if raw is None and isinstance(opts, dict):
+        raw = opts.get("gracePeriodSeconds")
+    if raw is None:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except (TypeError, ValueError) as e:
+        raise StoreError(400, "BadRequest", f"gracePeriodSeconds: invalid value {raw!r}") from e

@@ -28,8 +28,8 @@ from deployflow.sim.controllers.deploymentutil import (
     without_hash,
 )
 from deployflow.sim.controllers.events import EventRecorder
-from deployflow.sim.controllers.pods import owner_reference
-from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
+from deployflow.sim.controllers.pods import is_terminal, owner_reference
+from deployflow.sim.resources import DEPLOYMENTS, PODS, REPLICASETS
 from deployflow.sim.selectors import SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
 
@@ -78,10 +78,15 @@ class DeploymentController(TimedController):
             uid, ns = d["metadata"]["uid"], d["metadata"]["namespace"]
             seen.add(uid)
             self._ns[uid] = ns
+            if d["metadata"].get("deletionTimestamp"):
+                continue  # being deleted: the garbage collector, not this controller, decides what goes
             rss = by_owner.get(uid, [])
             # Nothing this Deployment reads changed and its deadline is not due: the last sync still holds.
-            inputs = (d["metadata"].get("resourceVersion"), tuple(sorted(rs["metadata"].get("resourceVersion", "")
-                                                                         for rs in rss)))
+            inputs: tuple[Any, ...] = (d["metadata"].get("resourceVersion"),
+                                       tuple(sorted(rs["metadata"].get("resourceVersion", "") for rs in rss)))
+            if ((d.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+                # Recreate also waits for terminating pods, which change no ReplicaSet when they go.
+                inputs += (tuple(len(self.store.dependents(rs["metadata"]["uid"])) for rs in rss),)
             due = self._due.get(uid, math.inf)
             if self._inputs.get(uid) == inputs and now < due:
                 self._wakeups.note(ns, due)
@@ -235,6 +240,10 @@ class DeploymentController(TimedController):
             self._scale(d, ro, rs, 0)
         if active_old or any(int(rs.get("status", {}).get("replicas", 0)) > 0 for rs in ro.old):
             return  # wait until the old pods have terminated
+        # Terminating pods still run (and may still serve): like the real controller, wait until they are gone.
+        if any(dep_res.key == PODS.key and not is_terminal(pod)
+               for rs in ro.old for dep_res, pod in self.store.dependents(rs["metadata"]["uid"])):
+            return
         if ro.replicas(ro.new) != replicas:
             self._scale(d, ro, ro.new, replicas)
         self._cleanup(d, ro)

@@ -55,6 +55,8 @@ class ReplicaSetController(TimedController):
             uid, ns = rs["metadata"]["uid"], rs["metadata"]["namespace"]
             seen.add(uid)
             self._ns[uid] = ns
+            if rs["metadata"].get("deletionTimestamp"):
+                continue  # being deleted: the garbage collector, not this controller, decides what goes
             pods = [p for p in owned.get(uid, []) if is_active(p)]
             # Neither the ReplicaSet nor its pods changed, and no pod is about to become available.
             inputs = (rs["metadata"].get("resourceVersion"), tuple(p["metadata"].get("resourceVersion")
