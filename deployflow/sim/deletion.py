@@ -24,6 +24,8 @@ class Deletion:
     _by_uid: dict[str, tuple[str, Key]]
     _dependents: dict[str, set[tuple[str, Key]]]
     _pending_grace: set[str]  # uids of pods in their grace period
+    _in_namespace: dict[str, dict[str, set[Key]]]  # resource key -> namespace -> keys, for lists and peeks
+    _encoded: dict[tuple[str, str, str], tuple[str | None, bytes]]  # JSON of each stored version, for lists
 
     def _commit(self, etype: str, res: Resource, k: Key, obj: Obj, store: bool = True,
                 old: Obj | None = None) -> Obj:
@@ -178,7 +180,7 @@ class Deletion:
                         self._remove(self._resource_of(key, objs[k]), k, cascade=False)
 
     def _reindex(self, key: str, k: tuple[str, str], new: Obj | None, old: Obj | None) -> None:
-        """Keeps the uid and owner indexes in step with a stored object's change (None: absent)."""
+        """Keeps the uid, owner and namespace indexes in step with a stored object's change (None: absent)."""
         before, after = owner_uids(old), owner_uids(new)
         for owner in before - after:
             deps = self._dependents.get(owner)
@@ -190,8 +192,13 @@ class Deletion:
             self._dependents.setdefault(owner, set()).add((key, k))
         if old is not None and new is None:
             self._by_uid.pop(old["metadata"].get("uid", ""), None)
+            self._encoded.pop((key, *k), None)
+            names = self._in_namespace.get(key, {}).get(k[0])
+            if names is not None:
+                names.discard(k)
         if new is not None:
             self._by_uid[new["metadata"]["uid"]] = (key, k)
+            self._in_namespace.setdefault(key, {}).setdefault(k[0], set()).add(k)
 
 
 def owner_uids(obj: Obj | None) -> set[str]:

@@ -7,7 +7,9 @@ older resourceVersion, as clients (kubectl, the Python client's Watch) expect.
 
 from __future__ import annotations
 
+import builtins
 import copy
+import json
 import threading
 import uuid
 from collections import deque
@@ -49,6 +51,8 @@ class Store(Deletion):
     _by_uid: dict[str, tuple[str, tuple[str, str]]] = field(default_factory=dict)
     _dependents: dict[str, set[tuple[str, tuple[str, str]]]] = field(default_factory=dict)
     _pending_grace: set[str] = field(default_factory=set)  # uids of pods in their grace period
+    _in_namespace: dict[str, dict[str, set[tuple[str, str]]]] = field(default_factory=dict)
+    _encoded: dict[tuple[str, str, str], tuple[str | None, bytes]] = field(default_factory=dict)
 
     # ---- reads -------------------------------------------------------------------------------------
 
@@ -72,21 +76,49 @@ class Store(Deletion):
         predicate: Callable[[Obj], bool] | None = None,
     ) -> list[Obj]:
         with self.lock:
+            return [copy.deepcopy(obj) for obj in self._select(res, namespace, predicate)]
+
+    def list_encoded(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        predicate: Callable[[Obj], bool] | None = None,
+    ) -> builtins.list[bytes]:
+        """What `list` gives, each object as compact JSON: for responses serialised at once, with no deep copy.
+
+        Each stored version is encoded once (objects are replaced, never changed in place, on every write).
+        """
+        with self.lock:
             out = []
-            for (ns, _), obj in sorted(self._objects.get(res.key, {}).items()):
-                if namespace and res.namespaced and ns != namespace:
-                    continue
-                if predicate and not predicate(obj):
-                    continue
-                out.append(copy.deepcopy(obj))
+            for obj in self._select(res, namespace, predicate):
+                meta = obj["metadata"]
+                k = (res.key, meta.get("namespace", "") if res.namespaced else "", meta["name"])
+                rv = meta.get("resourceVersion")
+                cached = self._encoded.get(k)
+                if cached is None or cached[0] != rv:
+                    cached = self._encoded[k] = (rv, json.dumps(obj, separators=(",", ":")).encode())
+                out.append(cached[1])
             return out
+
+    def _select(
+        self, res: Resource, namespace: str | None, predicate: Callable[[Obj], bool] | None
+    ) -> builtins.list[Obj]:
+        """Live objects in name order, from the namespace's own index when one is named. Call under the lock."""
+        bucket = self._objects.get(res.key, {})
+        if namespace and res.namespaced:
+            keys = sorted(self._in_namespace.get(res.key, {}).get(namespace, ()))
+        else:
+            keys = sorted(bucket)
+        objs = [bucket[k] for k in keys]
+        return [obj for obj in objs if predicate(obj)] if predicate else objs
 
     def peek(self, res: Resource, namespace: str | None = None) -> Iterable[Obj]:
         """Objects without copying, for controllers and traffic inside the lock. Do not mutate."""
-        for (ns, _), obj in self._objects.get(res.key, {}).items():
-            if namespace and res.namespaced and ns != namespace:
-                continue
-            yield obj
+        if namespace and res.namespaced:
+            bucket = self._objects.get(res.key, {})
+            yield from (bucket[k] for k in list(self._in_namespace.get(res.key, {}).get(namespace, ())))
+            return
+        yield from self._objects.get(res.key, {}).values()
 
     # ---- writes ------------------------------------------------------------------------------------
 

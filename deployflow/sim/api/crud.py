@@ -13,7 +13,15 @@ from aiohttp import web
 from deployflow.sim import resources as R
 from deployflow.sim.api.errors import invalid
 from deployflow.sim.api.filters import object_filter
-from deployflow.sim.api.http import field_manager, is_dry_run, json_response, read_body, wants_table, warning_headers
+from deployflow.sim.api.http import (
+    field_manager,
+    is_dry_run,
+    json_list_response,
+    json_response,
+    read_body,
+    wants_table,
+    warning_headers,
+)
 from deployflow.sim.api.tables import table_for
 from deployflow.sim.api.validation import apply_defaults, prune, validate
 from deployflow.sim.apply import FieldManagers
@@ -44,8 +52,11 @@ class Crud:
 
     def list_objects(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         keep = object_filter(request)
+        table = wants_table(request)
         with self.store.lock:
-            items = self.store.list(res, namespace, keep)
+            # A plain list goes out as the stored objects' JSON, encoded once per version: no copies.
+            items: list[Any] = (self.store.list(res, namespace, keep) if table
+                                else self.store.list_encoded(res, namespace, keep))
             rv = str(self.store.resource_version)
         meta: Obj = {"resourceVersion": rv}
         limit = int(request.query.get("limit", "0") or 0)
@@ -65,10 +76,10 @@ class Crud:
                 meta["remainingItemCount"] = rest
         else:
             items = items[start:]
-        if wants_table(request):
+        if table:
             return json_response(table_for(res, items, meta, request.query.get("includeObject", "Metadata")))
-        body = {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta, "items": items}
-        return json_response(body)
+        return json_list_response({"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta},
+                                  items)
 
     def _prepare(self, request: web.Request, res: Resource, obj: Any, namespace: str | None,
                  name: str | None) -> tuple[Obj, list[str]]:
