@@ -29,6 +29,7 @@ from deployflow.sim.controllers.deploymentutil import (
 )
 from deployflow.sim.controllers.events import EventRecorder
 from deployflow.sim.controllers.pods import is_terminal, owner_reference
+from deployflow.sim.controllers.proportional import Sized, is_scaling_event, max_replicas_of, proportional_sizes
 from deployflow.sim.resources import DEPLOYMENTS, PODS, REPLICASETS
 from deployflow.sim.selectors import SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
@@ -142,7 +143,7 @@ class DeploymentController(TimedController):
         self._annotate_deployment(d, ro.new)
         if (spec.get("strategy") or {}).get("type") == "Recreate":
             self._recreate(d, ro)
-        else:
+        elif not self._scale_proportionally(d, ro):
             self._rolling(d, ro)
         self._sync_status(d, ro, now, event)
 
@@ -230,6 +231,22 @@ class DeploymentController(TimedController):
             self.events.record(d, "Normal", "ScalingReplicaSet",
                                f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {to}",
                                "deployment-controller")
+
+    def _scale_proportionally(self, d: Obj, ro: _Rollout) -> bool:
+        """A Deployment scaled while several ReplicaSets have pods: each takes its share (see proportional)."""
+        assert ro.new is not None
+        replicas = int(d["spec"].get("replicas", 1))
+        active = [rs for rs in ro.all() if ro.replicas(rs) > 0]
+        if len(active) < 2 or not is_scaling_event(replicas, active):
+            return False
+        if ro.replicas(ro.new) == replicas == int((ro.new.get("status") or {}).get("availableReplicas") or 0):
+            return False  # the new ReplicaSet is saturated: the rollout simply scales the old ones down
+        surge, _ = fenceposts(d, replicas)
+        sets = [Sized(rs["metadata"]["name"], ro.replicas(rs), revision_of(rs), max_replicas_of(rs)) for rs in active]
+        sizes = proportional_sizes(sets, replicas, surge, int((d.get("status") or {}).get("replicas") or 0))
+        for rs in active:
+            self._scale(d, ro, rs, sizes[rs["metadata"]["name"]])
+        return True
 
     def _recreate(self, d: Obj, ro: _Rollout) -> None:
         """Recreate: every old pod is gone before the first new one starts."""
