@@ -1,5 +1,5 @@
 # The two commands that work on a fresh machine: `make demo` and `make test`.
-.PHONY: bootstrap demo test test-slow lint bench
+.PHONY: bootstrap demo test test-slow test-cluster lint bench
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -12,6 +12,10 @@ test: bootstrap lint
 
 test-slow: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m slow
+
+# End to end against the cluster KUBECONFIG points at (never the simulator): see docs/real-cluster.md.
+test-cluster: bootstrap
+	.venv/bin/python -m pytest -q -rfEs -p no:cacheprovider -m cluster tests/cluster
 
 lint: bootstrap
 	.venv/bin/ruff check deployflow workflows activities worker.py tests bench
