@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from deployflow import kube
+from tests.cluster.support import unavailable
 
 SIMULATOR_CONTEXT = "sim"
 
@@ -29,12 +30,12 @@ def context() -> str:
     """The current context of the configured kubeconfig: the cluster the tests deploy to (`target.cluster`)."""
     path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     if not os.path.exists(path):
-        pytest.skip(f"no cluster configured: no kubeconfig at {path} (KUBECONFIG, else ~/.kube/config); point "
+        unavailable(f"no cluster configured: no kubeconfig at {path} (KUBECONFIG, else ~/.kube/config); point "
                     "KUBECONFIG at a real cluster, e.g. one from `kind create cluster`")
     try:
         _, active = config.list_kube_config_contexts(config_file=path)
     except config.ConfigException as e:
-        pytest.skip(f"no cluster configured: {path} has no usable context ({e})")
+        unavailable(f"no cluster configured: {path} has no usable context ({e})")
     name = str(active["name"])
     if name == SIMULATOR_CONTEXT:
         pytest.skip(f"the current context of {path} is the simulator's `{SIMULATOR_CONTEXT}`: this tier is for real "

@@ -14,6 +14,7 @@ from deployflow import kube
 from deployflow.spec import BlueGreenRequest, CanaryRequest, RollingRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import running_worker
+from tests.cluster.support import unavailable
 from workflows.bluegreen import BlueGreenDeployment
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
@@ -83,7 +84,7 @@ def gateway_api_installed(context: str) -> bool:
 async def test_canary(context: str, dev_env: WorkflowEnvironment, apps: client.AppsV1Api, cluster_namespace: str,
                       router: str) -> None:
     if router == "gateway-api" and not gateway_api_installed(context):
-        pytest.skip("the Gateway API CRDs are not installed (standard channel: kubectl apply -f "
+        unavailable("the Gateway API CRDs are not installed (standard channel: kubectl apply -f "
                     "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.2.1/standard-install.yaml)")
     assert (await release(dev_env, canary(context, cluster_namespace, V1, router))).phase == Phase.SUCCEEDED
     status = await release(dev_env, canary(context, cluster_namespace, V2, router))
