@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deployflow.sim.controllers.pods import is_ready
+from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, is_ready
 from deployflow.sim.controllers.termination import PRESTOP_SECONDS, prestop_seconds
 from deployflow.sim.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, PODS, REPLICASETS
 from deployflow.sim.store import Obj
@@ -55,6 +55,16 @@ def test_grace_period_zero_removes_at_once_and_a_shorter_one_cuts_a_running_term
     assert pod(cluster, second) is not None
     cluster.store.delete(PODS, NS, second, grace_seconds=0)  # `kubectl delete --grace-period=0 --force`
     assert pod(cluster, second) is None
+
+
+def test_a_pod_with_nothing_running_goes_at_the_kubelets_next_look(cluster: SimCluster) -> None:
+    cluster.deploy(replicas=1, annotations={IMAGE_PULL_ERROR: "true"})
+    cluster.run_until(lambda: bool(cluster.pods()) and "waiting" in container_status(cluster.pods()[0])["state"])
+    victim = cluster.pods()[0]["metadata"]["name"]
+    cluster.store.delete(PODS, NS, victim)
+    assert pod(cluster, victim) is not None  # the apiserver only marks it
+    cluster.step(0.5)
+    assert pod(cluster, victim) is None
 
 
 def test_the_pods_own_termination_grace_period_is_the_default(cluster: SimCluster) -> None:

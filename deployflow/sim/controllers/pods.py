@@ -150,6 +150,10 @@ def _default_log(labels: Mapping[str, str], annotations: Mapping[str, str], spec
 # ---- the controller -------------------------------------------------------------------------------------
 
 
+def _running(pod: Obj) -> bool:
+    return any("running" in (cs.get("state") or {}) for cs in pod.get("status", {}).get("containerStatuses") or [])
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
@@ -244,10 +248,13 @@ class PodController(TimedController):
         """Plays a deleted pod's grace period; returns when it next changes by itself."""
         meta = pod["metadata"]
         uid = meta["uid"]
+        first = uid not in self._terminating
         since = self._terminating.setdefault(uid, now)
         self._ready_since.pop(uid, None)
         grace = float(meta.get("deletionGracePeriodSeconds") or 0)
-        if now >= since + grace:
+        # A pod with no running container (completed, crash-looping, never started) has nothing to stop: the
+        # kubelet confirms its deletion at once.
+        if now >= since + grace or (first and not _running(pod)):
             self.store.finish_termination(PODS, meta.get("namespace"), meta["name"])
             return math.inf
         stop = since + min(prestop_seconds(pod), grace)
