@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable
 
 from deployflow.sim.objects import Obj, Resource, not_found, now_iso
 
@@ -39,7 +38,6 @@ class Deletion:
         res: Resource,
         namespace: str | None,
         name: str,
-        resolve: Callable[[str, str], Resource | None] | None = None,
         *,
         grace_seconds: float | None = None,
         propagation: str | None = None,
@@ -52,8 +50,7 @@ class Deletion:
         write removes the last one. `propagation`: Background (the default: dependents go once the owner is
         gone), Foreground (the owner waits, with the foregroundDeletion finalizer, until its dependents are gone)
         or Orphan (dependents lose their owner reference and stay). Dependents are found through the owner
-        index, never by scanning. `resolve` is accepted for callers that still pass it; owners need no lookup.
-        Returns the object as the deletion left it.
+        index, never by scanning. Returns the object as the deletion left it.
         """
         with self.lock:
             k = (namespace or "" if res.namespaced else "", name)
@@ -109,9 +106,7 @@ class Deletion:
             self._pending_grace.add(uid)
         out = self._commit("MODIFIED", res, k, new, old=current)
         if policy == "Foreground":
-            for dep_res, dep in self.dependents(uid):
-                dep_meta = dep["metadata"]
-                self._delete(dep_res, (dep_meta.get("namespace", ""), dep_meta["name"]), dep, None, "Foreground")
+            self._delete_dependents(uid, "Foreground")
             self._owner_progress(uid)
         return out
 
@@ -136,12 +131,15 @@ class Deletion:
         if res.key == "namespaces":
             self.delete_namespace_contents(k[1])
         if cascade:
-            for dep_res, dep in self.dependents(uid):
-                dep_meta = dep["metadata"]
-                self._delete(dep_res, (dep_meta.get("namespace", ""), dep_meta["name"]), dep, None, "Background")
+            self._delete_dependents(uid, "Background")
             for owner_uid in owner_uids(obj):
                 self._owner_progress(owner_uid)
         return gone
+
+    def _delete_dependents(self, owner_uid: str, policy: str) -> None:
+        for dep_res, dep in self.dependents(owner_uid):
+            meta = dep["metadata"]
+            self._delete(dep_res, (meta.get("namespace", ""), meta["name"]), dep, None, policy)
 
     def _owner_progress(self, owner_uid: str) -> None:
         """A foreground deletion ends when the owner's last dependent is gone."""
@@ -174,8 +172,9 @@ class Deletion:
     def delete_namespace_contents(self, namespace: str) -> None:
         """Everything in a deleted namespace goes at once."""
         with self.lock:
-            for key, objs in list(self._objects.items()):
-                for k in [k for k in objs if k[0] == namespace]:
+            for key, by_namespace in list(self._in_namespace.items()):
+                objs = self._objects.get(key, {})
+                for k in list(by_namespace.get(namespace, ())):
                     if k in objs:
                         self._remove(self._resource_of(key, objs[k]), k, cascade=False)
 

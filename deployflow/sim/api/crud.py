@@ -38,9 +38,6 @@ class Crud:
         self.managers = FieldManagers()
         self._next_ip = 0
 
-    def resolve(self, api_version: str, kind: str) -> Resource | None:
-        return next((r for r in self.served if r.group_version == api_version and r.kind == kind), None)
-
     def get_object(self, request: web.Request, res: Resource, namespace: str | None, name: str) -> web.Response:
         obj = self.store.get(res, namespace, name)
         if obj is None:
