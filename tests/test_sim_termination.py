@@ -3,16 +3,21 @@ hooks, removal when the grace period ends), finalizers, and Foreground / Backgro
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, is_ready
 from deployflow.sim.controllers.termination import PRESTOP_SECONDS, prestop_seconds
 from deployflow.sim.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, PODS, REPLICASETS
+from deployflow.sim.server import Simulator
 from deployflow.sim.store import Obj
 from deployflow.sim.traffic import NO_BACKEND
-from tests.sim_support import NS, SimCluster, container_status
+from tests.sim_support import NS, SimCluster, container_status, deployment
 
 
 def endpoint_names(cluster: SimCluster, service: str = "web") -> set[str]:
@@ -175,3 +180,32 @@ def test_the_owner_index_follows_owner_references_as_they_change(cluster: SimClu
     cluster.store.mutate(PODS, NS, name, lambda p: p["metadata"].pop("ownerReferences"))
     with cluster.store.lock:
         assert name not in {o["metadata"]["name"] for _, o in cluster.store.dependents(uid)}
+
+
+# ---- through the API, as the official client sends it -------------------------------------------------------
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout  # a hang guard, not a timing assertion
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.05)
+    return result
+
+
+def test_delete_options_through_the_api(sim: Simulator, namespace: str, core: client.CoreV1Api,
+                                        apps: client.AppsV1Api) -> None:
+    apps.create_namespaced_deployment(namespace, deployment("web", replicas=1))
+    name = wait(lambda: core.list_namespaced_pod(namespace).items, "a pod")[0].metadata.name
+    marked = core.delete_namespaced_pod(name, namespace, grace_period_seconds=600)
+    assert marked.metadata.deletion_timestamp and marked.metadata.deletion_grace_period_seconds == 600
+    assert core.read_namespaced_pod(name, namespace).metadata.deletion_timestamp
+    core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    assert name not in {p.metadata.name for p in core.list_namespaced_pod(namespace).items}
+    # The apiserver answers with the object it keeps (the client would read it as a Status): read the JSON.
+    held = json.loads(apps.delete_namespaced_deployment("web", namespace, propagation_policy="Foreground",
+                                                        _preload_content=False).data)
+    assert "foregroundDeletion" in held["metadata"]["finalizers"]
+    wait(lambda: not apps.list_namespaced_deployment(namespace).items, "the Deployment gone after its pods")
+    assert sim.requests_to_terminating(namespace) == 0  # no Service: no request reached anything
+    assert "# TYPE sim_requests_to_terminating_total counter" in sim.traffic.metrics_text()

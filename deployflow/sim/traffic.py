@@ -3,7 +3,9 @@
 Entry points are what users' requests arrive through: an HTTPRoute, an Istio VirtualService, an NGINX
 Ingress (merged with its canary Ingress), or a Service nothing else routes to. A request picks a backend
 Service by weight, then one of its ready pods uniformly (kube-proxy), and the pod answers 500 with its
-`sim.deployflow.io/error-rate` probability, else 200, after about `sim.deployflow.io/latency-ms`.
+`sim.deployflow.io/error-rate` probability, else 200, after about `sim.deployflow.io/latency-ms`. A pod being
+deleted still gets requests while its Service's Endpoints list it (until the endpoints controller's next pass),
+serves them, and counts them in `sim_requests_to_terminating_total`; once its endpoint is gone it gets none.
 
 The steady stream is drawn in aggregate (binomial splits per tick rather than one draw per request),
 so hundreds of entry points at tens of requests per second cost little CPU; `send()` and `proxy()`
