@@ -199,9 +199,13 @@ def test_foreground_cascade_waits_for_the_pods(kubectl: Kubectl, sim: Simulator,
 def test_a_deleted_pod_shows_terminating_and_force_removes_it(kubectl: Kubectl, sim: Simulator,
                                                               namespace: str) -> None:
     kubectl.apply(manifests(replicas=1))
-    pod = eventually(lambda: sim.store.list(R.PODS, namespace), "a pod")[0]["metadata"]["name"]
+    kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")  # a running pod: it has something to stop
+    pod = sim.store.list(R.PODS, namespace)[0]["metadata"]["name"]
     kubectl.run("delete", "pod", pod, "--wait=false", "--grace-period=600")  # long enough to look at
     assert "Terminating" in kubectl.run("get", "pod", pod).stdout
+    eventually(lambda: any(e["targetRef"]["name"] == pod and e["conditions"]["terminating"]
+                           for s in kubectl.json("get", "endpointslices")["items"] for e in s.get("endpoints") or []),
+               "the pod as a terminating endpoint of its Service's EndpointSlice")
     kubectl.run("delete", "pod", pod, "--grace-period=0", "--force")
     assert sim.store.get(R.PODS, namespace, pod) is None
 

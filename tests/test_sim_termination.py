@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from deployflow.sim.controllers.endpointslices import slice_name
 from deployflow.sim.controllers.pods import IMAGE_PULL_ERROR, is_ready
 from deployflow.sim.controllers.termination import PRESTOP_SECONDS, prestop_seconds
-from deployflow.sim.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, PODS, REPLICASETS
+from deployflow.sim.resources import CONFIGMAPS, DEPLOYMENTS, ENDPOINTS, ENDPOINTSLICES, PODS, REPLICASETS, SERVICES
 from deployflow.sim.server import Simulator
 from deployflow.sim.store import Obj
 from deployflow.sim.traffic import NO_BACKEND
@@ -49,6 +50,25 @@ def test_a_deleted_pod_is_terminating_out_of_endpoints_and_gone_when_its_grace_p
     cluster.run_until(lambda: pod(cluster, victim) is None, seconds=60)
     assert 30 <= cluster.clock.t - start <= 31
     assert len(cluster.ready_pods()) == 2  # replaced while it terminated
+
+
+def slice_conditions(cluster: SimCluster) -> dict[str, dict[str, bool]]:
+    eps = cluster.store.get(ENDPOINTSLICES, NS, slice_name("web")) or {}
+    return {e["targetRef"]["name"]: e["conditions"] for e in eps.get("endpoints") or []}
+
+
+def test_the_endpointslice_keeps_a_terminating_pod_as_terminating_until_it_is_gone(cluster: SimCluster) -> None:
+    victim = running(cluster)[0]["metadata"]["name"]
+    assert slice_conditions(cluster)[victim] == {"ready": True, "serving": True, "terminating": False}
+    cluster.store.delete(PODS, NS, victim)
+    cluster.step(0.5)
+    assert victim not in endpoint_names(cluster)
+    assert slice_conditions(cluster)[victim] == {"ready": False, "serving": True, "terminating": True}
+    cluster.run_until(lambda: pod(cluster, victim) is None, seconds=60)
+    cluster.step(0.5)
+    assert victim not in slice_conditions(cluster)
+    cluster.store.delete(SERVICES, NS, "web")  # the slice is the Service's: it goes with it
+    assert cluster.store.get(ENDPOINTSLICES, NS, slice_name("web")) is None
 
 
 def test_grace_period_zero_removes_at_once_and_a_shorter_one_cuts_a_running_termination(
