@@ -1,4 +1,5 @@
-"""Endpoints: for every Service with a selector, the ready and not-ready pods it would send traffic to."""
+"""Endpoints and EndpointSlices: for every Service with a selector, the ready and not-ready pods it would send
+traffic to (pods being deleted leave Endpoints at once; their slice keeps them as terminating endpoints)."""
 
 from __future__ import annotations
 
