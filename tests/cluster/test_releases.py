@@ -19,7 +19,8 @@ from workflows.bluegreen import BlueGreenDeployment
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
 
-pytestmark = pytest.mark.cluster
+# Image pulls and real pods take longer than the simulator's: a hang guard above the suite's 180 s.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
 V1, V2 = "nginx:1.26-alpine", "nginx:1.27-alpine"
 PORT = 80  # nginx's
