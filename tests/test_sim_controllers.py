@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 
 from deployflow.sim.controllers.deployments import HASH_LABEL, REVISION, fenceposts, template_hash
-from deployflow.sim.controllers.pods import LOG, PodBehaviour, is_ready, lifecycle
+from deployflow.sim.controllers.pods import LOG, PodBehaviour, is_active, is_ready, lifecycle
 from deployflow.sim.resources import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
+from deployflow.sim.store import Obj
 from deployflow.sim.traffic import NO_BACKEND
 from tests.sim_support import NS, SimCluster, condition, container_status, template
 
@@ -75,8 +76,8 @@ def test_rolling_update_surge_one_unavailable_zero_never_drops_capacity_or_a_req
 
     def check() -> None:
         assert len(cluster.ready_pods()) >= replicas
-        seen_total.add(len(cluster.pods()))
-        assert len(cluster.pods()) <= replicas + 1
+        seen_total.add(len(active(cluster)))
+        assert len(active(cluster)) <= replicas + 1
         for version, n in cluster.traffic.send(NS, "web", 20).items():
             served[version] = served.get(version, 0) + n
         assert NO_BACKEND not in served
@@ -103,7 +104,7 @@ def test_rolling_update_surge_zero_unavailable_one(cluster: SimCluster) -> None:
     dipped = []
 
     def check() -> None:
-        assert len(cluster.pods()) <= 4
+        assert len(active(cluster)) <= 4
         assert len(cluster.ready_pods()) >= 3
         dipped.append(len(cluster.ready_pods()) == 3)
 
@@ -124,8 +125,8 @@ def test_percentages_round_surge_up_and_unavailable_down(cluster: SimCluster) ->
     most = []
 
     def check() -> None:
-        most.append(len(cluster.pods()))
-        assert len(cluster.pods()) <= 13
+        most.append(len(active(cluster)))
+        assert len(active(cluster)) <= 13
         assert len(cluster.ready_pods()) >= 8
 
     cluster.run_until(cluster.complete, each=check)
@@ -192,7 +193,7 @@ def test_rollout_undo_reuses_the_previous_replicaset(cluster: SimCluster) -> Non
     assert reused["metadata"]["annotations"][REVISION] == "3"
     assert reused["spec"]["replicas"] == 2
     assert cluster.deployment()["metadata"]["annotations"][REVISION] == "3"
-    assert all(p["metadata"]["ownerReferences"][0]["uid"] == v1_rs["metadata"]["uid"] for p in cluster.pods())
+    assert all(p["metadata"]["ownerReferences"][0]["uid"] == v1_rs["metadata"]["uid"] for p in active(cluster))
 
 
 def test_revision_history_limit_deletes_the_oldest_idle_replicasets(cluster: SimCluster) -> None:
@@ -227,10 +228,15 @@ def test_scaling_and_deleted_pods_are_replaced(cluster: SimCluster) -> None:
     victim = cluster.pods()[0]["metadata"]["name"]
     cluster.store.delete(PODS, NS, victim)
     cluster.step()
-    names = {p["metadata"]["name"] for p in cluster.pods()}
-    assert victim not in names and len(names) == 2
+    names = {p["metadata"]["name"] for p in active(cluster)}
+    assert victim not in names and len(names) == 2  # replaced while it is still terminating
     cluster.run_until(lambda: len(cluster.ready_pods()) == 2)
     assert len(cluster.replicasets()) == 1
+
+
+def active(cluster: SimCluster) -> list[Obj]:
+    """The pods a ReplicaSet counts: terminating ones are on their way out, as in Kubernetes."""
+    return [p for p in cluster.pods() if is_active(p)]
 
 
 # ---- injected failures --------------------------------------------------------------------------------------

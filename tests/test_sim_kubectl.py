@@ -182,8 +182,32 @@ def test_delete_cascades(kubectl: Kubectl, sim: Simulator, namespace: str) -> No
     eventually(lambda: len(sim.store.list(R.PODS, namespace)) == 2, "two pods")
     assert sim.store.list(R.REPLICASETS, namespace)
     kubectl.run("delete", "deploy", "web")
-    assert sim.store.list(R.REPLICASETS, namespace) == [] and sim.store.list(R.PODS, namespace) == []
+    assert sim.store.list(R.REPLICASETS, namespace) == []
+    # Background propagation: the pods outlive their owners, terminating over their grace period.
+    assert all(p["metadata"].get("deletionTimestamp") for p in sim.store.list(R.PODS, namespace))
+    eventually(lambda: sim.store.list(R.PODS, namespace) == [], "the pods gone")
     assert "service/web" in kubectl.run("get", "svc", "-o", "name").stdout
+
+
+def test_foreground_cascade_waits_for_the_pods(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:
+    kubectl.apply(manifests())
+    eventually(lambda: len(sim.store.list(R.PODS, namespace)) == 2, "two pods")
+    kubectl.run("delete", "deploy", "web", "--cascade=foreground")  # kubectl waits until the owner is gone
+    assert sim.store.list(R.PODS, namespace) == [] and sim.store.list(R.DEPLOYMENTS, namespace) == []
+
+
+def test_a_deleted_pod_shows_terminating_and_force_removes_it(kubectl: Kubectl, sim: Simulator,
+                                                              namespace: str) -> None:
+    kubectl.apply(manifests(replicas=1))
+    kubectl.run("rollout", "status", "deploy/web", "--timeout=30s")  # a running pod: it has something to stop
+    pod = sim.store.list(R.PODS, namespace)[0]["metadata"]["name"]
+    kubectl.run("delete", "pod", pod, "--wait=false", "--grace-period=600")  # long enough to look at
+    assert "Terminating" in kubectl.run("get", "pod", pod).stdout
+    eventually(lambda: any(e["targetRef"]["name"] == pod and e["conditions"]["terminating"]
+                           for s in kubectl.json("get", "endpointslices")["items"] for e in s.get("endpoints") or []),
+               "the pod as a terminating endpoint of its Service's EndpointSlice")
+    kubectl.run("delete", "pod", pod, "--grace-period=0", "--force")
+    assert sim.store.get(R.PODS, namespace, pod) is None
 
 
 def test_logs_of_a_pod(kubectl: Kubectl, sim: Simulator, namespace: str) -> None:

@@ -184,5 +184,6 @@ def test_scale_down_removes_highest_ordinals_and_deleting_the_set_removes_pods()
     c.run_until(c.settled)
     assert sorted(c.pod_revisions()) == ["db-0"]
     c.store.delete(STATEFULSETS, NS, "db")
-    assert c.store.list(PODS, NS) == []
+    assert all(p["metadata"].get("deletionTimestamp") for p in c.store.list(PODS, NS))  # terminating, then gone
+    c.run_until(lambda: not c.store.list(PODS, NS))
     assert c.store.list(CONTROLLERREVISIONS, NS) == []

@@ -31,6 +31,7 @@ class Metrics:
         self._requests: dict[RequestKey, int] = {}
         self._durations: dict[SeriesKey, _Histogram] = {}
         self._no_backend: dict[tuple[str, str], int] = {}
+        self._to_terminating: dict[tuple[str, str], int] = {}
 
     def record(self, namespace: str, service: str, version: str, code: int, n: int,
                low: float, high: float, u: float) -> None:
@@ -58,18 +59,31 @@ class Metrics:
             hist.total += n * (low + high) / 2
 
     def record_no_backend(self, namespace: str, service: str, n: int) -> None:
+        self._add(self._no_backend, namespace, service, n)
+
+    def record_to_terminating(self, namespace: str, service: str, n: int) -> None:
+        """Requests sent to a pod already being deleted, because its endpoint was still listed."""
+        self._add(self._to_terminating, namespace, service, n)
+
+    def _add(self, table: dict[tuple[str, str], int], namespace: str, service: str, n: int) -> None:
         if n <= 0:
             return
         with self._lock:
             key = (namespace, service)
-            self._no_backend[key] = self._no_backend.get(key, 0) + n
+            table[key] = table.get(key, 0) + n
 
     # ---- reads ---------------------------------------------------------------------------------------
 
     def no_backend(self, namespace: str | None = None, service: str | None = None) -> int:
+        return self._sum(self._no_backend, namespace, service)
+
+    def to_terminating(self, namespace: str | None = None, service: str | None = None) -> int:
+        return self._sum(self._to_terminating, namespace, service)
+
+    def _sum(self, table: dict[tuple[str, str], int], namespace: str | None, service: str | None) -> int:
         with self._lock:
             return sum(
-                n for (ns, svc), n in self._no_backend.items()
+                n for (ns, svc), n in table.items()
                 if (namespace is None or ns == namespace) and (service is None or svc == service)
             )
 
@@ -86,6 +100,7 @@ class Metrics:
             requests = sorted(self._requests.items())
             durations = sorted((k, _Histogram(list(h.buckets), h.count, h.total)) for k, h in self._durations.items())
             no_backend = sorted(self._no_backend.items())
+            to_terminating = sorted(self._to_terminating.items())
         lines = [
             "# HELP http_requests_total HTTP requests served by the simulated applications.",
             "# TYPE http_requests_total counter",
@@ -109,6 +124,13 @@ class Metrics:
         ]
         for (ns, svc), n in no_backend:
             lines.append(f"sim_no_backend_requests_total{labels_text(namespace=ns, service=svc)} {n}")
+        lines += [
+            "# HELP sim_requests_to_terminating_total Requests sent to a pod being deleted whose endpoint was still "
+            "listed.",
+            "# TYPE sim_requests_to_terminating_total counter",
+        ]
+        for (ns, svc), n in to_terminating:
+            lines.append(f"sim_requests_to_terminating_total{labels_text(namespace=ns, service=svc)} {n}")
         return "\n".join(lines) + "\n"
 
 

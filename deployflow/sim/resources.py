@@ -11,6 +11,7 @@ PODS = Resource("", "v1", "Pod", "pods", subresources=("status", "log"), short_n
 SERVICES = Resource("", "v1", "Service", "services", subresources=("status", "proxy"), short_names=("svc",),
                     singular="service", categories=("all",))
 ENDPOINTS = Resource("", "v1", "Endpoints", "endpoints", short_names=("ep",), singular="endpoints")
+ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", singular="endpointslice")
 CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", short_names=("cm",), singular="configmap")
 SECRETS = Resource("", "v1", "Secret", "secrets", singular="secret")
 EVENTS = Resource("", "v1", "Event", "events", short_names=("ev",), singular="event")
@@ -31,7 +32,7 @@ VIRTUALSERVICES = Resource("networking.istio.io", "v1", "VirtualService", "virtu
                            short_names=("vs",), singular="virtualservice")
 
 ALL: tuple[Resource, ...] = (
-    NAMESPACES, PODS, SERVICES, ENDPOINTS, CONFIGMAPS, SECRETS, EVENTS,
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, ENDPOINTSLICES, CONFIGMAPS, SECRETS, EVENTS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, CONTROLLERREVISIONS, JOBS,
     INGRESSES, HTTPROUTES, VIRTUALSERVICES,
 )

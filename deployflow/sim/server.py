@@ -160,6 +160,9 @@ class Simulator:
     def no_backend_requests(self, namespace: str | None = None, service: str | None = None) -> int:
         return self.traffic.no_backend(namespace, service)
 
+    def requests_to_terminating(self, namespace: str | None = None, service: str | None = None) -> int:
+        return self.traffic.to_terminating(namespace, service)
+
     def send_requests(self, namespace: str, entry: str, n: int) -> dict[str, int]:
         return self.traffic.send(namespace, entry, n)
 

@@ -7,62 +7,19 @@ older resourceVersion, as clients (kubectl, the Python client's Watch) expect.
 
 from __future__ import annotations
 
+import builtins
 import copy
+import json
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-Obj = dict[str, Any]
+from deployflow.sim.deletion import Deletion
+from deployflow.sim.objects import Obj, Resource, StoreError, not_found, now_iso
 
-
-@dataclass(frozen=True)
-class Resource:
-    """One served resource type (e.g. apps/v1 deployments)."""
-
-    group: str  # "" for the core group
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool = True
-    subresources: tuple[str, ...] = ()
-    short_names: tuple[str, ...] = ()
-    singular: str = ""
-    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-    categories: tuple[str, ...] = ()
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> str:
-        """Unique name, as in `deployments.apps`."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-class StoreError(Exception):
-    """An error the API layer turns into a Kubernetes `Status` body."""
-
-    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details or {}
-
-
-def not_found(res: Resource, name: str) -> StoreError:
-    return StoreError(
-        404, "NotFound", f'{res.key} "{name}" not found', {"name": name, "group": res.group, "kind": res.plural}
-    )
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["Obj", "Resource", "Store", "StoreError", "WatchEvent", "not_found", "now_iso"]
 
 
 @dataclass
@@ -82,7 +39,7 @@ class _Subscription:
 
 
 @dataclass
-class Store:
+class Store(Deletion):
     """Thread-safe: the HTTP layer, the controllers and tests touch it from different threads."""
 
     history_size: int = 20000
@@ -91,6 +48,11 @@ class Store:
     _objects: dict[str, dict[tuple[str, str], Obj]] = field(default_factory=dict)
     _history: deque[WatchEvent] = field(default_factory=deque)
     _subs: list[_Subscription] = field(default_factory=list)
+    _by_uid: dict[str, tuple[str, tuple[str, str]]] = field(default_factory=dict)
+    _dependents: dict[str, set[tuple[str, tuple[str, str]]]] = field(default_factory=dict)
+    _pending_grace: set[str] = field(default_factory=set)  # uids of pods in their grace period
+    _in_namespace: dict[str, dict[str, set[tuple[str, str]]]] = field(default_factory=dict)
+    _encoded: dict[tuple[str, str, str], tuple[str | None, bytes]] = field(default_factory=dict)
 
     # ---- reads -------------------------------------------------------------------------------------
 
@@ -114,21 +76,49 @@ class Store:
         predicate: Callable[[Obj], bool] | None = None,
     ) -> list[Obj]:
         with self.lock:
+            return [copy.deepcopy(obj) for obj in self._select(res, namespace, predicate)]
+
+    def list_encoded(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        predicate: Callable[[Obj], bool] | None = None,
+    ) -> builtins.list[bytes]:
+        """What `list` gives, each object as compact JSON: for responses serialised at once, with no deep copy.
+
+        Each stored version is encoded once (objects are replaced, never changed in place, on every write).
+        """
+        with self.lock:
             out = []
-            for (ns, _), obj in sorted(self._objects.get(res.key, {}).items()):
-                if namespace and res.namespaced and ns != namespace:
-                    continue
-                if predicate and not predicate(obj):
-                    continue
-                out.append(copy.deepcopy(obj))
+            for obj in self._select(res, namespace, predicate):
+                meta = obj["metadata"]
+                k = (res.key, meta.get("namespace", "") if res.namespaced else "", meta["name"])
+                rv = meta.get("resourceVersion")
+                cached = self._encoded.get(k)
+                if cached is None or cached[0] != rv:
+                    cached = self._encoded[k] = (rv, json.dumps(obj, separators=(",", ":")).encode())
+                out.append(cached[1])
             return out
+
+    def _select(
+        self, res: Resource, namespace: str | None, predicate: Callable[[Obj], bool] | None
+    ) -> builtins.list[Obj]:
+        """Live objects in name order, from the namespace's own index when one is named. Call under the lock."""
+        bucket = self._objects.get(res.key, {})
+        if namespace and res.namespaced:
+            keys = sorted(self._in_namespace.get(res.key, {}).get(namespace, ()))
+        else:
+            keys = sorted(bucket)
+        objs = [bucket[k] for k in keys]
+        return [obj for obj in objs if predicate(obj)] if predicate else objs
 
     def peek(self, res: Resource, namespace: str | None = None) -> Iterable[Obj]:
         """Objects without copying, for controllers and traffic inside the lock. Do not mutate."""
-        for (ns, _), obj in self._objects.get(res.key, {}).items():
-            if namespace and res.namespaced and ns != namespace:
-                continue
-            yield obj
+        if namespace and res.namespaced:
+            bucket = self._objects.get(res.key, {})
+            yield from (bucket[k] for k in list(self._in_namespace.get(res.key, {}).get(namespace, ())))
+            return
+        yield from self._objects.get(res.key, {}).values()
 
     # ---- writes ------------------------------------------------------------------------------------
 
@@ -158,6 +148,7 @@ class Store:
             meta["generation"] = 1
             meta.pop("resourceVersion", None)
             meta.pop("deletionTimestamp", None)
+            meta.pop("deletionGracePeriodSeconds", None)
             return self._commit("ADDED", res, (ns, name), obj)
 
     def update(self, res: Resource, obj: Obj, *, check_rv: bool = True, subresource: str | None = None) -> Obj:
@@ -187,7 +178,7 @@ class Store:
             new["apiVersion"] = res.group_version
             new["kind"] = res.kind
             new_meta = new.setdefault("metadata", {})
-            for keep in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+            for keep in ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"):
                 if keep in current["metadata"]:
                     new_meta[keep] = current["metadata"][keep]
                 else:
@@ -206,7 +197,10 @@ class Store:
                     new_meta["generation"] = current["metadata"].get("generation", 1) + 1
             if new == current:
                 return copy.deepcopy(current)  # no-op writes don't bump resourceVersion, like the apiserver
-            return self._commit("MODIFIED", res, (ns, name), new, old=current)
+            out = self._commit("MODIFIED", res, (ns, name), new, old=current)
+            if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+                self._finish_if_done(res, (ns, name))  # the last finalizer went: the deletion completes
+            return out
 
     def mutate(self, res: Resource, namespace: str | None, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Read-modify-write under the lock, for controllers (never conflicts)."""
@@ -222,44 +216,6 @@ class Store:
             if _spec_of(current) == _spec_of(before) and current.get("metadata") == before.get("metadata"):
                 subresource = "status"
             return self.update(res, current, check_rv=False, subresource=subresource)
-
-    def delete(
-        self,
-        res: Resource,
-        namespace: str | None,
-        name: str,
-        resolve: Callable[[str, str], Resource | None] | None = None,
-    ) -> Obj:
-        """Deletes an object and, like the garbage collector, everything that names it as owner.
-
-        `resolve(apiVersion, kind)` maps owner references of other resource types back to a Resource.
-        """
-        with self.lock:
-            ns = namespace or "" if res.namespaced else ""
-            bucket = self._objects.get(res.key, {})
-            current = bucket.get((ns, name))
-            if current is None:
-                raise not_found(res, name)
-            del bucket[(ns, name)]
-            gone = copy.deepcopy(current)
-            gone["metadata"]["deletionTimestamp"] = now_iso()
-            self._commit("DELETED", res, (ns, name), gone, store=False)
-            self._cascade(current["metadata"]["uid"])
-            if res.key == "namespaces":
-                for key, objs in list(self._objects.items()):
-                    for obj_ns, obj_name in [k for k in objs if k[0] == name]:
-                        other = objs.pop((obj_ns, obj_name))
-                        self._commit("DELETED", self._resource_of(key, other), (obj_ns, obj_name), other, store=False)
-            return gone
-
-    def _cascade(self, owner_uid: str) -> None:
-        for key, objs in list(self._objects.items()):
-            for k, obj in list(objs.items()):
-                owners = obj.get("metadata", {}).get("ownerReferences") or []
-                if any(o.get("uid") == owner_uid for o in owners):
-                    del objs[k]
-                    self._commit("DELETED", self._resource_of(key, obj), k, obj, store=False)
-                    self._cascade(obj["metadata"]["uid"])
 
     def _resource_of(self, key: str, obj: Obj) -> Resource:
         # Reconstructs enough of a Resource for a watch event of a cascaded deletion.
@@ -277,7 +233,9 @@ class Store:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         if store:
-            self._objects.setdefault(res.key, {})[k] = obj
+            bucket = self._objects.setdefault(res.key, {})
+            self._reindex(res.key, k, obj, bucket.get(k))
+            bucket[k] = obj
         # `old` is the replaced stored object: nothing references or mutates it any more, so no copy.
         event = WatchEvent(etype, res, copy.deepcopy(obj), self._rv, old)
         self._history.append(event)

@@ -3,7 +3,9 @@
 Entry points are what users' requests arrive through: an HTTPRoute, an Istio VirtualService, an NGINX
 Ingress (merged with its canary Ingress), or a Service nothing else routes to. A request picks a backend
 Service by weight, then one of its ready pods uniformly (kube-proxy), and the pod answers 500 with its
-`sim.deployflow.io/error-rate` probability, else 200, after about `sim.deployflow.io/latency-ms`.
+`sim.deployflow.io/error-rate` probability, else 200, after about `sim.deployflow.io/latency-ms`. A pod being
+deleted still gets requests while its Service's Endpoints list it (until the endpoints controller's next pass),
+serves them, and counts them in `sim_requests_to_terminating_total`; once its endpoint is gone it gets none.
 
 The steady stream is drawn in aggregate (binomial splits per tick rather than one draw per request),
 so hundreds of entry points at tens of requests per second cost little CPU; `send()` and `proxy()`
@@ -29,7 +31,7 @@ from typing import Any
 from deployflow.sim.config import Clock, SimConfig
 from deployflow.sim.controllers.pods import PodBehaviour, is_active, is_ready, pod_version
 from deployflow.sim.metrics import Metrics
-from deployflow.sim.resources import HTTPROUTES, INGRESSES, PODS, SERVICES, VIRTUALSERVICES
+from deployflow.sim.resources import ENDPOINTS, HTTPROUTES, INGRESSES, PODS, SERVICES, VIRTUALSERVICES
 from deployflow.sim.routing import Backend, EntryPoint, orphan_canaries, routes
 from deployflow.sim.selectors import LabelIndex
 from deployflow.sim.store import Obj, Store, WatchEvent
@@ -46,10 +48,11 @@ class _Pod:
     version: str
     error_rate: float
     latency: float  # seconds, the middle of the latency spread
+    terminating: bool = False  # deleted, but its endpoint is still listed: it gets requests, and serves them
 
     @property
-    def profile(self) -> tuple[str, float, float]:
-        return (self.version, self.error_rate, self.latency)
+    def profile(self) -> tuple[str, float, float, bool]:
+        return (self.version, self.error_rate, self.latency, self.terminating)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class Traffic:
         self._view = _View()
         self._dirty: set[str] = set()
         self._all_dirty = True
-        for res in (PODS, SERVICES, HTTPROUTES, VIRTUALSERVICES, INGRESSES):
+        for res in (PODS, SERVICES, ENDPOINTS, HTTPROUTES, VIRTUALSERVICES, INGRESSES):
             store.subscribe(res, None, self._changed)
         self._carry: dict[str, float] = {}
         self._last_tick: float | None = None
@@ -151,6 +154,10 @@ class Traffic:
     def no_backend(self, namespace: str | None = None, service: str | None = None) -> int:
         return self.metrics.no_backend(namespace, service)
 
+    def to_terminating(self, namespace: str | None = None, service: str | None = None) -> int:
+        """Requests sent to pods being deleted while their endpoints were still listed (they were served)."""
+        return self.metrics.to_terminating(namespace, service)
+
     def counts(self, namespace: str) -> dict[str, dict[str, dict[str, int]]]:
         """service -> version -> code -> requests served, for everything recorded so far."""
         return self.metrics.counts(namespace)
@@ -206,14 +213,16 @@ class Traffic:
                 self.metrics.record_no_backend(backend.namespace, backend.service, m)
                 continue
             # Pods that behave alike are interchangeable for the metrics: split by profile, not by pod.
-            profiles: dict[tuple[str, float, float], int] = {}
+            profiles: dict[tuple[str, float, float, bool], int] = {}
             for pod in pods:
                 profiles[pod.profile] = profiles.get(pod.profile, 0) + 1
             pods_left = len(pods)
-            for (version, error_rate, latency), count in profiles.items():
+            for (version, error_rate, latency, terminating), count in profiles.items():
                 k = m if pods_left <= count else _binomial(rng, m, count / pods_left)
                 m -= k
                 pods_left -= count
+                if terminating:
+                    self.metrics.record_to_terminating(backend.namespace, backend.service, k)
                 errors = _binomial(rng, k, error_rate)
                 lo, hi = latency * 0.5, latency * 1.5
                 self.metrics.record(backend.namespace, backend.service, version, 500, errors, lo, hi, rng.random())
@@ -223,6 +232,8 @@ class Traffic:
     def _serve_one(self, backend: Backend, pod: _Pod) -> int:
         rng = self._request_rng
         code = 500 if rng.random() < pod.error_rate else 200
+        if pod.terminating:
+            self.metrics.record_to_terminating(backend.namespace, backend.service, 1)
         seconds = pod.latency * (0.5 + rng.random())
         self.metrics.record(backend.namespace, backend.service, pod.version, code, 1, seconds, seconds, 0.0)
         return code
@@ -294,14 +305,21 @@ def _build_parts(store: Store, scope: set[str] | None, ready_delay: float) -> di
             return None
         return parts.setdefault(ns, _Part())
 
+    # kube-proxy sends to the addresses Endpoints list: a pod being deleted gets requests until it leaves them.
+    listed = {(ep["metadata"].get("namespace", ""), addr["targetRef"]["name"])
+              for ep in store.peek(ENDPOINTS) if part(ep["metadata"].get("namespace", "")) is not None
+              for subset in ep.get("subsets") or [] for addr in subset.get("addresses") or []
+              if (addr.get("targetRef") or {}).get("name")}
     for pod in store.peek(PODS):
         meta = pod["metadata"]
         ns = meta.get("namespace", "")
         p = part(ns)
-        if p is None or not is_active(pod) or not is_ready(pod):
+        terminating = bool(meta.get("deletionTimestamp")) and (ns, meta["name"]) in listed
+        if p is None or not (terminating or (is_active(pod) and is_ready(pod))):
             continue
         b = PodBehaviour.of(meta.get("annotations"), ready_delay)
-        p.pods[meta["name"]] = _Pod(meta["name"], pod_version(meta.get("labels")), b.error_rate, b.latency_ms / 1000)
+        p.pods[meta["name"]] = _Pod(meta["name"], pod_version(meta.get("labels")), b.error_rate, b.latency_ms / 1000,
+                                    terminating)
         p.index.add(ns, meta["name"], meta.get("labels"))
     for svc in store.peek(SERVICES):
         p = part(svc["metadata"].get("namespace", ""))

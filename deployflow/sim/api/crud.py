@@ -13,7 +13,15 @@ from aiohttp import web
 from deployflow.sim import resources as R
 from deployflow.sim.api.errors import invalid
 from deployflow.sim.api.filters import object_filter
-from deployflow.sim.api.http import field_manager, is_dry_run, json_response, read_body, wants_table, warning_headers
+from deployflow.sim.api.http import (
+    field_manager,
+    is_dry_run,
+    json_list_response,
+    json_response,
+    read_body,
+    wants_table,
+    warning_headers,
+)
 from deployflow.sim.api.tables import table_for
 from deployflow.sim.api.validation import apply_defaults, prune, validate
 from deployflow.sim.apply import FieldManagers
@@ -30,9 +38,6 @@ class Crud:
         self.managers = FieldManagers()
         self._next_ip = 0
 
-    def resolve(self, api_version: str, kind: str) -> Resource | None:
-        return next((r for r in self.served if r.group_version == api_version and r.kind == kind), None)
-
     def get_object(self, request: web.Request, res: Resource, namespace: str | None, name: str) -> web.Response:
         obj = self.store.get(res, namespace, name)
         if obj is None:
@@ -44,8 +49,11 @@ class Crud:
 
     def list_objects(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         keep = object_filter(request)
+        table = wants_table(request)
         with self.store.lock:
-            items = self.store.list(res, namespace, keep)
+            # A plain list goes out as the stored objects' JSON, encoded once per version: no copies.
+            items: list[Any] = (self.store.list(res, namespace, keep) if table
+                                else self.store.list_encoded(res, namespace, keep))
             rv = str(self.store.resource_version)
         meta: Obj = {"resourceVersion": rv}
         limit = int(request.query.get("limit", "0") or 0)
@@ -65,10 +73,10 @@ class Crud:
                 meta["remainingItemCount"] = rest
         else:
             items = items[start:]
-        if wants_table(request):
+        if table:
             return json_response(table_for(res, items, meta, request.query.get("includeObject", "Metadata")))
-        body = {"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta, "items": items}
-        return json_response(body)
+        return json_list_response({"kind": f"{res.kind}List", "apiVersion": res.group_version, "metadata": meta},
+                                  items)
 
     def _prepare(self, request: web.Request, res: Resource, obj: Any, namespace: str | None,
                  name: str | None) -> tuple[Obj, list[str]]:
@@ -214,25 +222,17 @@ class Crud:
                                  "deleted", {"name": name, "kind": "namespaces"})
             if is_dry_run(request):
                 return json_response(current)
-            if policy == "Orphan":
-                self._orphan(current["metadata"]["uid"])
-            gone = self.store.delete(res, namespace, name, resolve=self.resolve)
-        if res.kind == "Pod":  # pods are deleted gracefully: the apiserver answers with the object
+            if policy == "Orphan" or (isinstance(opts, dict) and opts.get("orphanDependents") is True):
+                policy = "Orphan"
+            gone = self.store.delete(res, namespace, name, grace_seconds=_grace(request, opts),
+                                     propagation=policy)
+        if res.kind == "Pod" or gone["metadata"].get("finalizers"):
+            # Deleted gracefully or held by finalizers: the apiserver answers with the object as it stays.
             return json_response(gone)
         return json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": res.group, "kind": res.plural, "uid": gone["metadata"]["uid"]},
         })
-
-    def _orphan(self, uid: str) -> None:
-        for other in self.served:
-            for obj in self.store.list(other):
-                owners = obj["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners):
-                    meta = obj["metadata"]
-                    self.store.mutate(other, meta.get("namespace"), meta["name"], lambda o: o["metadata"].update(
-                        ownerReferences=[x for x in o["metadata"].get("ownerReferences", []) if x.get("uid") != uid]
-                    ))
 
     async def delete_collection(self, request: web.Request, res: Resource, namespace: str | None) -> web.Response:
         keep = object_filter(request)
@@ -241,9 +241,22 @@ class Crud:
             for obj in items:
                 try:
                     self.store.delete(res, obj["metadata"].get("namespace"), obj["metadata"]["name"],
-                                      resolve=self.resolve)
+                                      grace_seconds=_grace(request, None))
                 except StoreError as e:
                     if e.code != 404:  # already gone through a cascade
                         raise
         return json_response({"kind": f"{res.kind}List", "apiVersion": res.group_version,
                               "metadata": {"resourceVersion": str(self.store.resource_version)}, "items": items})
+
+
+def _grace(request: web.Request, opts: Any) -> float | None:
+    """DeleteOptions.gracePeriodSeconds, from the query or the body; None: the object's own."""
+    raw = request.query.get("gracePeriodSeconds")
+    if raw is None and isinstance(opts, dict):
+        raw = opts.get("gracePeriodSeconds")
+    if raw is None:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except (TypeError, ValueError) as e:
+        raise StoreError(400, "BadRequest", f"gracePeriodSeconds: invalid value {raw!r}") from e

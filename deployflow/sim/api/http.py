@@ -22,6 +22,13 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def json_list_response(head: dict[str, Any], items: list[bytes]) -> web.Response:
+    """A list whose items are already JSON: `head` (kind, apiVersion, metadata) plus `"items": [...]`."""
+    start = json.dumps(head, separators=(",", ":")).encode()[:-1]
+    body = b"".join((start, b',"items":[', b",".join(items), b"]}"))
+    return web.Response(body=body, content_type=CONTENT_JSON)
+
+
 async def read_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:

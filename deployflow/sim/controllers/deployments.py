@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, SyncCache, TimedController, Wakeups, in_scope, write_status
@@ -27,8 +28,9 @@ from deployflow.sim.controllers.deploymentutil import (
     without_hash,
 )
 from deployflow.sim.controllers.events import EventRecorder
-from deployflow.sim.controllers.pods import owner_reference
-from deployflow.sim.resources import DEPLOYMENTS, REPLICASETS
+from deployflow.sim.controllers.pods import is_terminal, owner_reference
+from deployflow.sim.controllers.proportional import Sized, is_scaling_event, max_replicas_of, proportional_sizes
+from deployflow.sim.resources import DEPLOYMENTS, PODS, REPLICASETS
 from deployflow.sim.selectors import SelectorError, from_label_selector, matches
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
 
@@ -70,13 +72,19 @@ class DeploymentController(TimedController):
             for ref in rs["metadata"].get("ownerReferences") or []:
                 if ref.get("controller") and ref.get("kind") == "Deployment":
                     by_owner.setdefault(ref["uid"], []).append(rs)
+
+        def inputs(d: Obj, rss: list[Obj]) -> tuple[Any, ...]:
+            # Nothing this Deployment reads changed and its deadline is not due: the last sync still holds.
+            read: tuple[Any, ...] = (d["metadata"].get("resourceVersion"),
+                                     tuple(sorted(rs["metadata"].get("resourceVersion", "") for rs in rss)))
+            if ((d.get("spec") or {}).get("strategy") or {}).get("type") == "Recreate":
+                # Recreate also waits for terminating pods, which change no ReplicaSet when they go.
+                read += (tuple(len(self.store.dependents(rs["metadata"]["uid"])) for rs in rss),)
+            return read
+
         gone = self._syncs.run(
             list(in_scope(self.store, DEPLOYMENTS, scope)), now, scope,
-            related=lambda uid: by_owner.get(uid, []),
-            # Nothing this Deployment reads changed and its deadline is not due: the last sync still holds.
-            inputs=lambda d, rss: (d["metadata"].get("resourceVersion"),
-                                   tuple(sorted(rs["metadata"].get("resourceVersion", "") for rs in rss))),
-            sync=self._sync,
+            related=lambda uid: by_owner.get(uid, []), inputs=inputs, sync=self._sync,
         )
         for uid in gone:
             self._progress_at.pop(uid, None)
@@ -85,6 +93,8 @@ class DeploymentController(TimedController):
     # ---- one deployment ----------------------------------------------------------------------------------
 
     def _sync(self, d: Obj, rss: list[Obj], now: float) -> None:
+        if d["metadata"].get("deletionTimestamp"):
+            return  # being deleted: the garbage collector, not this controller, decides what goes
         spec = d.get("spec", {})
         template = spec.get("template") or {}
         labels = (template.get("metadata") or {}).get("labels")
@@ -121,7 +131,7 @@ class DeploymentController(TimedController):
         self._annotate_deployment(d, ro.new)
         if (spec.get("strategy") or {}).get("type") == "Recreate":
             self._recreate(d, ro)
-        else:
+        elif not self._scale_proportionally(d, ro):
             self._rolling(d, ro)
         self._sync_status(d, ro, now, event)
 
@@ -210,6 +220,22 @@ class DeploymentController(TimedController):
                                f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {to}",
                                "deployment-controller")
 
+    def _scale_proportionally(self, d: Obj, ro: _Rollout) -> bool:
+        """A Deployment scaled while several ReplicaSets have pods: each takes its share (see proportional)."""
+        assert ro.new is not None
+        replicas = int(d["spec"].get("replicas", 1))
+        active = [rs for rs in ro.all() if ro.replicas(rs) > 0]
+        if len(active) < 2 or not is_scaling_event(replicas, active):
+            return False
+        if ro.replicas(ro.new) == replicas == int((ro.new.get("status") or {}).get("availableReplicas") or 0):
+            return False  # the new ReplicaSet is saturated: the rollout simply scales the old ones down
+        surge, _ = fenceposts(d, replicas)
+        sets = [Sized(rs["metadata"]["name"], ro.replicas(rs), revision_of(rs), max_replicas_of(rs)) for rs in active]
+        sizes = proportional_sizes(sets, replicas, surge, int((d.get("status") or {}).get("replicas") or 0))
+        for rs in active:
+            self._scale(d, ro, rs, sizes[rs["metadata"]["name"]])
+        return True
+
     def _recreate(self, d: Obj, ro: _Rollout) -> None:
         """Recreate: every old pod is gone before the first new one starts."""
         assert ro.new is not None
@@ -219,6 +245,10 @@ class DeploymentController(TimedController):
             self._scale(d, ro, rs, 0)
         if active_old or any(int(rs.get("status", {}).get("replicas", 0)) > 0 for rs in ro.old):
             return  # wait until the old pods have terminated
+        # Terminating pods still run (and may still serve): like the real controller, wait until they are gone.
+        if any(dep_res.key == PODS.key and not is_terminal(pod)
+               for rs in ro.old for dep_res, pod in self.store.dependents(rs["metadata"]["uid"])):
+            return
         if ro.replicas(ro.new) != replicas:
             self._scale(d, ro, ro.new, replicas)
         self._cleanup(d, ro)

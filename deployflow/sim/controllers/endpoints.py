@@ -1,4 +1,5 @@
-"""Endpoints: for every Service with a selector, the ready and not-ready pods it would send traffic to."""
+"""Endpoints and EndpointSlices: for every Service with a selector, the ready and not-ready pods it would send
+traffic to (pods being deleted leave Endpoints at once; their slice keeps them as terminating endpoints)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 from deployflow.sim.config import SimConfig
 from deployflow.sim.controllers.base import Scope, in_scope
+from deployflow.sim.controllers.endpointslices import slice_name, write_slice
 from deployflow.sim.controllers.pods import is_ready, is_terminal
-from deployflow.sim.resources import ENDPOINTS, PODS, SERVICES
+from deployflow.sim.resources import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from deployflow.sim.selectors import LabelIndex
 from deployflow.sim.store import Obj, Store, StoreError
 
@@ -37,7 +39,8 @@ class EndpointsController:
         pods: dict[str, Obj] = {}
         for pod in in_scope(self.store, PODS, scope):
             meta = pod["metadata"]
-            if is_terminal(pod) or meta.get("deletionTimestamp") or not pod.get("status", {}).get("podIP"):
+            # Terminating pods are kept for EndpointSlices (as terminating endpoints); Endpoints drop them.
+            if is_terminal(pod) or not pod.get("status", {}).get("podIP"):
                 continue
             key = f"{meta.get('namespace', '')}/{meta['name']}"
             pods[key] = pod
@@ -61,6 +64,8 @@ class EndpointsController:
             if (meta.get("namespace"), meta["name"]) not in wanted and (meta.get("labels") or {}).get(MANAGED_BY):
                 with contextlib.suppress(StoreError):
                     self.store.delete(ENDPOINTS, meta.get("namespace"), meta["name"])
+                with contextlib.suppress(StoreError):
+                    self.store.delete(ENDPOINTSLICES, meta.get("namespace"), slice_name(meta["name"]))
                 self._written.pop((meta.get("namespace", ""), meta["name"]), None)
 
     def _write(self, svc: Obj, pods: list[Obj], current: Obj | None) -> None:
@@ -72,7 +77,10 @@ class EndpointsController:
         if current is not None and self._written.get((ns, name)) == (signature,
                                                                      current["metadata"].get("resourceVersion")):
             return
-        written = self._write_endpoints(svc, pods, current)
+        serving = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        written = self._write_endpoints(svc, serving, current)
+        ports = [_port(p, serving or pods) for p in svc.get("spec", {}).get("ports") or []]
+        write_slice(self.store, svc, pods, ports)
         self._written[(ns, name)] = (signature, written["metadata"].get("resourceVersion"))
 
     def _write_endpoints(self, svc: Obj, pods: list[Obj], current: Obj | None) -> Obj:

@@ -29,6 +29,7 @@ from deployflow.sim.controllers.lifecycle import (
     PodState,
     lifecycle,
 )
+from deployflow.sim.controllers.termination import prestop_seconds, terminating_status
 from deployflow.sim.resources import PODS
 from deployflow.sim.store import Obj, Store, StoreError, now_iso
 
@@ -149,6 +150,10 @@ def _default_log(labels: Mapping[str, str], annotations: Mapping[str, str], spec
 # ---- the controller -------------------------------------------------------------------------------------
 
 
+def _running(pod: Obj) -> bool:
+    return any("running" in (cs.get("state") or {}) for cs in pod.get("status", {}).get("containerStatuses") or [])
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
@@ -170,6 +175,7 @@ class PodController(TimedController):
         self._ns: dict[str, str] = {}
         self._ip_counter = 0
         self._wakeups = Wakeups()
+        self._terminating: dict[str, float] = {}  # pod uid -> simulated time its deletion was first seen
 
     def born(self, uid: str) -> float | None:
         return self._born.get(uid)
@@ -195,6 +201,9 @@ class PodController(TimedController):
             born = self._born.get(uid)
             if born is None:
                 born = self._born[uid] = now
+            if pod["metadata"].get("deletionTimestamp"):
+                self._wakeups.note(ns, self._terminate(pod, now))
+                continue
             due = self._next.get(uid, -math.inf)
             if due > now and uid in self._key:
                 self._wakeups.note(ns, due)
@@ -205,7 +214,8 @@ class PodController(TimedController):
                 continue  # deleted meanwhile
         gone = [u for u, ns in self._ns.items() if u not in seen and (scope is None or ns in scope)]
         for uid in gone:
-            for table in (self._born, self._ready_since, self._key, self._next, self._ips, self._ns):
+            for table in (self._born, self._ready_since, self._key, self._next, self._ips, self._ns,
+                          self._terminating):
                 table.pop(uid, None)
             self.events.forget(uid)
 
@@ -233,6 +243,25 @@ class PodController(TimedController):
         self._key[uid] = state.key
         self._record_events(pod, state, previous, behaviour)
         return next_at
+
+    def _terminate(self, pod: Obj, now: float) -> float:
+        """Plays a deleted pod's grace period; returns when it next changes by itself."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        first = uid not in self._terminating
+        since = self._terminating.setdefault(uid, now)
+        self._ready_since.pop(uid, None)
+        grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+        # A pod with no running container (completed, crash-looping, never started) has nothing to stop: the
+        # kubelet confirms its deletion at once.
+        if now >= since + grace or (first and not _running(pod)):
+            self.store.finish_termination(PODS, meta.get("namespace"), meta["name"])
+            return math.inf
+        stop = since + min(prestop_seconds(pod), grace)
+        status = terminating_status(pod, now >= stop, now_iso())
+        if status != pod.get("status"):
+            write_status(self.store, PODS, pod, status)
+        return stop if now < stop else since + grace
 
     def _allocate_ip(self, uid: str) -> str:
         self._ip_counter += 1

@@ -67,6 +67,8 @@ class ReplicaSetController(PodOwnerController):
 
     def _sync(self, rs: Obj, pods: list[Obj], now: float) -> None:
         meta, spec = rs["metadata"], rs.get("spec", {})
+        if meta.get("deletionTimestamp"):
+            return  # being deleted: the garbage collector, not this controller, decides what goes
         ns = meta["namespace"]
         want = int(spec.get("replicas", 1))
         if len(pods) < want:
