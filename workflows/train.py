@@ -195,6 +195,7 @@ class ReleaseTrain(DeploymentControl):
         rel.phase, rel.previous_version = "Succeeded", result.previous_version
         rel.message = result.message
         self.event(f"{rel.workflow_id}: {result.version} released (previous {result.previous_version or 'none'})")
+        self._show()
         return result
 
     async def _analyse(self, wave: Wave, view: WaveView) -> None:
@@ -259,8 +260,21 @@ class ReleaseTrain(DeploymentControl):
                     self.event(f"{workflow_id}: could not relay {'pause' if paused else 'resume'}: {err}",
                                kind="warning")
 
-    def _show(self) -> None:
+    def set_phase(
+        self,
+        phase: Phase,
+        message: str = "",
+        *,
+        step: str | None = None,
+        step_index: int | None = None,
+        step_count: int | None = None,
+        record: bool = True,
+    ) -> None:
+        """Every published status carries the waves as they stand."""
         self.status.details["waves"] = [w.model_dump(mode="json") for w in self._waves]
+        super().set_phase(phase, message, step=step, step_index=step_index, step_count=step_count, record=record)
+
+    def _show(self) -> None:
         self.set_phase(self.status.phase, self.status.message, record=False)
 
 

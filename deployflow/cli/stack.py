@@ -47,8 +47,9 @@ def worker() -> None:
 def sim(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8081,
-    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig to write (context `sim`)")] = Path(
+    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig to write (one context)")] = Path(
         ".deployflow/kubeconfig"),
+    context: Annotated[str, typer.Option(help="name of the kubeconfig context (and cluster)")] = "sim",
     time_factor: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
 ) -> None:
     """Run the Kubernetes simulator in the foreground (tests and demos only; never a production target)."""
@@ -77,7 +78,7 @@ def sim(
         while not simulator.started.is_set() and not serving.done():
             await asyncio.sleep(0.01)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        simulator.write_kubeconfig(str(kubeconfig), context="sim")
+        simulator.write_kubeconfig(str(kubeconfig), context=context)
         err_console.print(f"simulator serving the Kubernetes API at {simulator.url} (time factor {time_factor:g})")
         err_console.print(f"  KUBECONFIG={kubeconfig} kubectl get pods -A")
         with contextlib.suppress(asyncio.CancelledError):
@@ -96,13 +97,20 @@ def dev(
         ".deployflow"),
     time_factor: Annotated[float, typer.Option(help="simulator speed: simulated seconds per real second")] = 1.0,
     no_prometheus: Annotated[bool, typer.Option("--no-prometheus", help="do not start Prometheus")] = False,
+    clusters: Annotated[str, typer.Option(
+        help="simulated clusters: a count (sim, sim-2, ...) or context names (staging,prod-1); one simulator each, "
+        "on --sim-port and the ports after it, all in one kubeconfig")] = "1",
 ) -> None:
-    """Run the whole local stack: Temporal dev server, simulator, Prometheus and a worker. Ctrl-C stops it all."""
-    from deployflow.dev import DevPorts, DevStack, StackError
+    """Run the whole local stack: Temporal dev server, simulators, Prometheus and a worker. Ctrl-C stops it all."""
+    from deployflow.dev import DevPorts, DevStack, StackError, cluster_names
 
+    try:
+        names = cluster_names(clusters)
+    except StackError as err:
+        fail(str(err))
     stack = DevStack(
         DevPorts(temporal=temporal_port, ui=ui_port, sim=sim_port, prometheus=prometheus_port),
-        state_dir=state_dir, time_factor=time_factor, prometheus=not no_prometheus,
+        state_dir=state_dir, time_factor=time_factor, prometheus=not no_prometheus, clusters=names,
     )
 
     async def go() -> None:

@@ -1,0 +1,257 @@
+"""Release trains on the time-skipping server against three simulated clusters (staging, prod-1, prod-2): waves in
+order with soak and approval, a version that cannot be pulled in prod-1 stopping the train in wave 2 (rolled back,
+or held for a person), abort of the whole train, depends_on order and the per-cluster limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from deployflow.errors import ErrorType
+from deployflow.sim.controllers.lifecycle import IMAGE_PULL_ERROR, READY_DELAY
+from deployflow.sim.resources import DEPLOYMENTS, NAMESPACES, PODS, SERVICES
+from deployflow.sim.server import Simulator
+from deployflow.sim.store import StoreError
+from deployflow.spec import describe_validation_error, parse_spec
+from deployflow.spec.train import TrainRequest
+from deployflow.status import DeploymentStatus, Phase
+from tests.bluegreen_support import running_worker, wait_for
+from workflows.train import ReleaseTrain
+
+WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"])]
+
+
+def train(namespace: str, version: str, *, apps: list[dict[str, Any]] | None = None,
+          waves: list[dict[str, Any]] | None = None, **fields: Any) -> TrainRequest:
+    """A train of blue-green releases of `web` (or `apps`), one wave per cluster unless `waves` says otherwise."""
+    apps = apps or [{"name": "web"}]
+    return TrainRequest.model_validate({
+        "strategy": "train", "name": f"shop-{namespace}", "version": version,
+        "apps": [{"name": a["name"], "depends_on": a.get("depends_on", []), "release": {
+            "strategy": "blue-green", "standby": "0s",
+            # Pods become ready a moment after they start, long enough for a registry to refuse them first.
+            "workload": {"image": f"registry.example.com/shop/{a['name']}:{version}", "replicas": 1,
+                         "pod_annotations": {READY_DELAY: "10"}},
+        }} for a in apps],
+        "waves": waves or [{"name": name, "targets": [{"cluster": c, "namespace": namespace} for c in targets]}
+                           for name, targets in WAVES],
+        **fields,
+    })
+
+
+async def start(client: Client, queue: str, request: TrainRequest) -> WorkflowHandle[Any, DeploymentStatus]:
+    return await client.start_workflow(ReleaseTrain.run, request, id=request.workflow_id(), task_queue=queue)
+
+
+def serving(sim: Simulator, namespace: str, app: str = "web") -> str | None:
+    """The version the app's Service sends users to in one cluster (None: no release yet)."""
+    service = sim.store.get(SERVICES, namespace, app)
+    if service is None:
+        return None
+    color = service["spec"]["selector"].get("deployflow.io/color")
+    deployment = sim.store.get(DEPLOYMENTS, namespace, f"{app}-{color}")
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"])
+
+
+def waves_of(status: DeploymentStatus) -> dict[str, dict[str, Any]]:
+    return {w["name"]: w for w in status.details["waves"]}
+
+
+@pytest.fixture
+def namespace(clusters: dict[str, Simulator]) -> Iterator[str]:
+    """A fresh namespace in every cluster of the train."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    for sim in clusters.values():
+        sim.create_namespace(name)
+    yield name
+    for sim in clusters.values():
+        with contextlib.suppress(StoreError):
+            sim.store.delete(NAMESPACES, None, name)
+
+
+@pytest.fixture
+async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
+    async with running_worker(time_skipping_env.client) as queue:
+        yield time_skipping_env.client, queue
+
+
+@contextlib.asynccontextmanager
+async def registry_without(sim: Simulator, namespace: str, version: str) -> AsyncIterator[None]:
+    """This cluster's registry lacks `version`: its pods fail to pull the image (as the kubelet would report)."""
+
+    async def refuse() -> None:
+        while True:
+            for pod in sim.store.list(PODS, namespace):
+                labels, annotations = pod["metadata"].get("labels") or {}, pod["metadata"].get("annotations") or {}
+                if labels.get("app.kubernetes.io/version") == version and IMAGE_PULL_ERROR not in annotations:
+                    pod["metadata"]["annotations"] = {**annotations, IMAGE_PULL_ERROR: "true"}
+                    with contextlib.suppress(StoreError):
+                        sim.store.update(PODS, pod, check_rv=False)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(refuse())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def release_everywhere(client: Client, queue: str, namespace: str, version: str) -> None:
+    result = await (await start(client, queue, train(namespace, version))).result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+
+
+# --- the spec ---------------------------------------------------------------------------------------------------
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    doc = train("shop", "2.0", apps=[{"name": "api"}, {"name": "web", "depends_on": ["api"]}]).model_dump(
+        mode="json", exclude_unset=True)
+    return {**doc, **changes}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"apps": [{**_spec()["apps"][0], "depends_on": ["web"]}, _spec()["apps"][1]]}, "apps.depends_on: a cycle"),
+    ({"apps": [{**_spec()["apps"][0], "depends_on": ["db"]}]}, "apps.0.depends_on: unknown apps ['db']"),
+    ({"apps": [{"name": "web", "release": {**_spec()["apps"][0]["release"], "target": {"cluster": "x"}}}]},
+     "apps.0.release: target: ['cluster'] are set by the train"),
+    ({"apps": [{"name": "web", "release": {"strategy": "blue-green", "workload": {"image": "BAD"}}}]},
+     "apps.0.release (in waves.0.targets.0): workload.image"),
+    ({"waves": [{"name": "prod", "targets": []}]}, "waves.0.targets"),
+    ({"max_concurrent_per_cluster": 0}, "max_concurrent_per_cluster"),
+])
+def test_a_bad_train_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        TrainRequest.model_validate(_spec(**change))
+    assert named in describe_validation_error(err.value)
+
+
+def test_train_is_a_strategy_whose_apps_run_in_dependency_order() -> None:
+    spec = parse_spec(_spec())
+    assert isinstance(spec, TrainRequest) and spec.workflow_id() == "train/shop-shop"
+    assert spec.order() == ["api", "web"]
+    back = spec.apps[1].previous_release("prod-1", "shop", "1.0")
+    assert back.workload.image == "registry.example.com/shop/web:1.0"  # type: ignore[attr-defined]
+    assert back.target.workflow_id() == "deploy/prod-1/shop/web"  # type: ignore[attr-defined]
+
+
+# --- runs -------------------------------------------------------------------------------------------------------
+
+
+async def test_a_good_train_goes_through_every_wave_with_soak_and_approval(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str, time_skipping_env: WorkflowEnvironment
+) -> None:
+    client, queue = env
+    waves = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace}],
+              "soak": {"duration": "30m"}, "approval": True},
+             {"name": "prod-1", "targets": [{"cluster": "prod-1", "namespace": namespace}], "soak": {"duration": "1h"}},
+             {"name": "prod-2", "targets": [{"cluster": "prod-2", "namespace": namespace}]}]
+    handle = await start(client, queue, train(namespace, "1.0", waves=waves))
+    await wait_for(handle, lambda s: "soaking" in s.message, "the soak in staging")
+    await time_skipping_env.sleep(timedelta(minutes=31))
+
+    status = await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after staging")
+    assert waves_of(status)["staging"]["phase"] == "WaitingApproval"
+    assert waves_of(status)["prod-1"]["phase"] == "Pending"
+    assert serving(clusters["staging"], namespace) == "1.0" and serving(clusters["prod-1"], namespace) is None
+    await handle.execute_update("approve", {"approver": "alice"})
+
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+    assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
+    assert [w["phase"] for w in result.details["waves"]] == ["Promoted"] * 3
+    assert result.details["approved_by"] == "alice"
+    releases = [r for w in result.details["waves"] for r in w["releases"]]
+    assert [r["workflow_id"] for r in releases] == [f"deploy/{c}/{namespace}/web" for c in clusters]
+    assert all(r["phase"] == "Succeeded" and r["version"] == "1.0" for r in releases)
+    # Each release is a workflow of its own under the usual id, steerable and visible on its own.
+    child = await client.get_workflow_handle(f"deploy/prod-2/{namespace}/web", result_type=DeploymentStatus).result()
+    assert child.phase == Phase.SUCCEEDED and child.strategy == "blue-green"
+
+
+@pytest.mark.parametrize("policy", ["rollback", "hold"])
+async def test_a_version_prod_1_cannot_pull_stops_the_train_in_wave_2_and_rolls_back_wave_1(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str, policy: str
+) -> None:
+    client, queue = env
+    await release_everywhere(client, queue, namespace, "1.0")
+
+    async with registry_without(clusters["prod-1"], namespace, "2.0"):
+        handle = await start(client, queue, train(namespace, "2.0", on_failure=policy))
+        if policy == "hold":
+            status = await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the hold after prod-1")
+            assert waves_of(status)["prod-1"]["phase"] == "Failed"
+            assert serving(clusters["staging"], namespace) == "2.0"  # held: nothing rolled back yet
+            await handle.execute_update("abort", {"reason": "2.0 is not in the prod registry"})
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+
+    assert failed.value.cause.type == ErrorType.ROLLED_BACK  # type: ignore[attr-defined]
+    status = await handle.query("status", result_type=DeploymentStatus)
+    waves = waves_of(status)
+    assert (waves["staging"]["phase"], waves["prod-1"]["phase"], waves["prod-2"]["phase"]) == (
+        "RolledBack", "Failed", "Pending")
+    assert waves["staging"]["releases"][0]["phase"] == "RolledBack"
+    assert waves["prod-1"]["releases"][0]["phase"] == "Failed"
+    assert "ErrImagePull" in waves["prod-1"]["releases"][0]["message"] or (
+        "ImagePullBackOff" in waves["prod-1"]["releases"][0]["message"])
+    # Every cluster serves 1.0 again: staging was rolled back, prod-1 rolled itself back, prod-2 was never touched.
+    assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
+    assert clusters["prod-2"].store.get(DEPLOYMENTS, namespace, "web-green") is None
+
+
+async def test_abort_stops_the_whole_train_and_rolls_back_what_it_promoted(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    await release_everywhere(client, queue, namespace, "1.0")
+    waves = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace},
+                                             {"cluster": "prod-1", "namespace": namespace}], "approval": True},
+             {"name": "prod", "targets": [{"cluster": "prod-2", "namespace": namespace}]}]
+    handle = await start(client, queue, train(namespace, "2.0", waves=waves))
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after the first wave")
+    assert serving(clusters["prod-1"], namespace) == "2.0"
+    await handle.execute_update("abort", {"reason": "release freeze"})
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        await handle.result()
+    assert "release freeze" in str(failed.value.cause)
+    assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
+    status = await handle.query("status", result_type=DeploymentStatus)
+    assert status.phase == Phase.ROLLED_BACK
+    assert waves_of(status)["prod"]["phase"] == "Pending"
+
+
+async def test_dependencies_go_first_and_one_release_at_a_time_per_cluster(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    apps = [{"name": "web", "depends_on": ["api"]}, {"name": "api"}, {"name": "jobs"}]
+    waves = [{"name": "all", "targets": [{"cluster": c, "namespace": namespace} for c in ("staging", "prod-1")]}]
+    handle = await start(client, queue, train(namespace, "1.0", apps=apps, waves=waves))
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+
+    spans: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for cluster in ("staging", "prod-1"):
+        for app in ("api", "web", "jobs"):
+            described = await client.get_workflow_handle(f"deploy/{cluster}/{namespace}/{app}").describe()
+            assert described.close_time is not None
+            spans.setdefault(cluster, {})[app] = (described.start_time, described.close_time)
+        mine = spans[cluster]
+        assert mine["api"][1] <= mine["web"][0], mine  # web only once api had succeeded there
+        ordered = sorted(mine.values())
+        assert all(a[1] <= b[0] for a, b in zip(ordered, ordered[1:], strict=False)), mine  # never two at once
+    # The limit is per cluster: the first releases of the two clusters ran side by side.
+    (start_a, end_a), (start_b, end_b) = spans["staging"]["api"], spans["prod-1"]["api"]
+    assert start_a < end_b and start_b < end_a, spans
