@@ -152,7 +152,7 @@ async def test_a_good_train_goes_through_every_wave_with_soak_and_approval(
     env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str, time_skipping_env: WorkflowEnvironment
 ) -> None:
     client, queue = env
-    waves = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace}],
+    waves: list[dict[str, Any]] = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace}],
               "soak": {"duration": "30m"}, "approval": True},
              {"name": "prod-1", "targets": [{"cluster": "prod-1", "namespace": namespace}], "soak": {"duration": "1h"}},
              {"name": "prod-2", "targets": [{"cluster": "prod-2", "namespace": namespace}]}]
@@ -215,7 +215,7 @@ async def test_abort_stops_the_whole_train_and_rolls_back_what_it_promoted(
 ) -> None:
     client, queue = env
     await release_everywhere(client, queue, namespace, "1.0")
-    waves = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace},
+    waves: list[dict[str, Any]] = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace},
                                              {"cluster": "prod-1", "namespace": namespace}], "approval": True},
              {"name": "prod", "targets": [{"cluster": "prod-2", "namespace": namespace}]}]
     handle = await start(client, queue, train(namespace, "2.0", waves=waves))
@@ -236,8 +236,9 @@ async def test_dependencies_go_first_and_one_release_at_a_time_per_cluster(
     env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
 ) -> None:
     client, queue = env
-    apps = [{"name": "web", "depends_on": ["api"]}, {"name": "api"}, {"name": "jobs"}]
-    waves = [{"name": "all", "targets": [{"cluster": c, "namespace": namespace} for c in ("staging", "prod-1")]}]
+    apps: list[dict[str, Any]] = [{"name": "web", "depends_on": ["api"]}, {"name": "api"}, {"name": "jobs"}]
+    both = [{"cluster": c, "namespace": namespace} for c in ("staging", "prod-1")]
+    waves: list[dict[str, Any]] = [{"name": "all", "targets": both}]
     handle = await start(client, queue, train(namespace, "1.0", apps=apps, waves=waves))
     result = await handle.result()
     assert result.phase == Phase.SUCCEEDED, result.message
