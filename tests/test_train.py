@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from deployflow.dev import DevPorts, cluster_names, port_in_use
 from deployflow.errors import ErrorType
 from deployflow.sim.controllers.lifecycle import IMAGE_PULL_ERROR, READY_DELAY
 from deployflow.sim.resources import DEPLOYMENTS, NAMESPACES, PODS, SERVICES
@@ -25,6 +33,7 @@ from deployflow.spec import describe_validation_error, parse_spec
 from deployflow.spec.train import TrainRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import running_worker, wait_for
+from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until
 from workflows.train import ReleaseTrain
 
 WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"])]
@@ -256,3 +265,46 @@ async def test_dependencies_go_first_and_one_release_at_a_time_per_cluster(
     # The limit is per cluster: the first releases of the two clusters ran side by side.
     (start_a, end_a), (start_b, end_b) = spans["staging"]["api"], spans["prod-1"]["api"]
     assert start_a < end_b and start_b < end_a, spans
+
+
+# --- several clusters on a laptop -------------------------------------------------------------------------------
+
+
+def test_dev_stack_runs_one_simulator_per_cluster_in_one_kubeconfig(tmp_path: Path) -> None:
+    ports = DevPorts.free()
+    while port_in_use("127.0.0.1", ports.sim + 1) or ports.sim + 1 in (ports.temporal, ports.ui):
+        ports = DevPorts.free()
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [*deployflow_cmd(), "dev", "--clusters", "staging,prod-1", "--no-prometheus",
+         "--temporal-port", str(ports.temporal), "--ui-port", str(ports.ui), "--sim-port", str(ports.sim),
+         "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        wait_until(lambda: (state / "worker.log").exists() and "worker polling" in (state / "worker.log").read_text(),
+                   READY_TIMEOUT, proc, "the worker polling")
+        kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
+        servers = {c["name"]: c["cluster"]["server"] for c in kubeconfig["clusters"]}
+        assert [c["name"] for c in kubeconfig["contexts"]] == ["staging", "prod-1"]
+        assert servers == {"staging": f"http://127.0.0.1:{ports.sim}", "prod-1": f"http://127.0.0.1:{ports.sim + 1}"}
+        for context in ("staging", "prod-1"):
+            api = kube_client.CoreV1Api(kube_config.new_client_from_config(str(state / "kubeconfig"), context=context))
+            names = {ns.metadata.name for ns in api.list_namespace().items if ns.metadata}
+            assert "demo" in names  # each cluster got its own
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out
+    assert "context staging" in out and "context prod-1" in out
+
+
+def test_dev_refuses_a_bad_cluster_list(tmp_path: Path) -> None:
+    result = subprocess.run([*deployflow_cmd(), "dev", "--clusters", "a,a"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 1 and "--clusters" in result.stdout + result.stderr
+    assert cluster_names("3") == ("sim", "sim-2", "sim-3")
