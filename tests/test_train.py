@@ -21,6 +21,7 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from deployflow.dev import DevPorts, cluster_names, port_in_use
@@ -118,6 +119,16 @@ async def registry_without(sim: Simulator, namespace: str, version: str) -> Asyn
 async def release_everywhere(client: Client, queue: str, namespace: str, version: str) -> None:
     result = await (await start(client, queue, train(namespace, version))).result()
     assert result.phase == Phase.SUCCEEDED, result.message
+
+
+async def started(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until the server knows the workflow (a child starts a moment after its parent asked for it)."""
+    for _ in range(600):
+        with contextlib.suppress(RPCError):
+            await handle.describe()
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} never started")
 
 
 # --- the spec ---------------------------------------------------------------------------------------------------
@@ -308,3 +319,45 @@ def test_dev_refuses_a_bad_cluster_list(tmp_path: Path) -> None:
                             timeout=60, cwd=tmp_path)
     assert result.returncode == 1 and "--clusters" in result.stdout + result.stderr
     assert cluster_names("3") == ("sim", "sim-2", "sim-3")
+
+
+async def test_pause_reaches_the_running_releases_which_stay_steerable_on_their_own(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    request = train(namespace, "1.0", waves=[{"name": "staging",
+                                               "targets": [{"cluster": "staging", "namespace": namespace}]}])
+    request.apps[0].release["promotion"] = {"mode": "manual"}
+    handle = await start(client, queue, request)
+    await wait_for(handle, lambda s: s.details["waves"][0]["releases"][0]["phase"] == "Running", "the release")
+    child = client.get_workflow_handle(f"deploy/staging/{namespace}/web", result_type=DeploymentStatus)
+    await started(child)
+    await wait_for(child, lambda s: s.phase == Phase.WAITING_PROMOTION, "the release's own gate")
+
+    await handle.execute_update("pause", {"reason": "change freeze"})
+    await wait_for(child, lambda s: s.paused, "the pause relayed to the release")
+    await handle.execute_update("resume")
+    await wait_for(child, lambda s: not s.paused, "the resume relayed to the release")
+    await child.execute_update("promote", {})  # the release's own gate, through its own id
+
+    result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+    assert serving(clusters["staging"], namespace) == "1.0"
+
+
+async def test_a_failure_cancels_the_waves_other_releases_and_every_target_ends_on_the_old_version(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    await release_everywhere(client, queue, namespace, "1.0")
+    everywhere = [{"cluster": c, "namespace": namespace} for c in clusters]
+    async with registry_without(clusters["prod-1"], namespace, "2.0"):
+        handle = await start(client, queue, train(namespace, "2.0", waves=[{"name": "all", "targets": everywhere}]))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    status = await handle.query("status", result_type=DeploymentStatus)
+    phases = {r["cluster"]: r["phase"] for r in waves_of(status)["all"]["releases"]}
+    assert phases["prod-1"] == "Failed"
+    # The others were stopped while running (and rolled themselves back) or had succeeded (and were rolled back).
+    assert {phases["staging"], phases["prod-2"]} <= {"Cancelled", "RolledBack"}, phases
+    assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")

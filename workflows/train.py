@@ -270,8 +270,9 @@ class ReleaseTrain(DeploymentControl):
         step_count: int | None = None,
         record: bool = True,
     ) -> None:
-        """Every published status carries the waves as they stand."""
+        """Every published status carries the waves as they stand (and one line of them for the UI's details)."""
         self.status.details["waves"] = [w.model_dump(mode="json") for w in self._waves]
+        self.status.details["progress"] = " · ".join(f"{w.name} {w.phase}" for w in self._waves)
         super().set_phase(phase, message, step=step, step_index=step_index, step_count=step_count, record=record)
 
     def _show(self) -> None:
