@@ -174,7 +174,10 @@ async def test_a_good_train_goes_through_every_wave_with_soak_and_approval(
     client, queue = env
     waves: list[dict[str, Any]] = [{"name": "staging", "targets": [{"cluster": "staging", "namespace": namespace}],
               "soak": {"duration": "30m"}, "approval": True},
-             {"name": "prod-1", "targets": [{"cluster": "prod-1", "namespace": namespace}], "soak": {"duration": "1h"}},
+             {"name": "prod-1", "targets": [{"cluster": "prod-1", "namespace": namespace}],
+              "soak": {"duration": "1h", "analysis": {"metrics": [{
+                  "name": "ready", "provider": {"kind": "kubernetes", "measure": "ready-ratio"},
+                  "success_condition": "result >= 1"}]}}},
              {"name": "prod-2", "targets": [{"cluster": "prod-2", "namespace": namespace}]}]
     handle = await start(client, queue, train(namespace, "1.0", waves=waves))
     await wait_for(handle, lambda s: "soaking" in s.message, "the soak in staging")
@@ -191,6 +194,7 @@ async def test_a_good_train_goes_through_every_wave_with_soak_and_approval(
     assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
     assert [w["phase"] for w in result.details["waves"]] == ["Promoted"] * 3
     assert result.details["approved_by"] == "alice"
+    assert [m.metric for m in result.measurements] == ["ready"] and result.measurements[0].verdict == "Successful"
     releases = [r for w in result.details["waves"] for r in w["releases"]]
     assert [r["workflow_id"] for r in releases] == [f"deploy/{c}/{namespace}/web" for c in clusters]
     assert all(r["phase"] == "Succeeded" and r["version"] == "1.0" for r in releases)
@@ -361,3 +365,19 @@ async def test_a_failure_cancels_the_waves_other_releases_and_every_target_ends_
     # The others were stopped while running (and rolled themselves back) or had succeeded (and were rolled back).
     assert {phases["staging"], phases["prod-2"]} <= {"Cancelled", "RolledBack"}, phases
     assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
+
+
+async def test_a_held_train_goes_on_with_the_next_wave_when_promoted(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    await release_everywhere(client, queue, namespace, "1.0")
+    async with registry_without(clusters["prod-1"], namespace, "2.0"):
+        handle = await start(client, queue, train(namespace, "2.0", on_failure="hold"))
+        await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the hold after prod-1")
+        await handle.execute_update("promote", {})
+        result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED and "passed over after failing: prod-1" in result.message
+    assert [w["phase"] for w in result.details["waves"]] == ["Promoted", "Failed", "Promoted"]
+    assert {c: serving(sim, namespace) for c, sim in clusters.items()} == {
+        "staging": "2.0", "prod-1": "1.0", "prod-2": "2.0"}
