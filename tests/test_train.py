@@ -11,6 +11,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from deployflow.spec.train import TrainRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import running_worker, wait_for
 from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until
+from worker import build_worker
 from workflows.train import ReleaseTrain
 
 WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"])]
@@ -381,3 +383,24 @@ async def test_a_held_train_goes_on_with_the_next_wave_when_promoted(
     assert [w["phase"] for w in result.details["waves"]] == ["Promoted", "Failed", "Promoted"]
     assert {c: serving(sim, namespace) for c, sim in clusters.items()} == {
         "staging": "2.0", "prod-1": "1.0", "prod-2": "2.0"}
+
+
+async def test_a_train_carries_on_when_its_worker_goes_away_mid_wave(
+    dev_env: WorkflowEnvironment, clusters: dict[str, Simulator], namespace: str
+) -> None:
+    # The dev server, which hands a run whose worker left to another worker at once, as production does.
+    client, queue = dev_env.client, f"train-{uuid.uuid4().hex[:8]}"
+    targets = [{"cluster": c, "namespace": namespace} for c in ("staging", "prod-1")]
+    request = train(namespace, "1.0", waves=[{"name": "first", "targets": targets[:1], "approval": True},
+                                             {"name": "second", "targets": targets[1:]}])
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        async with build_worker(client, queue, executor=executor, max_concurrent_activities=8):
+            handle = await start(client, queue, request)
+            await wait_for(handle, lambda s: s.details["waves"][0]["releases"][0]["phase"] == "Running", "wave 1")
+        # That worker has stopped; a new one knows the train only from its history.
+        async with build_worker(client, queue, executor=executor, max_concurrent_activities=8):
+            await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after wave 1")
+            await handle.execute_update("promote", {})
+            result = await handle.result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+    assert serving(clusters["staging"], namespace) == serving(clusters["prod-1"], namespace) == "1.0"

@@ -79,7 +79,7 @@ class ReleaseTrain(DeploymentControl):
         self._children: dict[str, workflow.ChildWorkflowHandle[object, DeploymentStatus]] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._promoted: list[ReleaseView] = []  # releases that succeeded, in the order they did
-        self.status.details["waves"] = [w.model_dump(mode="json") for w in self._waves]
+        self._show()
 
     @workflow.run
     async def run(self, request: TrainRequest) -> DeploymentStatus:
@@ -87,10 +87,15 @@ class ReleaseTrain(DeploymentControl):
         self.check_request(request)
         self.warn_unless_locked()
         relay = asyncio.create_task(self._relay_pause())
+        # No `finally` here or below: a run evicted from the worker's cache is torn down by GeneratorExit, and
+        # cleanup that touches the workflow then (cancelling a task, waking a waiter) fails outside its event loop.
         try:
-            return await self._run(request)
-        finally:
+            result = await self._run(request)
+        except (Exception, asyncio.CancelledError):
             relay.cancel()
+            raise
+        relay.cancel()
+        return result
 
     async def _run(self, request: TrainRequest) -> DeploymentStatus:
         held: list[str] = []
@@ -149,21 +154,27 @@ class ReleaseTrain(DeploymentControl):
                 failed = next((t for t in tasks if t.done() and t.exception() is not None), None)
                 if failed is not None:
                     raise failed.exception()  # type: ignore[misc]
-        finally:
+        except (Exception, asyncio.CancelledError):
             for task in tasks:
                 task.cancel()
             await shielded(workflow.wait(tasks))
+            raise
 
     async def _release(self, wave: Wave, view: WaveView, rel: ReleaseView) -> None:
         deps = self._request.app(rel.app).depends_on
         mine = {r.app: r for r in view.releases if (r.cluster, r.namespace) == (rel.cluster, rel.namespace)}
         await workflow.wait_condition(lambda: all(mine[d].phase == "Succeeded" for d in deps))
         limit = self._limits.setdefault(rel.cluster, asyncio.Semaphore(self._request.max_concurrent_per_cluster))
-        async with limit:
+        await limit.acquire()
+        try:
             await self.checkpoint()
             spec = self._request.app(rel.app).request(rel.cluster, rel.namespace)
             rel.version = spec.version  # type: ignore[attr-defined]
             await self._child(rel, spec, f"wave {wave.name}")
+        except (Exception, asyncio.CancelledError):
+            limit.release()
+            raise
+        limit.release()
         self._promoted.append(rel)
 
     async def _child(self, rel: ReleaseView, spec: StrictModel, why: str) -> DeploymentStatus:
@@ -185,13 +196,13 @@ class ReleaseTrain(DeploymentControl):
                 await handle.signal("pause", PauseRequest(reason="the train is paused"))
             result = await handle
         except (Exception, asyncio.CancelledError) as err:
+            self._children.pop(rel.workflow_id, None)
             rel.phase = "Cancelled" if is_cancellation(err) else "Failed"
             rel.message = explain(err)
             self.event(f"{rel.workflow_id}: {rel.phase.lower()}: {rel.message}", kind="error")
-            raise
-        finally:
-            self._children.pop(rel.workflow_id, None)
             self._show()
+            raise
+        self._children.pop(rel.workflow_id, None)
         rel.phase, rel.previous_version = "Succeeded", result.previous_version
         rel.message = result.message
         self.event(f"{rel.workflow_id}: {result.version} released (previous {result.previous_version or 'none'})")
@@ -271,12 +282,14 @@ class ReleaseTrain(DeploymentControl):
         record: bool = True,
     ) -> None:
         """Every published status carries the waves as they stand (and one line of them for the UI's details)."""
-        self.status.details["waves"] = [w.model_dump(mode="json") for w in self._waves]
-        self.status.details["progress"] = " · ".join(f"{w.name} {w.phase}" for w in self._waves)
+        self._show()
         super().set_phase(phase, message, step=step, step_index=step_index, step_count=step_count, record=record)
 
     def _show(self) -> None:
-        self.set_phase(self.status.phase, self.status.message, record=False)
+        """The query reads the status as it is, so this costs no command in history (a phase change upserts the
+        search attributes); the UI's details follow at the next phase change."""
+        self.status.details["waves"] = [w.model_dump(mode="json") for w in self._waves]
+        self.status.details["progress"] = " · ".join(f"{w.name} {w.phase}" for w in self._waves)
 
 
 __all__ = ["ReleaseTrain", "ReleaseView", "WaveView"]
