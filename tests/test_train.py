@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -24,7 +25,9 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities import ALL_ACTIVITIES
 from deployflow.dev import DevPorts, cluster_names, port_in_use
 from deployflow.errors import ErrorType
 from deployflow.sim.controllers.lifecycle import IMAGE_PULL_ERROR, READY_DELAY
@@ -36,7 +39,8 @@ from deployflow.spec.train import TrainRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import running_worker, wait_for
 from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until
-from worker import build_worker
+from worker import build_worker, worker_client, workflow_runner
+from workflows import ALL_WORKFLOWS
 from workflows.train import ReleaseTrain
 
 WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"])]
@@ -385,6 +389,7 @@ async def test_a_held_train_goes_on_with_the_next_wave_when_promoted(
         "staging": "2.0", "prod-1": "1.0", "prod-2": "2.0"}
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # "coroutine ignored GeneratorExit"
 async def test_a_train_carries_on_when_its_worker_goes_away_mid_wave(
     dev_env: WorkflowEnvironment, clusters: dict[str, Simulator], namespace: str
 ) -> None:
@@ -397,10 +402,30 @@ async def test_a_train_carries_on_when_its_worker_goes_away_mid_wave(
         async with build_worker(client, queue, executor=executor, max_concurrent_activities=8):
             handle = await start(client, queue, request)
             await wait_for(handle, lambda s: s.details["waves"][0]["releases"][0]["phase"] == "Running", "wave 1")
-        # That worker has stopped; a new one knows the train only from its history.
+        # That worker has stopped, tearing its runs down; a new one knows the train only from its history.
+        gc.collect()
         async with build_worker(client, queue, executor=executor, max_concurrent_activities=8):
             await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after wave 1")
             await handle.execute_update("promote", {})
             result = await handle.result()
     assert result.phase == Phase.SUCCEEDED, result.message
     assert serving(clusters["staging"], namespace) == serving(clusters["prod-1"], namespace) == "1.0"
+
+
+async def test_a_train_survives_constant_eviction_from_the_worker_cache(
+    time_skipping_env: WorkflowEnvironment, clusters: dict[str, Simulator], namespace: str
+) -> None:
+    """One cached run for a train and its four releases at once: runs leave the cache all the time and the train's
+    state (releases, semaphore waiters, the pause relay) is rebuilt from history."""
+    client, queue = time_skipping_env.client, f"train-{uuid.uuid4().hex[:8]}"
+    targets = [{"cluster": c, "namespace": namespace} for c in ("staging", "prod-1")]
+    waves: list[dict[str, Any]] = [{"name": "w", "targets": targets}]
+    request = train(namespace, "1.0", apps=[{"name": "web"}, {"name": "api"}], waves=waves,
+                    max_concurrent_per_cluster=2)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with Worker(worker_client(client), task_queue=queue, workflows=ALL_WORKFLOWS, activities=ALL_ACTIVITIES,
+                          activity_executor=executor, workflow_runner=workflow_runner(), max_cached_workflows=1,
+                          max_concurrent_activities=16):
+            result = await (await start(client, queue, request)).result()
+    assert result.phase == Phase.SUCCEEDED, result.message
+    assert {serving(clusters[c], namespace, app) for c in ("staging", "prod-1") for app in ("web", "api")} == {"1.0"}
