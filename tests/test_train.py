@@ -1,6 +1,6 @@
-"""Release trains on the time-skipping server against three simulated clusters (staging, prod-1, prod-2): waves in
-order with soak and approval, a version that cannot be pulled in prod-1 stopping the train in wave 2 (rolled back,
-or held for a person), abort of the whole train, depends_on order and the per-cluster limit."""
+"""Release trains against three simulated clusters (staging, prod-1, prod-2): the spec; waves in order with soak,
+analysis and approval; a version prod-1 cannot pull stopping wave 2 (rolled back, or held); abort; depends_on and
+the per-cluster limit; pause relayed to the releases; a worker stopping mid-wave; `deployflow dev --clusters`."""
 
 from __future__ import annotations
 
