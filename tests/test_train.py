@@ -23,6 +23,7 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import CancelledError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -240,8 +241,9 @@ async def test_a_version_prod_1_cannot_pull_stops_the_train_in_wave_2_and_rolls_
     assert clusters["prod-2"].store.get(DEPLOYMENTS, namespace, "web-green") is None
 
 
-async def test_abort_stops_the_whole_train_and_rolls_back_what_it_promoted(
-    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+@pytest.mark.parametrize("stop", ["abort", "cancel"])
+async def test_abort_or_cancel_stops_the_whole_train_and_rolls_back_what_it_promoted(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str, stop: str
 ) -> None:
     client, queue = env
     await release_everywhere(client, queue, namespace, "1.0")
@@ -251,11 +253,17 @@ async def test_abort_stops_the_whole_train_and_rolls_back_what_it_promoted(
     handle = await start(client, queue, train(namespace, "2.0", waves=waves))
     await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after the first wave")
     assert serving(clusters["prod-1"], namespace) == "2.0"
-    await handle.execute_update("abort", {"reason": "release freeze"})
+    if stop == "abort":
+        await handle.execute_update("abort", {"reason": "release freeze"})
+    else:
+        await handle.cancel()
 
     with pytest.raises(WorkflowFailureError) as failed:
         await handle.result()
-    assert "release freeze" in str(failed.value.cause)
+    if stop == "abort":
+        assert "release freeze" in str(failed.value.cause)
+    else:
+        assert isinstance(failed.value.cause, CancelledError)  # the run ends CANCELED, after its rollback
     assert {c: serving(sim, namespace) for c, sim in clusters.items()} == dict.fromkeys(clusters, "1.0")
     status = await handle.query("status", result_type=DeploymentStatus)
     assert status.phase == Phase.ROLLED_BACK
