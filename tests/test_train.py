@@ -156,6 +156,8 @@ def _spec(**changes: Any) -> dict[str, Any]:
      "apps.0.release (in waves.0.targets.0): workload.image"),
     ({"waves": [{"name": "prod", "targets": []}]}, "waves.0.targets"),
     ({"max_concurrent_per_cluster": 0}, "max_concurrent_per_cluster"),
+    ({"waves": [{"name": f"w{i}", "targets": [{"cluster": f"c{j}", "namespace": "shop"} for j in range(50)]}
+                for i in range(6)]}, "600 releases (apps x targets); a train makes at most 500"),
 ])
 def test_a_bad_train_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:
     with pytest.raises(ValidationError) as err:

@@ -27,6 +27,7 @@ from deployflow.spec.common import (
 
 # The template's target may name the container; the wave names everything else.
 TEMPLATE_TARGET_FIELDS = frozenset({"container"})
+MAX_RELEASES = 500
 
 
 def _release_model() -> Any:
@@ -162,6 +163,10 @@ class TrainRequest(StrictModel):
     @model_validator(mode="after")
     def _releases_valid(self) -> TrainRequest:
         """Every app's spec is checked in every target now, so a bad one fails before the first wave starts."""
+        releases = len(self.apps) * sum(len(wave.targets) for wave in self.waves)
+        if releases > MAX_RELEASES:
+            # Each release is checked here and is a child workflow with its own events in the train's history.
+            raise ValueError(f"apps, waves: {releases} releases (apps x targets); a train makes at most {MAX_RELEASES}")
         for i, app in enumerate(self.apps):
             for w, wave in enumerate(self.waves):
                 for t, target in enumerate(wave.targets):
