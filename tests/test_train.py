@@ -49,12 +49,13 @@ WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"]
 
 def train(namespace: str, version: str, *, apps: list[dict[str, Any]] | None = None,
           waves: list[dict[str, Any]] | None = None, **fields: Any) -> TrainRequest:
-    """A train of blue-green releases of `web` (or `apps`), one wave per cluster unless `waves` says otherwise."""
+    """A train of blue-green releases (or an app's own `release` template) of `web` (or `apps`), one wave per
+    cluster unless `waves` says otherwise."""
     apps = apps or [{"name": "web"}]
     return TrainRequest.model_validate({
         "strategy": "train", "name": f"shop-{namespace}", "version": version,
         "apps": [{"name": a["name"], "depends_on": a.get("depends_on", []), "release": {
-            "strategy": "blue-green", "standby": "0s",
+            **a.get("release", {"strategy": "blue-green", "standby": "0s"}),
             # Pods become ready a moment after they start, long enough for a registry to refuse them first.
             "workload": {"image": f"registry.example.com/shop/{a['name']}:{version}", "replicas": 1,
                          "pod_annotations": {READY_DELAY: "10"}},
@@ -439,3 +440,22 @@ async def test_a_train_survives_constant_eviction_from_the_worker_cache(
             result = await (await start(client, queue, request)).result()
     assert result.phase == Phase.SUCCEEDED, result.message
     assert {serving(clusters[c], namespace, app) for c in ("staging", "prod-1") for app in ("web", "api")} == {"1.0"}
+
+
+async def test_a_canary_app_is_rolled_back_by_releasing_its_previous_version(
+    env: tuple[Client, str], clusters: dict[str, Simulator], namespace: str
+) -> None:
+    client, queue = env
+    apps: list[dict[str, Any]] = [{"name": "cart", "release": {"strategy": "canary", "steps": [{"set_weight": 50}]}}]
+    assert (await (await start(client, queue, train(namespace, "1.0", apps=apps))).result()).phase == Phase.SUCCEEDED
+
+    async with registry_without(clusters["prod-1"], namespace, "2.0"):
+        handle = await start(client, queue, train(namespace, "2.0", apps=apps))
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    stable = {c: sim.store.get(DEPLOYMENTS, namespace, "cart-stable") for c, sim in clusters.items()}
+    versions = {c: d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] if d else None
+                for c, d in stable.items()}
+    assert versions == dict.fromkeys(clusters, "1.0")
+    staging = waves_of(await handle.query("status", result_type=DeploymentStatus))["staging"]["releases"][0]
+    assert (staging["phase"], staging["version"]) == ("RolledBack", "1.0")
