@@ -40,7 +40,7 @@ from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import register_search_attributes, test_server_path
 from tests import test_rolling_workflow as rolling
 from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
-from tests.test_train import train as train_request
+from tests.train_support import train as train_request
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
 from workflows.train import ReleaseTrain

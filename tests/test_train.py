@@ -1,88 +1,33 @@
-"""Release trains against three simulated clusters (staging, prod-1, prod-2): the spec; waves in order with soak,
-analysis and approval; a version prod-1 cannot pull stopping wave 2 (rolled back, or held); abort; depends_on and
-the per-cluster limit; pause relayed to the releases; a worker stopping mid-wave; `deployflow dev --clusters`."""
+"""Release trains on the time-skipping server against three simulated clusters (staging, prod-1, prod-2): waves in
+order with soak, analysis and approval; a version prod-1 cannot pull stopping wave 2 (rolled back, or held); abort
+and cancel; depends_on and the per-cluster limit; pause relayed to the releases; a worker stopping mid-wave."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from kubernetes import client as kube_client
-from kubernetes import config as kube_config
-from pydantic import ValidationError
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import ALL_ACTIVITIES
-from deployflow.dev import DevPorts, cluster_names, port_in_use
 from deployflow.errors import ErrorType
-from deployflow.sim.controllers.lifecycle import IMAGE_PULL_ERROR, READY_DELAY
-from deployflow.sim.resources import DEPLOYMENTS, NAMESPACES, PODS, SERVICES
+from deployflow.sim.resources import DEPLOYMENTS, NAMESPACES
 from deployflow.sim.server import Simulator
 from deployflow.sim.store import StoreError
-from deployflow.spec import describe_validation_error, parse_spec
-from deployflow.spec.train import TrainRequest
 from deployflow.status import DeploymentStatus, Phase
 from tests.bluegreen_support import running_worker, wait_for
-from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until
+from tests.train_support import registry_without, release_everywhere, serving, start, started, train, waves_of
 from worker import build_worker, worker_client, workflow_runner
 from workflows import ALL_WORKFLOWS
-from workflows.train import ReleaseTrain
-
-WAVES = [("staging", ["staging"]), ("prod-1", ["prod-1"]), ("prod-2", ["prod-2"])]
-
-
-def train(namespace: str, version: str, *, apps: list[dict[str, Any]] | None = None,
-          waves: list[dict[str, Any]] | None = None, **fields: Any) -> TrainRequest:
-    """A train of blue-green releases (or an app's own `release` template) of `web` (or `apps`), one wave per
-    cluster unless `waves` says otherwise."""
-    apps = apps or [{"name": "web"}]
-    return TrainRequest.model_validate({
-        "strategy": "train", "name": f"shop-{namespace}", "version": version,
-        "apps": [{"name": a["name"], "depends_on": a.get("depends_on", []), "release": {
-            **a.get("release", {"strategy": "blue-green", "standby": "0s"}),
-            # Pods become ready a moment after they start, long enough for a registry to refuse them first.
-            "workload": {"image": f"registry.example.com/shop/{a['name']}:{version}", "replicas": 1,
-                         "pod_annotations": {READY_DELAY: "10"}},
-        }} for a in apps],
-        "waves": waves or [{"name": name, "targets": [{"cluster": c, "namespace": namespace} for c in targets]}
-                           for name, targets in WAVES],
-        **fields,
-    })
-
-
-async def start(client: Client, queue: str, request: TrainRequest) -> WorkflowHandle[Any, DeploymentStatus]:
-    return await client.start_workflow(ReleaseTrain.run, request, id=request.workflow_id(), task_queue=queue)
-
-
-def serving(sim: Simulator, namespace: str, app: str = "web") -> str | None:
-    """The version the app's Service sends users to in one cluster (None: no release yet)."""
-    service = sim.store.get(SERVICES, namespace, app)
-    if service is None:
-        return None
-    color = service["spec"]["selector"].get("deployflow.io/color")
-    deployment = sim.store.get(DEPLOYMENTS, namespace, f"{app}-{color}")
-    assert deployment is not None
-    return str(deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"])
-
-
-def waves_of(status: DeploymentStatus) -> dict[str, dict[str, Any]]:
-    return {w["name"]: w for w in status.details["waves"]}
 
 
 @pytest.fixture
@@ -101,81 +46,6 @@ def namespace(clusters: dict[str, Simulator]) -> Iterator[str]:
 async def env(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[tuple[Client, str]]:
     async with running_worker(time_skipping_env.client) as queue:
         yield time_skipping_env.client, queue
-
-
-@contextlib.asynccontextmanager
-async def registry_without(sim: Simulator, namespace: str, version: str) -> AsyncIterator[None]:
-    """This cluster's registry lacks `version`: its pods fail to pull the image (as the kubelet would report)."""
-
-    async def refuse() -> None:
-        while True:
-            for pod in sim.store.list(PODS, namespace):
-                labels, annotations = pod["metadata"].get("labels") or {}, pod["metadata"].get("annotations") or {}
-                if labels.get("app.kubernetes.io/version") == version and IMAGE_PULL_ERROR not in annotations:
-                    pod["metadata"]["annotations"] = {**annotations, IMAGE_PULL_ERROR: "true"}
-                    with contextlib.suppress(StoreError):
-                        sim.store.update(PODS, pod, check_rv=False)
-            await asyncio.sleep(0.01)
-
-    task = asyncio.create_task(refuse())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-async def release_everywhere(client: Client, queue: str, namespace: str, version: str) -> None:
-    result = await (await start(client, queue, train(namespace, version))).result()
-    assert result.phase == Phase.SUCCEEDED, result.message
-
-
-async def started(handle: WorkflowHandle[Any, Any]) -> None:
-    """Until the server knows the workflow (a child starts a moment after its parent asked for it)."""
-    for _ in range(600):
-        with contextlib.suppress(RPCError):
-            await handle.describe()
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{handle.id} never started")
-
-
-# --- the spec ---------------------------------------------------------------------------------------------------
-
-
-def _spec(**changes: Any) -> dict[str, Any]:
-    doc = train("shop", "2.0", apps=[{"name": "api"}, {"name": "web", "depends_on": ["api"]}]).model_dump(
-        mode="json", exclude_unset=True)
-    return {**doc, **changes}
-
-
-@pytest.mark.parametrize(("change", "named"), [
-    ({"apps": [{**_spec()["apps"][0], "depends_on": ["web"]}, _spec()["apps"][1]]}, "apps.depends_on: a cycle"),
-    ({"apps": [{**_spec()["apps"][0], "depends_on": ["db"]}]}, "apps.0.depends_on: unknown apps ['db']"),
-    ({"apps": [{"name": "web", "release": {**_spec()["apps"][0]["release"], "target": {"cluster": "x"}}}]},
-     "apps.0.release: target: ['cluster'] are set by the train"),
-    ({"apps": [{"name": "web", "release": {"strategy": "blue-green", "workload": {"image": "BAD"}}}]},
-     "apps.0.release (in waves.0.targets.0): workload.image"),
-    ({"waves": [{"name": "prod", "targets": []}]}, "waves.0.targets"),
-    ({"max_concurrent_per_cluster": 0}, "max_concurrent_per_cluster"),
-    ({"waves": [{"name": f"w{i}", "targets": [{"cluster": f"c{j}", "namespace": "shop"} for j in range(50)]}
-                for i in range(6)]}, "600 releases (apps x targets); a train makes at most 500"),
-])
-def test_a_bad_train_is_refused_naming_the_field(change: dict[str, Any], named: str) -> None:
-    with pytest.raises(ValidationError) as err:
-        TrainRequest.model_validate(_spec(**change))
-    assert named in describe_validation_error(err.value)
-
-
-def test_train_is_a_strategy_whose_apps_run_in_dependency_order() -> None:
-    spec = parse_spec(_spec())
-    assert isinstance(spec, TrainRequest) and spec.workflow_id() == "train/shop-shop"
-    assert spec.order() == ["api", "web"]
-    back = spec.apps[1].previous_release("prod-1", "shop", "1.0")
-    assert back.workload.image == "registry.example.com/shop/web:1.0"  # type: ignore[attr-defined]
-    assert back.target.workflow_id() == "deploy/prod-1/shop/web"  # type: ignore[attr-defined]
-
-
-# --- runs -------------------------------------------------------------------------------------------------------
 
 
 async def test_a_good_train_goes_through_every_wave_with_soak_and_approval(
@@ -297,49 +167,6 @@ async def test_dependencies_go_first_and_one_release_at_a_time_per_cluster(
     # The limit is per cluster: the first releases of the two clusters ran side by side.
     (start_a, end_a), (start_b, end_b) = spans["staging"]["api"], spans["prod-1"]["api"]
     assert start_a < end_b and start_b < end_a, spans
-
-
-# --- several clusters on a laptop -------------------------------------------------------------------------------
-
-
-def test_dev_stack_runs_one_simulator_per_cluster_in_one_kubeconfig(tmp_path: Path) -> None:
-    ports = DevPorts.free()
-    while port_in_use("127.0.0.1", ports.sim + 1) or ports.sim + 1 in (ports.temporal, ports.ui):
-        ports = DevPorts.free()
-    state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [*deployflow_cmd(), "dev", "--clusters", "staging,prod-1", "--no-prometheus",
-         "--temporal-port", str(ports.temporal), "--ui-port", str(ports.ui), "--sim-port", str(ports.sim),
-         "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    try:
-        wait_until(lambda: (state / "worker.log").exists() and "worker polling" in (state / "worker.log").read_text(),
-                   READY_TIMEOUT, proc, "the worker polling")
-        kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
-        servers = {c["name"]: c["cluster"]["server"] for c in kubeconfig["clusters"]}
-        assert [c["name"] for c in kubeconfig["contexts"]] == ["staging", "prod-1"]
-        assert servers == {"staging": f"http://127.0.0.1:{ports.sim}", "prod-1": f"http://127.0.0.1:{ports.sim + 1}"}
-        for context in ("staging", "prod-1"):
-            api = kube_client.CoreV1Api(kube_config.new_client_from_config(str(state / "kubeconfig"), context=context))
-            names = {ns.metadata.name for ns in api.list_namespace().items if ns.metadata}
-            assert "demo" in names  # each cluster got its own
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, out
-    assert "context staging" in out and "context prod-1" in out
-
-
-def test_dev_refuses_a_bad_cluster_list(tmp_path: Path) -> None:
-    result = subprocess.run([*deployflow_cmd(), "dev", "--clusters", "a,a"], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
-    assert result.returncode == 1 and "--clusters" in result.stdout + result.stderr
-    assert cluster_names("3") == ("sim", "sim-2", "sim-3")
 
 
 async def test_pause_reaches_the_running_releases_which_stay_steerable_on_their_own(
