@@ -55,19 +55,6 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
-def cluster_names(clusters: str) -> tuple[str, ...]:
-    """`--clusters 3` -> sim, sim-2, sim-3 (the first keeps the examples' context); `a,b` -> a, b."""
-    if clusters.strip().isdigit():
-        count = int(clusters)
-        if not 1 <= count <= 10:
-            raise StackError(f"--clusters: between 1 and 10 (got {count})")
-        return ("sim", *(f"sim-{i}" for i in range(2, count + 1)))
-    names = tuple(n.strip() for n in clusters.split(",") if n.strip())
-    if not names or len(set(names)) != len(names):
-        raise StackError(f"--clusters: a count or distinct comma-separated context names (got {clusters!r})")
-    return names
-
-
 def merge_kubeconfigs(sources: list[Path], path: Path) -> Path:
     """One kubeconfig with every context of `sources`; the first one's is current."""
     import yaml

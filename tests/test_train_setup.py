@@ -15,7 +15,8 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from pydantic import ValidationError
 
-from deployflow.dev import DevPorts, cluster_names, port_in_use
+from deployflow.cli.stack import cluster_names
+from deployflow.dev import DevPorts, port_in_use
 from deployflow.spec import describe_validation_error, parse_spec
 from deployflow.spec.train import TrainRequest
 from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until

@@ -23,6 +23,19 @@ def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
+def cluster_names(clusters: str) -> tuple[str, ...]:
+    """`--clusters 3` -> sim, sim-2, sim-3 (the first keeps the examples' context); `a,b` -> a, b."""
+    if clusters.strip().isdigit():
+        count = int(clusters)
+        if not 1 <= count <= 10:
+            fail(f"--clusters: between 1 and 10 (got {count})")
+        return ("sim", *(f"sim-{i}" for i in range(2, count + 1)))
+    names = tuple(n.strip() for n in clusters.split(",") if n.strip())
+    if not names or len(set(names)) != len(names):
+        fail(f"--clusters: a count or distinct comma-separated context names (got {clusters!r})")
+    return names
+
+
 @app.command()
 def worker() -> None:
     """Run a worker for the deployment workflows and activities (stops gracefully on SIGINT/SIGTERM)."""
@@ -102,12 +115,9 @@ def dev(
         "on --sim-port and the ports after it, all in one kubeconfig")] = "1",
 ) -> None:
     """Run the whole local stack: Temporal dev server, simulators, Prometheus and a worker. Ctrl-C stops it all."""
-    from deployflow.dev import DevPorts, DevStack, StackError, cluster_names
+    from deployflow.dev import DevPorts, DevStack, StackError
 
-    try:
-        names = cluster_names(clusters)
-    except StackError as err:
-        fail(str(err))
+    names = cluster_names(clusters)
     stack = DevStack(
         DevPorts(temporal=temporal_port, ui=ui_port, sim=sim_port, prometheus=prometheus_port),
         state_dir=state_dir, time_factor=time_factor, prometheus=not no_prometheus, clusters=names,
