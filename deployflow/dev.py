@@ -55,6 +55,17 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
+def merge_kubeconfigs(sources: list[Path], path: Path) -> Path:
+    """One kubeconfig with every context of `sources`; the first one's is current."""
+    import yaml
+
+    docs = [yaml.safe_load(source.read_text()) for source in sources]
+    merged = {**docs[0], **{key: [item for doc in docs for item in doc[key]]
+                            for key in ("clusters", "users", "contexts")}}
+    path.write_text(yaml.safe_dump(merged, sort_keys=False))
+    return path
+
+
 @dataclass
 class DevPorts:
     temporal: int = 7233
@@ -103,7 +114,8 @@ class DevStack:
     prometheus: bool = True
     persistent: bool = True  # keep Temporal's history in state_dir/temporal.db across restarts
     task_queue: str = DEFAULT_TASK_QUEUE
-    namespaces: tuple[str, ...] = ("demo",)  # created in the simulator, so the examples run as they are
+    namespaces: tuple[str, ...] = ("demo",)  # created in each simulator, so the examples run as they are
+    clusters: tuple[str, ...] = ("sim",)  # one simulator per kubeconfig context, on ports sim, sim+1, ...
     parts: list[Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     prometheus_url: str | None = None
@@ -123,6 +135,10 @@ class DevStack:
     @property
     def sim_url(self) -> str:
         return f"http://{HOST}:{self.ports.sim}"
+
+    @property
+    def sim_urls(self) -> dict[str, str]:
+        return {name: f"http://{HOST}:{self.ports.sim + i}" for i, name in enumerate(self.clusters)}
 
     @property
     def kubeconfig(self) -> Path:
@@ -199,7 +215,8 @@ class DevStack:
 
     # ----------------------------------------------------------------------------------------------- parts
     def _check_ports(self) -> None:
-        wanted = {"Temporal gRPC": self.ports.temporal, "Temporal UI": self.ports.ui, "simulator": self.ports.sim}
+        wanted = {"Temporal gRPC": self.ports.temporal, "Temporal UI": self.ports.ui}
+        wanted |= {"simulator" + (f" {name}" if i else ""): self.ports.sim + i for i, name in enumerate(self.clusters)}
         if self.prometheus:
             wanted["Prometheus"] = self.ports.prometheus
         taken = [f"{name} port {port}" for name, port in wanted.items() if port_in_use(HOST, port)]
@@ -265,28 +282,33 @@ class DevStack:
 
     async def _start_simulator(self) -> None:
         self.kubeconfig.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "deployflow.cli", "sim", "--host", HOST, "--port", str(self.ports.sim),
-                "--kubeconfig", str(self.kubeconfig), "--time-factor", str(self.time_factor)]
-        part = await self._spawn("simulator", argv)
+        own = [self.state_dir / f"kubeconfig.{name}" for name in self.clusters]
+        for (name, url), kubeconfig in zip(self.sim_urls.items(), own, strict=True):
+            kubeconfig.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "deployflow.cli", "sim", "--host", HOST, "--port", url.rsplit(":", 1)[1],
+                    "--kubeconfig", str(kubeconfig), "--context", name, "--time-factor", str(self.time_factor)]
+            part = await self._spawn("simulator" if name == "sim" else f"simulator-{name}", argv)
 
-        async def ready() -> bool:
-            async with httpx.AsyncClient(timeout=2) as http:
-                resp = await http.get(f"{self.sim_url}/version")
-            return resp.status_code == 200 and self.kubeconfig.exists()
+            async def ready(url: str = url, kubeconfig: Path = kubeconfig) -> bool:
+                async with httpx.AsyncClient(timeout=2) as http:
+                    resp = await http.get(f"{url}/version")
+                return resp.status_code == 200 and kubeconfig.exists()
 
-        await self._wait_ready(part, ready, f"Kubernetes API on {self.sim_url}")
+            await self._wait_ready(part, ready, f"Kubernetes API on {url}")
+        merge_kubeconfigs(own, self.kubeconfig)
 
     def _create_namespaces(self) -> None:
         from kubernetes import client, config
         from kubernetes.client.rest import ApiException
 
-        api = client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig), context="sim"))
-        for name in self.namespaces:
-            try:
-                api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-            except ApiException as err:
-                if err.status != 409:
-                    raise StackError(f"could not create namespace {name} in the simulator: {err.reason}") from err
+        for cluster in self.clusters:
+            api = client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig), context=cluster))
+            for name in self.namespaces:
+                try:
+                    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+                except ApiException as err:
+                    if err.status != 409:
+                        raise StackError(f"could not create namespace {name} in {cluster}: {err.reason}") from err
 
     async def _start_prometheus(self) -> None:
         import yaml
@@ -300,7 +322,7 @@ class DevStack:
         data_dir.mkdir(exist_ok=True)
         config = data_dir / "prometheus.yml"
         worker_targets = [f"http://{HOST}:{port}/metrics" for port in self.metrics_ports]
-        scrape = scrape_config([f"{self.sim_url}/metrics", *worker_targets], 1.0)
+        scrape = scrape_config([*(f"{url}/metrics" for url in self.sim_urls.values()), *worker_targets], 1.0)
         for job in scrape["scrape_configs"]:
             job["scrape_timeout"] = "900ms"  # Prometheus rejects fractional units such as "0.9s"
         config.write_text(yaml.safe_dump(scrape))
@@ -373,9 +395,10 @@ class DevStack:
         table.add_column()
         table.add_row("Temporal gRPC", f"{self.temporal_address}   (TEMPORAL_ADDRESS={self.temporal_address})")
         table.add_row("Temporal UI", self.ui_url)
-        table.add_row("Kubernetes API (simulator)", self.sim_url)
+        for name, url in self.sim_urls.items():
+            table.add_row(f"Kubernetes API (simulator, context {name})", url)
         table.add_row("Prometheus", self.prometheus_url or "not running")
-        table.add_row("kubeconfig", f"{self.kubeconfig}  (context sim)")
+        table.add_row("kubeconfig", f"{self.kubeconfig}  (contexts {', '.join(self.clusters)})")
         table.add_row("worker", f"task queue {self.task_queue}")
         table.add_row("worker metrics", "   ".join(f"http://{HOST}:{port}/metrics" for port in self.metrics_ports))
         table.add_row("logs", str(self.state_dir.resolve()))

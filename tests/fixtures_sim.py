@@ -81,3 +81,31 @@ def apps(api: client.ApiClient) -> client.AppsV1Api:
 def cluster() -> SimCluster:
     """Store, controllers and traffic without the HTTP layer, at a clock the test moves."""
     return SimCluster()
+
+
+TRAIN_CLUSTERS = ("staging", "prod-1", "prod-2")
+
+
+@pytest.fixture(scope="session")
+def clusters(
+    sim: Simulator, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Simulator]]:
+    """Three more simulated clusters, contexts staging, prod-1 and prod-2, merged with `sim` into one kubeconfig (set as
+    KUBECONFIG while they run), the way `deployflow dev --clusters` builds its own."""
+    from deployflow.dev import merge_kubeconfigs
+
+    folder = Path(tmp_path_factory.mktemp("clusters"))
+    sims = {name: Simulator(SimConfig(time_factor=20.0, ready_delay_seconds=1.0)) for name in TRAIN_CLUSTERS}
+    for name, simulator in sims.items():
+        simulator.start_in_thread()
+        simulator.write_kubeconfig(str(folder / name), context=name)
+    merged = merge_kubeconfigs([Path(kubeconfig), *(folder / name for name in sims)], folder / "config")
+    os.environ["KUBECONFIG"] = str(merged)
+    kube.reset_clients()
+    try:
+        yield sims
+    finally:
+        os.environ["KUBECONFIG"] = kubeconfig
+        kube.reset_clients()
+        for simulator in sims.values():
+            simulator.stop()

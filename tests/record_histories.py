@@ -33,13 +33,16 @@ from deployflow.sim.controllers.pods import CRASH_LOOP
 from deployflow.sim.server import Simulator
 from deployflow.spec.canary import CanaryRequest
 from deployflow.spec.control import AbortRequest, PromoteRequest, RollbackRequest
+from deployflow.spec.train import TrainRequest
 from deployflow.status import DeploymentStatus, Phase
 from deployflow.temporal import register_search_attributes, test_server_path
 from tests import rolling_support as rolling
 from tests.bluegreen_support import bluegreen_request, running_worker, start, wait_for
 from tests.http_support import json_server
+from tests.train_support import train as train_request
 from workflows.canary import CanaryDeployment
 from workflows.rolling import RollingDeployment
+from workflows.train import ReleaseTrain
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -202,6 +205,47 @@ async def rolling_abort_mid_rollout(run: Run) -> WorkflowHandle[Any, Any]:
     return handle
 
 
+# ---- release train (one simulated cluster, a wave per namespace) -------------------------------------------------
+
+
+def _train(run: Run, version: str, *, second: bool = True, approval: bool = False) -> TrainRequest:
+    """Wave `a` in the run's namespace, then wave `b` in `<namespace>-b` (missing unless created)."""
+    waves: list[dict[str, Any]] = [{"name": "a", "targets": [{"cluster": "sim", "namespace": run.namespace}],
+                                    "approval": approval}]
+    if second:
+        waves.append({"name": "b", "targets": [{"cluster": "sim", "namespace": f"{run.namespace}-b"}],
+                      "soak": {"duration": "10m"}})
+    return train_request(run.namespace, version, waves=waves)
+
+
+async def _start_train(run: Run, request: TrainRequest) -> WorkflowHandle[Any, Any]:
+    return await run.client.start_workflow(ReleaseTrain.run, request, id=request.workflow_id(), task_queue=run.queue)
+
+
+async def train_promoted(run: Run) -> WorkflowHandle[Any, Any]:
+    """Two waves: an approval after the first, a soak after the second."""
+    run.sim.create_namespace(f"{run.namespace}-b")
+    handle = await _start_train(run, _train(run, "1.0", approval=True))
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after wave a")
+    await handle.execute_update("promote", PromoteRequest())
+    await handle.result()
+    return handle
+
+
+async def train_rollback(run: Run) -> WorkflowHandle[Any, Any]:
+    """1.0 in wave a; then 2.0, whose wave b names a namespace that does not exist: wave a goes back to 1.0."""
+    await (await _start_train(run, _train(run, "1.0", second=False))).result()
+    return await _start_train(run, _train(run, "2.0"))
+
+
+async def train_abort(run: Run) -> WorkflowHandle[Any, Any]:
+    await (await _start_train(run, _train(run, "1.0", second=False))).result()
+    handle = await _start_train(run, _train(run, "2.0", approval=True))
+    await wait_for(handle, lambda s: s.phase == Phase.WAITING_PROMOTION, "the approval after wave a")
+    await handle.execute_update("abort", AbortRequest(reason="release freeze"))
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "bluegreen_happy_path": happy_path,
     "bluegreen_rollback_in_standby": rollback_in_standby,
@@ -212,6 +256,9 @@ SCENARIOS: dict[str, Scenario] = {
     "rolling_batches": rolling_batches,
     "rolling_crash_loop_rollback": rolling_crash_loop_rollback,
     "rolling_abort_mid_rollout": rolling_abort_mid_rollout,
+    "train_promoted": train_promoted,
+    "train_rollback": train_rollback,
+    "train_abort": train_abort,
 }
 
 

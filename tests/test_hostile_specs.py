@@ -147,7 +147,9 @@ def test_anchors_and_merge_keys_still_work_and_explicit_keys_win() -> None:
     loaded = load_spec_bytes(text.encode(), "merge.yaml")
     assert loaded.spec.workload.replicas == 3  # type: ignore[attr-defined]
     for example in sorted(EXAMPLES.glob("*.yaml")):
-        assert load_spec_file(example).workflow_id.startswith("deploy/sim/")
+        loaded = load_spec_file(example)
+        expected = "train/" if loaded.spec.strategy == "train" else "deploy/sim/"
+        assert loaded.workflow_id.startswith(expected), example
 
 
 def test_dates_and_base_60_numbers_stay_as_written() -> None:

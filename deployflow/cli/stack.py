@@ -23,6 +23,19 @@ def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
+def cluster_names(clusters: str) -> tuple[str, ...]:
+    """`--clusters 3` -> sim, sim-2, sim-3 (the first keeps the examples' context); `a,b` -> a, b."""
+    if clusters.strip().isdigit():
+        count = int(clusters)
+        if not 1 <= count <= 10:
+            fail(f"--clusters: between 1 and 10 (got {count})")
+        return ("sim", *(f"sim-{i}" for i in range(2, count + 1)))
+    names = tuple(n.strip() for n in clusters.split(",") if n.strip())
+    if not names or len(set(names)) != len(names):
+        fail(f"--clusters: a count or distinct comma-separated context names (got {clusters!r})")
+    return names
+
+
 @app.command()
 def worker() -> None:
     """Run a worker for the deployment workflows and activities (stops gracefully on SIGINT/SIGTERM)."""
@@ -47,8 +60,9 @@ def worker() -> None:
 def sim(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (0 picks a free one)")] = 8081,
-    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig to write (context `sim`)")] = Path(
+    kubeconfig: Annotated[Path, typer.Option(help="kubeconfig to write (one context)")] = Path(
         ".deployflow/kubeconfig"),
+    context: Annotated[str, typer.Option(help="name of the kubeconfig context (and cluster)")] = "sim",
     time_factor: Annotated[float, typer.Option(help="simulated seconds per real second")] = 1.0,
 ) -> None:
     """Run the Kubernetes simulator in the foreground (tests and demos only; never a production target)."""
@@ -77,7 +91,7 @@ def sim(
         while not simulator.started.is_set() and not serving.done():
             await asyncio.sleep(0.01)
         kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        simulator.write_kubeconfig(str(kubeconfig), context="sim")
+        simulator.write_kubeconfig(str(kubeconfig), context=context)
         err_console.print(f"simulator serving the Kubernetes API at {simulator.url} (time factor {time_factor:g})")
         err_console.print(f"  KUBECONFIG={kubeconfig} kubectl get pods -A")
         with contextlib.suppress(asyncio.CancelledError):
@@ -96,13 +110,17 @@ def dev(
         ".deployflow"),
     time_factor: Annotated[float, typer.Option(help="simulator speed: simulated seconds per real second")] = 1.0,
     no_prometheus: Annotated[bool, typer.Option("--no-prometheus", help="do not start Prometheus")] = False,
+    clusters: Annotated[str, typer.Option(
+        help="simulated clusters: a count (sim, sim-2, ...) or context names (staging,prod-1); one simulator each, "
+        "on --sim-port and the ports after it, all in one kubeconfig")] = "1",
 ) -> None:
-    """Run the whole local stack: Temporal dev server, simulator, Prometheus and a worker. Ctrl-C stops it all."""
+    """Run the whole local stack: Temporal dev server, simulators, Prometheus and a worker. Ctrl-C stops it all."""
     from deployflow.dev import DevPorts, DevStack, StackError
 
+    names = cluster_names(clusters)
     stack = DevStack(
         DevPorts(temporal=temporal_port, ui=ui_port, sim=sim_port, prometheus=prometheus_port),
-        state_dir=state_dir, time_factor=time_factor, prometheus=not no_prometheus,
+        state_dir=state_dir, time_factor=time_factor, prometheus=not no_prometheus, clusters=names,
     )
 
     async def go() -> None:

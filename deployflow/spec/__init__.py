@@ -20,15 +20,17 @@ from deployflow.spec.common import (
     describe_validation_error,
 )
 from deployflow.spec.rolling import RollingRequest
+from deployflow.spec.train import TrainRequest
 
 STRATEGIES: dict[str, tuple[str, type[StrictModel]]] = {
     "blue-green": ("BlueGreenDeployment", BlueGreenRequest),
     "rolling": ("RollingDeployment", RollingRequest),
     "canary": ("CanaryDeployment", CanaryRequest),
+    "train": ("ReleaseTrain", TrainRequest),
 }
 
 DeploymentSpec = Annotated[
-    Union[BlueGreenRequest, RollingRequest, CanaryRequest],  # noqa: UP007 - other strategies join this union
+    Union[BlueGreenRequest, RollingRequest, CanaryRequest, TrainRequest],  # noqa: UP007 - other strategies join this union
     Field(discriminator="strategy"),
 ]
 
@@ -56,6 +58,7 @@ __all__ = [
     "SmokeTest",
     "StrictModel",
     "Target",
+    "TrainRequest",
     "Workload",
     "describe_validation_error",
     "parse_spec",

@@ -273,7 +273,7 @@ class SmokeTest(StrictModel):
 # Tags pydantic puts in an error's location for a discriminated union: the strategy, the kind of a hook or provider,
 # and a canary step's kind (which repeats the step's own key: `steps.1.pause.pause.duration`).
 _UNION_TAGS = frozenset(
-    {"blue-green", "canary", "rolling", "job", "http", "confirm", "prometheus", "web", "kubernetes"}
+    {"blue-green", "canary", "rolling", "train", "job", "http", "confirm", "prometheus", "web", "kubernetes"}
 )
 STEP_TAGS = frozenset({"set_weight", "pause", "analysis"})
 
