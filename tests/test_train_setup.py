@@ -19,7 +19,7 @@ from deployflow.cli.stack import cluster_names
 from deployflow.dev import DevPorts, port_in_use
 from deployflow.spec import describe_validation_error, parse_spec
 from deployflow.spec.train import TrainRequest
-from tests.test_dev_stack import READY_TIMEOUT, deployflow_cmd, wait_until
+from tests.stack_support import READY_TIMEOUT, deployflow_cmd, wait_until
 from tests.train_support import train
 
 # --- the spec ---------------------------------------------------------------------------------------------------
