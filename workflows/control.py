@@ -300,6 +300,7 @@ class DeploymentControl(Gates):
         step_count: int | None = None,
         record: bool = True,
     ) -> None:
+        self._refresh_status()
         changed = phase != self._status.phase
         previous, self._status.phase = self._status.phase, phase
         self._status.message = message
@@ -319,6 +320,10 @@ class DeploymentControl(Gates):
         self._publish(phase_changed=changed)
         if changed:
             self._on_phase(phase, message)
+
+    def _refresh_status(self) -> None:
+        """Called before every published status. A hook for facts a workflow keeps outside the status (a train's
+        waves); must not block, raise or issue commands."""
 
     def _on_phase(self, phase: Phase, message: str) -> None:
         """Called on every phase change. A hook for notifications; must not block or raise."""

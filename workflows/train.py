@@ -271,19 +271,9 @@ class ReleaseTrain(DeploymentControl):
                     self.event(f"{workflow_id}: could not relay {'pause' if paused else 'resume'}: {err}",
                                kind="warning")
 
-    def set_phase(
-        self,
-        phase: Phase,
-        message: str = "",
-        *,
-        step: str | None = None,
-        step_index: int | None = None,
-        step_count: int | None = None,
-        record: bool = True,
-    ) -> None:
+    def _refresh_status(self) -> None:
         """Every published status carries the waves as they stand (and one line of them for the UI's details)."""
         self._show()
-        super().set_phase(phase, message, step=step, step_index=step_index, step_count=step_count, record=record)
 
     def _show(self) -> None:
         """The query reads the status as it is, so this costs no command in history (a phase change upserts the
