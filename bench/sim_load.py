@@ -188,8 +188,12 @@ def main() -> None:
     def rolled_out() -> bool:
         done = 0
         for name in rolled:
-            st = lat.call("get deployment", apps.read_namespaced_deployment_status, name, NS).status
-            if st and st.updated_replicas == replicas == st.available_replicas == st.replicas:
+            d = lat.call("get deployment", apps.read_namespaced_deployment_status, name, NS)
+            st = d.status
+            # A status written before the controller saw the new template still reads "all updated": the rollout
+            # is done only once the status describes this generation.
+            if st and (st.observed_generation or 0) >= (d.metadata.generation or 0) \
+                    and st.updated_replicas == replicas == st.available_replicas == st.replicas:
                 done += 1
         return done == len(rolled)
 
