@@ -8,6 +8,9 @@ DEPLOYFLOW_TASK_QUEUE. Clusters are kubeconfig contexts (KUBECONFIG) or `in-clus
 SIGTERM or SIGINT stops polling and gives running activities DEPLOYFLOW_SHUTDOWN_SECONDS (default 30) to finish;
 workflows lose nothing, they continue on another worker.
 
+Tuning: DEPLOYFLOW_MAX_CONCURRENT_ACTIVITIES (default 200), DEPLOYFLOW_MAX_CONCURRENT_WORKFLOW_TASKS (100),
+DEPLOYFLOW_MAX_CACHED_WORKFLOWS (1000): see WorkerTuning and the scale figures in the README.
+
 Metrics: deployflow's own on http://<host>:$DEPLOYFLOW_METRICS_PORT/metrics (default 9464) and the Temporal SDK's
 `temporal_*` metrics on $DEPLOYFLOW_SDK_METRICS_PORT (default 9465); 0 turns either off (deployflow/metrics.py).
 """
@@ -98,6 +101,34 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkerTuning:
+    """How much one worker process takes on at once. The defaults suit a few hundred concurrent releases per process
+    (bench/scale.py measures them); raise the workflow-task limit and the cache together for more."""
+
+    max_concurrent_activities: int = 200
+    max_concurrent_workflow_tasks: int = 100
+    max_cached_workflows: int = 1000
+
+    @classmethod
+    def from_env(cls) -> WorkerTuning:
+        def number(name: str, default: int) -> int:
+            raw = os.environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) < 1:
+                raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
+            return int(raw)
+
+        return cls(
+            max_concurrent_activities=number("DEPLOYFLOW_MAX_CONCURRENT_ACTIVITIES", cls.max_concurrent_activities),
+            max_concurrent_workflow_tasks=number(
+                "DEPLOYFLOW_MAX_CONCURRENT_WORKFLOW_TASKS", cls.max_concurrent_workflow_tasks
+            ),
+            max_cached_workflows=number("DEPLOYFLOW_MAX_CACHED_WORKFLOWS", cls.max_cached_workflows),
+        )
+
+
 def build_worker(
     client: Client,
     task_queue: str = DEFAULT_TASK_QUEUE,
@@ -106,6 +137,7 @@ def build_worker(
     max_concurrent_activities: int = 32,
     shutdown_timeout: timedelta = timedelta(seconds=30),
     max_cached_workflows: int = 1000,
+    max_concurrent_workflow_tasks: int = 100,
     identity: str | None = None,
 ) -> Worker:
     """The worker with every registered workflow and activity; tests build theirs here too. A small
@@ -121,6 +153,7 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=shutdown_timeout,
         max_cached_workflows=max_cached_workflows,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         identity=identity,
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -156,13 +189,16 @@ async def run_worker(
     task_queue: str = DEFAULT_TASK_QUEUE,
     stop_event: asyncio.Event | None = None,
     *,
-    max_activity_threads: int = 32,
+    tuning: WorkerTuning | None = None,
     shutdown_timeout: timedelta = timedelta(seconds=30),
     identity: str | None = None,
     metrics_port: int | None = None,
     sdk_metrics_port: int | None = None,
 ) -> None:
     """Runs the worker until `stop_event` is set (forever without one). `deployflow dev` runs it in-process.
+
+    `tuning` None reads DEPLOYFLOW_MAX_CONCURRENT_ACTIVITIES, DEPLOYFLOW_MAX_CONCURRENT_WORKFLOW_TASKS and
+    DEPLOYFLOW_MAX_CACHED_WORKFLOWS (see WorkerTuning).
 
     `identity` names the worker in histories (the client's, `pid@host`, when None). Serves the metrics on
     `metrics_port` and the SDK's on `sdk_metrics_port` (None: from the environment, see the module docstring; 0: not
@@ -173,13 +209,17 @@ async def run_worker(
         sdk_metrics_port = metrics.port_from_env(metrics.SDK_METRICS_PORT_ENV, metrics.DEFAULT_SDK_METRICS_PORT)
     client = await with_runtime(client, sdk_runtime(sdk_metrics_port))
     server = metrics.serve(metrics_port)
-    executor = ThreadPoolExecutor(max_workers=max_activity_threads, thread_name_prefix="activity")
+    tuning = tuning or WorkerTuning.from_env()
+    # Waits are async and hold no thread; the pool serves the activities that call the Kubernetes client directly.
+    executor = ThreadPoolExecutor(max_workers=tuning.max_concurrent_activities, thread_name_prefix="activity")
     try:
         worker = build_worker(
             client,
             task_queue,
             executor=executor,
-            max_concurrent_activities=max_activity_threads,
+            max_concurrent_activities=tuning.max_concurrent_activities,
+            max_concurrent_workflow_tasks=tuning.max_concurrent_workflow_tasks,
+            max_cached_workflows=tuning.max_cached_workflows,
             shutdown_timeout=shutdown_timeout,
             identity=identity,
         )
