@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deployflow.cli import CliError, Outcome, follow, start_deployment, validate_spec
+from deployflow.demo_report import demo_releases, show_report
 from deployflow.dev import DevPorts, DevStack, StackError
 from deployflow.status import DeploymentStatus, Phase, format_percent
 
@@ -57,6 +59,7 @@ class DemoStep:
 class StepResult:
     step: DemoStep
     workflow_id: str = ""
+    run_id: str = ""
     strategy: str = ""
     version: str = ""
     phase: str = "-"
@@ -199,6 +202,7 @@ async def run_step(console: Console, stack: DevStack, step: DemoStep, timeout: f
     client = await stack.client()
     started = time.monotonic()
     handle = await start_deployment(client, loaded)
+    result.run_id = handle.result_run_id or ""
     link = stack.ui_workflow_url(handle.id, handle.result_run_id)
     console.print(f"[dim]workflow[/dim] {handle.id}   [dim]UI[/dim] {link}")
     try:
@@ -280,6 +284,7 @@ async def run_demo(
     console.rule("[bold]deployflow demo")
     console.print(f"Starting the local stack (Temporal dev server, simulator ×{time_factor:g}, Prometheus, worker)…")
     began = time.monotonic()
+    began_at = datetime.now(UTC)
     try:
         await asyncio.wait_for(stack.start(), timeout=step_timeout)
     except (StackError, TimeoutError) as err:
@@ -322,6 +327,8 @@ async def run_demo(
             total = sum(counted)
             style = "green" if total == 0 else "red"
             console.print(f"requests that found no ready backend during the releases: [{style}]{total}[/{style}]")
+        releases = await demo_releases(await stack.client(), began_at, {r.run_id for r in results if r.run_id})
+        show_report(console, releases, began_at, datetime.now(UTC), state_dir / "report.png")
         console.print(f"Temporal UI: {stack.ui_url}/namespaces/default/workflows   "
                       f"(total {time.monotonic() - began:.0f}s)")
         ok = bool(results) and all(r.ok for r in results) and len(results) == len(steps)

@@ -85,7 +85,7 @@ def test_dev_stack_refuses_a_taken_port(tmp_path: Path, ports: DevPorts) -> None
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_every_release_ends_as_expected(tmp_path: Path) -> None:
-    """What `make demo` runs: it must finish by itself, exit 0 and print the summary."""
+    """What `make demo` runs: it must finish by itself, exit 0 and print the summary, then the report."""
     result = subprocess.run(
         [*deployflow_cmd(), "demo", "--state-dir", str(tmp_path / "demo"), "--step-timeout", "120"],
         capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"},
@@ -95,6 +95,13 @@ def test_demo_runs_end_to_end_and_every_release_ends_as_expected(tmp_path: Path)
     assert "deployflow demo: summary" in out
     assert "shop v1 → v2: blue-green" in out
     assert "requests that found no ready backend during the releases: 0" in out
+    # It ends with `deployflow report` for its own releases, read back from Temporal, and the charts beside it.
+    assert "deployflow report: the demo's releases" in out
+    shop = next(line for line in out.splitlines() if line.split("│")[0].strip() == "shop")
+    assert [c.strip() for c in shop.split("│")][1:3] == ["2", "100%"]  # releases, success rate
+    charts = (tmp_path / "demo" / "report.png").resolve()
+    assert f"charts: {charts}" in out
+    assert charts.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize("prometheus_url", [None, "http://127.0.0.1:9090"])

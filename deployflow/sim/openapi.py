@@ -55,6 +55,7 @@ PATCH_META: dict[tuple[str, str], tuple[str, str | None]] = {
     ("V1PodStatus", "hostIPs"): ("merge", "ip"),
     ("V1NamespaceStatus", "conditions"): ("merge", "type"),
     ("V1ServiceStatus", "conditions"): ("merge", "type"),
+    ("V1ServiceAccount", "secrets"): ("merge", "name"),
 }
 
 # The model class of each served kind; kinds missing here are schemaless.
@@ -66,6 +67,7 @@ KIND_MODELS: dict[tuple[str, str], str] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): "V1EndpointSlice",
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "Secret"): "V1Secret",
+    ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("v1", "Event"): "CoreV1Event",
     ("apps/v1", "Deployment"): "V1Deployment",
     ("apps/v1", "ReplicaSet"): "V1ReplicaSet",
@@ -73,6 +75,10 @@ KIND_MODELS: dict[tuple[str, str], str] = {
     ("apps/v1", "ControllerRevision"): "V1ControllerRevision",
     ("batch/v1", "Job"): "V1Job",
     ("networking.k8s.io/v1", "Ingress"): "V1Ingress",
+    ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",
 }
 
 _META_TYPES = {
@@ -144,13 +150,14 @@ class Schema:
 
 
 def _definition_name(model: str, package: str) -> str:
-    base = re.sub(r"^(V\d+(?:alpha\d+|beta\d+)?|CoreV1|AppsV1)", "", model)
+    base = re.sub(r"^(V\d+(?:alpha\d+|beta\d+)?|CoreV1|AppsV1|RbacV1)", "", model)
     if model in _META_TYPES:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{base}"
     return f"io.k8s.api.{package}.{base}"
 
 
-_PACKAGES = {"": "core.v1", "apps": "apps.v1", "batch": "batch.v1", "networking.k8s.io": "networking.v1"}
+_PACKAGES = {"": "core.v1", "apps": "apps.v1", "batch": "batch.v1", "networking.k8s.io": "networking.v1",
+             "rbac.authorization.k8s.io": "rbac.v1"}
 
 
 class _DocBuilder:

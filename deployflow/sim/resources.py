@@ -14,6 +14,8 @@ ENDPOINTS = Resource("", "v1", "Endpoints", "endpoints", short_names=("ep",), si
 ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", singular="endpointslice")
 CONFIGMAPS = Resource("", "v1", "ConfigMap", "configmaps", short_names=("cm",), singular="configmap")
 SECRETS = Resource("", "v1", "Secret", "secrets", singular="secret")
+SERVICEACCOUNTS = Resource("", "v1", "ServiceAccount", "serviceaccounts", short_names=("sa",),
+                           singular="serviceaccount")
 EVENTS = Resource("", "v1", "Event", "events", short_names=("ev",), singular="event")
 DEPLOYMENTS = Resource("apps", "v1", "Deployment", "deployments", subresources=("status", "scale"),
                        short_names=("deploy",), singular="deployment", categories=("all",))
@@ -30,11 +32,18 @@ HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproute
                       singular="httproute")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "VirtualService", "virtualservices",
                            short_names=("vs",), singular="virtualservice")
+# RBAC objects are stored, never enforced: the worker's manifests (deploy/kubernetes) apply as a whole.
+RBAC = "rbac.authorization.k8s.io"
+ROLES = Resource(RBAC, "v1", "Role", "roles", singular="role")
+ROLEBINDINGS = Resource(RBAC, "v1", "RoleBinding", "rolebindings", singular="rolebinding")
+CLUSTERROLES = Resource(RBAC, "v1", "ClusterRole", "clusterroles", namespaced=False, singular="clusterrole")
+CLUSTERROLEBINDINGS = Resource(RBAC, "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False,
+                               singular="clusterrolebinding")
 
 ALL: tuple[Resource, ...] = (
-    NAMESPACES, PODS, SERVICES, ENDPOINTS, ENDPOINTSLICES, CONFIGMAPS, SECRETS, EVENTS,
+    NAMESPACES, PODS, SERVICES, ENDPOINTS, ENDPOINTSLICES, CONFIGMAPS, SECRETS, SERVICEACCOUNTS, EVENTS,
     DEPLOYMENTS, REPLICASETS, STATEFULSETS, CONTROLLERREVISIONS, JOBS,
-    INGRESSES, HTTPROUTES, VIRTUALSERVICES,
+    INGRESSES, HTTPROUTES, VIRTUALSERVICES, ROLES, ROLEBINDINGS, CLUSTERROLES, CLUSTERROLEBINDINGS,
 )
 
 
