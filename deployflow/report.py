@@ -263,9 +263,15 @@ def plot(report: Report, path: Path) -> None:
     weekly.bar([w for w, _ in weeks], [c for _, c in weeks], width=5)
     weekly.set_title("releases per week")
     apps = [app for app, s in report.apps.items() if s.mttr_seconds is not None]
-    mttr.bar(apps, [(report.apps[a].mttr_seconds or 0) / 60 for a in apps])
     mttr.set_title("mean time to restore, by app")
-    mttr.set_ylabel("minutes")
+    if apps:
+        mttr.bar(apps, [(report.apps[a].mttr_seconds or 0) / 60 for a in apps])
+        mttr.set_ylabel("minutes")
+    else:
+        # An empty axis would read as "restored in no time": say there was nothing to measure.
+        mttr.set_axis_off()
+        mttr.text(0.5, 0.5, "no failed release was followed by a successful one in this window",
+                  ha="center", va="center", transform=mttr.transAxes)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
