@@ -97,16 +97,27 @@ def test_the_observed_split_is_shown_beside_the_requested_and_the_actual_one() -
 
 # --- on the simulator, with a real Prometheus scraping it -----------------------------------------------------
 
+def held_by(hold: str, address: str) -> dict[str, Any]:
+    """Step 2 holds 5% for 10 s or more: an analysis step on Prometheus, or a timed pause in a request whose
+    error_rate names Prometheus (for its post-promotion watch, say)."""
+    if hold == "analysis":
+        return {"steps": [{"set_weight": 5}, {"analysis": {"metrics": [prometheus_metric(address)]}}, {"pause": {}}]}
+    return {"steps": [{"set_weight": 5}, {"pause": {"duration": "12s"}}, {"pause": {}}],
+            "error_rate": {"prometheus_address": address}}
+
+
 @pytest.mark.prometheus
-@pytest.mark.parametrize(("router", "entry", "actual"), [("replicas", "service/web", 12.5),
-                                                         ("gateway-api", "httproute/web", 5.0)])
+@pytest.mark.parametrize(("router", "entry", "actual", "hold"), [
+    ("replicas", "service/web", 12.5, "analysis"),
+    ("gateway-api", "httproute/web", 5.0, "analysis"),
+    ("replicas", "service/web", 12.5, "pause"),
+])
 async def test_the_status_shows_the_share_of_requests_the_canary_really_answered(
-    release: Release, prometheus: PrometheusServer, router: str, entry: str, actual: float
+    release: Release, prometheus: PrometheusServer, router: str, entry: str, actual: float, hold: str
 ) -> None:
     traffic = {"router": router, "observed_query": DEFAULT_OBSERVED_QUERY.replace("[30s]", OBSERVED_WINDOW)}
-    steps = [{"set_weight": 5}, {"analysis": {"metrics": [prometheus_metric(prometheus.url)]}}, {"pause": {}}]
-    handle = await release.start(release.spec("v2", traffic=traffic, steps=steps))
-    await release.wait_for(handle, lambda s: s.step_index == 2)  # the weight is set; the analysis waits 10 s
+    handle = await release.start(release.spec("v2", traffic=traffic, **held_by(hold, prometheus.url)))
+    await release.wait_for(handle, lambda s: s.step_index == 2)  # the weight is set and held
 
     # Prometheus counts a series from its first sample: once v2's is in, enough requests to make the split exact
     # within a point or so, answered inside the query's window.

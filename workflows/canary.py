@@ -31,7 +31,7 @@ import math
 
 import pydantic
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.traffic import (
@@ -191,6 +191,9 @@ class CanaryDeployment(CanarySteps):
             if step.pause.duration is not None:
                 if await self.wait(step.pause.duration):
                     self.event("pause skipped by promote", kind="decision")
+                # The weight has held for the pause: what it gave is in Prometheus, analysis or not.
+                if (reading := self._observe(request)) is not None:
+                    await reading
             else:
                 await self.wait_for_promotion(None, message=f"paused at {self._weight}%: waiting for promote")
         elif isinstance(step, AnalysisStep):
@@ -247,13 +250,14 @@ class CanaryDeployment(CanarySteps):
         return AnalysisRunner(self, request.target, request.version, baseline_value=baseline_value,
                               exposure=exposure)
 
-    def _observe(self, request: CanaryRequest) -> None:
+    def _observe(self, request: CanaryRequest) -> asyncio.Task[None] | None:
         """Starts reading the observed split, unless there is nothing to read it from, the canary holds no weight
         of its own any more, or a read is still under way."""
         metric = self._observed_metric
         if metric is None or self._state != CanaryState.CANARY or (self._observing and not self._observing.done()):
-            return
+            return None
         self._observing = asyncio.create_task(self._read_observed(request, metric))
+        return self._observing
 
     async def _read_observed(self, request: CanaryRequest, metric: Metric) -> None:
         """The canary's share of the requests answered, into the status and the current weight's history entry.
@@ -266,6 +270,8 @@ class CanaryDeployment(CanarySteps):
             )
             share = measured.value
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
             self.event(f"observed split unknown: {self._explain(err)}", kind="warning")
         if weight != self._weight:
             return  # read over the previous weight: it says nothing of the current one

@@ -85,8 +85,8 @@ class TrafficRouting(StrictModel):
         "router splits across (<app> for replicas, <app>-stable|<app>-canary for a mesh's route). It runs on the "
         "request's Prometheus: error_rate.prometheus_address, else error_rate.provider when it is Prometheus, else "
         "the first Prometheus provider of the steps' analyses, then of background_analysis; beside every measurement "
-        "an analysis takes while the canary holds a weight. No Prometheus, or null here: no observed split. It never "
-        "fails a release",
+        "an analysis takes while the canary holds a weight, and as each timed pause ends. No Prometheus, or null "
+        "here: no observed split. It never fails a release",
     )
 
     def observed_args(self, app: str) -> dict[str, str]:
