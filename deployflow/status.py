@@ -48,6 +48,10 @@ class TrafficStep(BaseModel):
     time: datetime
     requested: int
     actual: float | None = None
+    observed: float | None = Field(
+        default=None,
+        description="the canary's share of requests Prometheus counted at this weight (percent), as last read",
+    )
 
 
 class DeploymentStatus(BaseModel):
@@ -70,6 +74,11 @@ class DeploymentStatus(BaseModel):
         "ready pods (1 canary pod beside 4 stable is 20%, whatever the step asked for), with one the route's "
         "weights; empty when unknown",
     )
+    observed_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="the shares of requests each track really answered over the last interval, read from "
+        "Prometheus at the current weight (see traffic.observed_query); empty when unknown",
+    )
     traffic_history: list[TrafficStep] = Field(default_factory=list)  # each weight a canary's steps set, in order
     details: dict[str, Any] = Field(default_factory=dict)  # strategy-specific facts (active colour, batch)
     measurements: list[Measurement] = Field(default_factory=list)
@@ -91,14 +100,22 @@ def actual_differs(status: DeploymentStatus) -> bool:
 
 def traffic_text(status: DeploymentStatus) -> str:
     """The split in one line, requested and actual: "stable 95%, canary 5% requested; actual stable 80%, canary 20%"
-    (one split when they agree; the requested one alone when the real one is unknown)."""
+    (one split when they agree; the requested one alone when the real one is unknown), then the observed one when
+    Prometheus counted it: "; observed stable 79.6%, canary 20.4%"."""
     requested = ", ".join(f"{name} {weight}%" for name, weight in status.weights.items())
     if not status.actual_weights:
-        return requested
-    actual = ", ".join(f"{name} {format_percent(weight)}" for name, weight in status.actual_weights.items())
-    if not actual_differs(status):
-        return f"{requested} (requested and actual)"
-    return f"{requested} requested; actual {actual}"
+        text = requested
+    elif not actual_differs(status):
+        text = f"{requested} (requested and actual)"
+    else:
+        text = f"{requested} requested; actual {split_text(status.actual_weights)}"
+    if status.observed_weights:
+        text += f"; observed {split_text(status.observed_weights)}"
+    return text
+
+
+def split_text(weights: dict[str, float]) -> str:
+    return ", ".join(f"{name} {format_percent(weight)}" for name, weight in weights.items())
 
 
 def step_text(status: DeploymentStatus) -> str:

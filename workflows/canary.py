@@ -31,6 +31,7 @@ import math
 
 import pydantic
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.traffic import (
@@ -44,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         prepare_routing,
         set_weight,
     )
-    from deployflow.spec.analysis import Analysis
+    from deployflow.spec.analysis import Analysis, Metric
     from deployflow.spec.canary import (
         AnalysisStep,
         CanaryRequest,
@@ -57,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from deployflow.spec.hooks import HookPoint
     from deployflow.spec.notify import NotifyEvent
     from deployflow.spec.weights import weight_warnings
-    from deployflow.status import DeploymentStatus, Phase, TrafficStep, format_percent
+    from deployflow.status import DeploymentStatus, Phase, TrafficStep, format_percent, traffic_text
 
 from workflows.analysis import AnalysisRunner, Decision, decide, gate
 from workflows.canary_steps import CanarySteps
@@ -84,6 +85,11 @@ class CanaryDeployment(CanarySteps):
         self._state = CanaryState.PLANNED
         self._background_failure: str | None = None
         self._notifications = Notifications(request.notifications, request.target, "canary", self.event)
+        # Runs begun before this patch read no observed split; asking only when there is a Prometheus to read it
+        # from leaves every other run's history as it was.
+        observed = request.observed_metric()
+        self._observed_metric = observed if observed is not None and workflow.patched("observed-split") else None
+        self._observing: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, request: CanaryRequest) -> DeploymentStatus:
@@ -174,6 +180,8 @@ class CanaryDeployment(CanarySteps):
         finally:
             if background is not None:
                 await self._stop_task(background)
+            if self._observing is not None:
+                await self._stop_task(self._observing)
         await self._promote(request)
 
     async def _run_step(self, request: CanaryRequest, step: Step) -> None:
@@ -183,6 +191,9 @@ class CanaryDeployment(CanarySteps):
             if step.pause.duration is not None:
                 if await self.wait(step.pause.duration):
                     self.event("pause skipped by promote", kind="decision")
+                # The weight has held for the pause: what it gave is in Prometheus, analysis or not.
+                if (reading := self._observe(request)) is not None:
+                    await reading
             else:
                 await self.wait_for_promotion(None, message=f"paused at {self._weight}%: waiting for promote")
         elif isinstance(step, AnalysisStep):
@@ -231,8 +242,45 @@ class CanaryDeployment(CanarySteps):
     # --- analysis -------------------------------------------------------------------------------------------------
 
     def _analysis(self, request: CanaryRequest, *, baseline_value: float | None = None) -> AnalysisRunner:
+        def exposure() -> float | None:
+            # Each measurement is a moment Prometheus has scraped the current weight: read the real split too.
+            self._observe(request)
+            return self._exposure()
+
         return AnalysisRunner(self, request.target, request.version, baseline_value=baseline_value,
-                              exposure=self._exposure)
+                              exposure=exposure)
+
+    def _observe(self, request: CanaryRequest) -> asyncio.Task[None] | None:
+        """Starts reading the observed split, unless there is nothing to read it from, the canary holds no weight
+        of its own any more, or a read is still under way."""
+        metric = self._observed_metric
+        if metric is None or self._state != CanaryState.CANARY or (self._observing and not self._observing.done()):
+            return None
+        self._observing = asyncio.create_task(self._read_observed(request, metric))
+        return self._observing
+
+    async def _read_observed(self, request: CanaryRequest, metric: Metric) -> None:
+        """The canary's share of the requests answered, into the status and the current weight's history entry.
+        Never a reason to fail: no data, a refused or failed read leave it unknown."""
+        weight, entry = self._weight, self._status.traffic_history[-1] if self._status.traffic_history else None
+        share: float | None = None
+        try:
+            measured = await AnalysisRunner(self, request.target, request.version).measure(
+                metric, args=request.traffic.observed_args(request.target.app), summary="observed traffic split"
+            )
+            share = measured.value
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            self.event(f"observed split unknown: {self._explain(err)}", kind="warning")
+        if weight != self._weight:
+            return  # read over the previous weight: it says nothing of the current one
+        canary = round(100 * share, 1) if share is not None and 0 <= share <= 1 else None
+        self._status.observed_weights = {} if canary is None else {"stable": round(100 - canary, 1), "canary": canary}
+        if entry is not None and entry.requested == weight:
+            entry.observed = canary
+        self._status.details["traffic"] = traffic_text(self._status)
+        self._publish_details()
 
     async def _background(self, request: CanaryRequest, analysis: Analysis) -> None:
         """Runs until cancelled at promotion. A failure interrupts whatever step runs (as an abort does);

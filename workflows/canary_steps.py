@@ -194,6 +194,7 @@ class CanarySteps(DeploymentControl):
         self._weight = weight
         self._status.weights = {"stable": 100 - weight, "canary": weight}
         self._status.actual_weights = {} if actual is None else {"stable": 100 - actual, "canary": actual}
+        self._status.observed_weights = {}  # counted at the previous weight until read again
         # In the details too, so notifications (which carry the details) say both.
         self._status.details["traffic"] = traffic_text(self._status)
         self._publish_details()

@@ -53,15 +53,17 @@ def weights_text(weights: dict[str, int] | dict[str, float]) -> Text:
 
 def traffic_rows(st: DeploymentStatus) -> list[tuple[str, Text]]:
     """The split as requested and as it really is: without a mesh only whole-pod ratios exist (5% of 4 replicas
-    is 1 canary pod beside 7 stable, 12.5%)."""
+    is 1 canary pod beside 7 stable, 12.5%); then, when Prometheus counted it, the share of requests each track
+    answered over the last interval."""
     if not st.weights:
         return []
+    observed = [("traffic observed", weights_text(st.observed_weights))] if st.observed_weights else []
     if not st.actual_weights:
-        return [("traffic", weights_text(st.weights))]
+        return [("traffic set" if observed else "traffic", weights_text(st.weights)), *observed]
     actual = weights_text(st.actual_weights)
     if actual_differs(st):
         actual.append("  (not the requested split: see the pod counts)", style="yellow")
-    return [("traffic set", weights_text(st.weights)), ("traffic actual", actual)]
+    return [("traffic set", weights_text(st.weights)), ("traffic actual", actual), *observed]
 
 
 def failure_text(err: BaseException | None) -> str:

@@ -47,6 +47,12 @@ DEFAULT_ERROR_RATE_QUERY = (
     " or vector(0))"
     ' / sum(rate(http_requests_total{namespace="{{ args.namespace }}",version="{{ args.version }}"}[30s]))'
 )
+# The canary version's share (0 to 1) of the requests the router split over the last 30 s: `args.services` is
+# `<app>` for the replicas router, `<app>-stable|<app>-canary` (the route's backends) for a mesh.
+_APP_REQUESTS = 'http_requests_total{namespace="{{ args.namespace }}",service=~"{{ args.services }}"'
+DEFAULT_OBSERVED_QUERY = (
+    f'sum(rate({_APP_REQUESTS},version="{{{{ args.version }}}}"}}[30s])) / sum(rate({_APP_REQUESTS}}}[30s]))'
+)
 
 
 class TrafficRouting(StrictModel):
@@ -72,6 +78,21 @@ class TrafficRouting(StrictModel):
         "5% of 4 replicas runs 1 canary pod beside 7 stable (12.5%) instead of beside 3 (25%). 0 keeps the app at "
         "its size. Small weights of small apps stay coarse: `deployflow validate` names the steps it cannot give",
     )
+    observed_query: str | None = Field(
+        default=DEFAULT_OBSERVED_QUERY, min_length=1, max_length=4096,
+        description="PromQL for the observed split: the share (0 to 1) of the app's requests the canary version "
+        "({{ args.version }}) answered over the last interval; {{ args.services }} is a regex of the Services the "
+        "router splits across (<app> for replicas, <app>-stable|<app>-canary for a mesh's route). It runs on the "
+        "request's Prometheus: error_rate.prometheus_address, else error_rate.provider when it is Prometheus, else "
+        "the first Prometheus provider of the steps' analyses, then of background_analysis; beside every measurement "
+        "an analysis takes while the canary holds a weight, and as each timed pause ends. No Prometheus, or null "
+        "here: no observed split. It never fails a release",
+    )
+
+    def observed_args(self, app: str) -> dict[str, str]:
+        """The template arguments of `observed_query` beyond namespace, app and version."""
+        services = app if self.router == "replicas" else f"{app}-stable|{app}-canary"
+        return {"services": services}
 
 
 class SetWeightStep(StrictModel):
@@ -332,6 +353,26 @@ class CanaryRequest(StrictModel):
             elif stage.duration > timedelta(0):
                 steps.append(PauseStep(pause=PauseSpec(duration=stage.duration)))
         return steps
+
+    def observed_metric(self) -> Metric | None:
+        """The measurement of the observed split (see `TrafficRouting.observed_query`), or None without a
+        Prometheus at hand. It takes the headers of the provider it borrows the address from."""
+        query = self.traffic.observed_query
+        prometheus = self._prometheus()
+        if query is None or prometheus is None:
+            return None
+        return Metric(name="observed_split", provider=prometheus.model_copy(update={"query": query}))
+
+    def _prometheus(self) -> PrometheusProvider | None:
+        rate = self.error_rate
+        if rate is not None and rate.prometheus_address:
+            return PrometheusProvider(address=rate.prometheus_address, query=DEFAULT_OBSERVED_QUERY)
+        analyses = [s.analysis for s in self.steps if isinstance(s, AnalysisStep)]
+        if self.background_analysis is not None:
+            analyses.append(self.background_analysis.analysis)
+        providers = [rate.provider] if rate is not None else []
+        providers += [m.provider for a in analyses for m in a.metrics]
+        return next((p for p in providers if isinstance(p, PrometheusProvider)), None)
 
     def post_promotion_metric(self) -> Metric | None:
         watch = self.post_promotion
