@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -93,6 +94,19 @@ async def test_a_dropped_stream_resumes_from_the_last_version_seen(script: list[
     script.append(s)
     assert await until_done() == "version 3"
     assert s.listed == 1 and s.watched_from[:2] == ["1", "2"]
+
+
+async def test_a_wait_logs_its_timeline_at_debug(script: list[Script], caplog: pytest.LogCaptureFixture) -> None:
+    s = Script([[obj(1)]], [[{"type": "MODIFIED", "object": obj(2, True)}]])
+    script.append(s)
+    with caplog.at_level(logging.DEBUG, logger=wait.__name__):
+        await until_done()
+    path = watches()["web"].path
+    messages = [r.getMessage() for r in caplog.records]
+    # The judgements interleave with the stream as the event loop schedules them; what each says does not vary.
+    assert {f"listed {path}: 1 items at 1", f"watching {path} from 1", f"{path} MODIFIED ns/web at 2"} <= set(messages)
+    assert messages.index(f"listed {path}: 1 items at 1") < messages.index(f"watching {path} from 1")
+    assert messages[-1] == "judged done: version 2"
 
 
 async def test_bookmarks_move_the_resume_point_without_a_new_judgement(script: list[Script]) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,6 +34,9 @@ from temporalio import activity
 from deployflow.kube.client import Api, KubeError, Obj, label_selector, resolve
 
 T = TypeVar("T")
+# DEBUG shows every list, stream, event and judgement of a wait, so a slow one can be laid out against the cluster's
+# own timeline (`/debug/requests` on the simulator) to see whether an event came late or was judged late.
+log = logging.getLogger(__name__)
 
 Snapshot = dict[str, list[Obj]]
 Check = Callable[[Snapshot], "tuple[bool, str] | Awaitable[tuple[bool, str]]"]
@@ -194,6 +198,7 @@ class _Follower:
 
     async def relist(self) -> None:
         items, self.version = await self.kube.list(self.watch)
+        log.debug("listed %s: %d items at %s", self.watch.path, len(items), self.version)
         self.items = {_key(o): o for o in items}
         self.synced.set()
         self.changed.set()
@@ -206,6 +211,7 @@ class _Follower:
                     await self.relist()
                     backoff = BACKOFF_MIN_SECONDS
                 events = 0
+                log.debug("watching %s from %s", self.watch.path, self.version)
                 async for event in self.kube.events(self.watch, self.version):
                     events += 1
                     backoff = BACKOFF_MIN_SECONDS
@@ -217,18 +223,22 @@ class _Follower:
                         self.items.pop(_key(obj), None)
                     self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version)
                     if kind != "BOOKMARK":
+                        log.debug("%s %s %s at %s", self.watch.path, kind, _key(obj), self.version)
                         self.changed.set()
                 # The server ended the stream (its timeout): resume from the last version seen, at once unless it
                 # ended without a word (a proxy cutting watches short), which must not become a busy loop.
+                log.debug("stream of %s ended after %d events", self.watch.path, events)
                 if events == 0:
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             except Gone:
+                log.debug("%s: version %s expired, listing again", self.watch.path, self.version)
                 self.version = ""
                 continue
             except Exception as err:  # noqa: BLE001 - sorted into transient and permanent just below
                 if not _transient(err):
                     raise
+                log.debug("%s: %r, retrying in %.1fs", self.watch.path, err, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
@@ -267,6 +277,7 @@ async def wait_until(
             result = check(snapshot)
             done, detail = await result if inspect.isawaitable(result) else result
             progress(detail)
+            log.debug("judged %s: %s", "done" if done else "not done", detail)
             if done:
                 return detail
             remaining = deadline - time.monotonic()
