@@ -212,6 +212,11 @@ async def run_worker(
     tuning = tuning or WorkerTuning.from_env()
     # Waits are async and hold no thread; the pool serves the activities that call the Kubernetes client directly.
     executor = ThreadPoolExecutor(max_workers=tuning.max_concurrent_activities, thread_name_prefix="activity")
+    # Async activities run the official client's blocking calls through asyncio.to_thread, whose default pool has
+    # cpu+4 threads: with hundreds of releases at once a call could queue past its activity's heartbeat timeout.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=tuning.max_concurrent_activities, thread_name_prefix="kube")
+    )
     try:
         worker = build_worker(
             client,

@@ -250,6 +250,7 @@ async def follow(
     done: the watches of `kube.wait` rather than polling. A step may change the cluster (it runs in a thread);
     BatchTimedOut after `timeout` seconds."""
     cluster, ns = w.target.cluster, w.target.namespace
+    wait.heartbeat(f"{what}: reading {w.name}")  # alive before the first call, however long it queues
     obj = await blocking(read, w)
     if obj is None:
         raise deleted(w)
