@@ -9,6 +9,7 @@ and the kills go on until every release has ended.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.prometheus]
 
 MIN_KILLS = 10
 KILL_GAP = (1.0, 5.0)  # seconds from a new worker polling to the next kill, drawn from the seeded generator
+ACTIVITY_AIM = 8.0  # seconds a kill may wait for an activity of a release no kill has caught mid-activity yet
 READY_DELAY = 30.0  # simulated seconds (3 s real) before a new pod is ready: health waits worth interrupting
 
 
@@ -65,8 +67,23 @@ async def test_every_strategy_survives_kill_9_of_its_worker(fault_stack: FaultSt
     rng = random.Random(seed)
     began = time.monotonic()
 
+    async def until_an_activity_runs_where_none_was_hit(releases: list[R.Release]) -> None:
+        """A release whose kills have all fallen between its activities (one that waits at its gate most of the
+        time) gets the next kill aimed at a moment one of its activities runs, within ACTIVITY_AIM seconds."""
+        deadline = time.monotonic() + ACTIVITY_AIM
+        pid = workers.current.proc.pid if workers.current else None
+        while time.monotonic() < deadline:
+            unhit = [r for r in releases if r.running and r.mid_activity == 0]
+            if not unhit:
+                return
+            for r in unhit:
+                if (await R.where(r, pid)).running_activity:
+                    return
+            await asyncio.sleep(0.1)
+
     async def kill_at_random_moments(releases: list[R.Release]) -> None:
         while await sleep_while_running(releases, rng.uniform(*KILL_GAP)):
+            await until_an_activity_runs_where_none_was_hit(releases)
             where = await hit(releases, workers)
             await workers.kill()
             report.add(f"kill -9 #{workers.kills} at {time.monotonic() - began:.1f}s, during: {where}")
