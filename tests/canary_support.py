@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.analysis import measure
+from activities.notify import send_notification
 from activities.traffic import deploy_track, inspect_release, prepare_routing, rollback_traffic, scale_track, set_weight
 from deployflow.kube import api_client
 from deployflow.sim.server import Simulator
@@ -26,8 +27,10 @@ from deployflow.status import DeploymentStatus
 from deployflow.traffic.tracks import Tracks
 from workflows.canary import CanaryDeployment
 
+# What a canary calls, notifications included, as the project's worker registers them.
 ACTIVITIES: list[Callable[..., Any]] = [
     measure, inspect_release, prepare_routing, deploy_track, set_weight, rollback_traffic, scale_track,
+    send_notification,
 ]
 REPLICAS = 4
 

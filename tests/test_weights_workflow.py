@@ -4,23 +4,17 @@ every view says both the weight asked for and the share the canary really gets, 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.notify import send_notification
 from deployflow.security.outbound import ALLOWED_HOSTS_SETTING
-from deployflow.sim.server import Simulator
 from deployflow.spec.control import AbortRequest, PromoteRequest
 from deployflow.status import DeploymentStatus, Phase, format_percent, step_text, traffic_text
-from tests.canary_support import ACTIVITIES, Rates, Release, analysis_step, replays
+from tests.canary_support import Release, analysis_step, replays
 from tests.receiver_support import Receiver, serve_receiver
-from workflows.canary import CanaryDeployment
 
 HOOK_ENV = "DEPLOYFLOW_CRED_TEST_WEIGHTS_HOOK_URL"
 
@@ -31,24 +25,6 @@ async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
     async with serve_receiver() as rec:
         monkeypatch.setenv(HOOK_ENV, f"{rec.url}/hook")
         yield rec
-
-
-@pytest.fixture
-async def release(
-    time_skipping_env: WorkflowEnvironment, sim: Simulator, namespace: str,
-    rate_server: tuple[str, dict[str, Rates]],
-) -> AsyncIterator[Release]:
-    """v1 serves on 4 stable pods; a worker with the traffic, analysis and notification activities runs."""
-    base, tables = rate_server
-    key = uuid.uuid4().hex[:8]
-    tables[key] = Rates()
-    task_queue = f"canary-weights-{key}"
-    async with Worker(time_skipping_env.client, task_queue=task_queue, workflows=[CanaryDeployment],
-                      activities=[*ACTIVITIES, send_notification]):
-        r = Release(time_skipping_env, sim, namespace, base, tables[key], key, task_queue)
-        assert (await r.deploy(r.spec("v1"))).phase == Phase.SUCCEEDED
-        yield r
-        assert await r.still_running() == []
 
 
 def traffic(max_extra_pods: int | None) -> dict[str, Any]:
