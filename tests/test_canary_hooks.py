@@ -12,7 +12,6 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.hooks import ask_confirmation, run_http_hook, run_job_hook
-from activities.notify import send_notification
 from deployflow import kube
 from deployflow.sim.server import Simulator
 from deployflow.status import Phase
@@ -29,7 +28,7 @@ async def release(time_skipping_env: WorkflowEnvironment, sim: Simulator, namesp
     """v1 serves on the stable track; a worker with the hook and notification activities is running."""
     key = uuid.uuid4().hex[:8]
     task_queue = f"canary-hooks-{key}"
-    activities = [*ACTIVITIES, run_job_hook, run_http_hook, ask_confirmation, send_notification]
+    activities = [*ACTIVITIES, run_job_hook, run_http_hook, ask_confirmation]
     async with Worker(time_skipping_env.client, task_queue=task_queue, workflows=[CanaryDeployment],
                       activities=activities):
         # No step here measures anything: the metric endpoint is never asked.
